@@ -1,0 +1,1 @@
+"""SDXL pipelines: tiny ones built from config (tests, demo) and real checkpoints."""

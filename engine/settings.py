@@ -1,0 +1,150 @@
+"""Typed settings from the environment (prefix LORACLE_) and `.env`, failing fast.
+
+A bad value stops start-up with one line naming the variable, e.g.
+`LORACLE_LORA_WEIGHT_MAX: Input should be a valid number`.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine.errors import SettingsError
+
+ENV_PREFIX = "LORACLE_"
+
+IdList = Annotated[list[int], NoDecode]
+
+
+def _split_ids(value: object) -> object:
+    # Admins write "123, 456" in .env; JSON lists are accepted too.
+    if isinstance(value, str):
+        text = value.strip().strip("[]")
+        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+    if isinstance(value, int):
+        return [value]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # -- storage ---------------------------------------------------------------------
+    data_dir: Path = Path("./data")
+
+    # -- CivitAI ---------------------------------------------------------------------
+    civitai_api_key: SecretStr | None = None
+    civitai_base_url: str = "https://civitai.com"
+    offline: bool = False
+    civitai_cache_ttl_hours: float = Field(default=24.0 * 7, gt=0)
+    civitai_miss_ttl_hours: float = Field(default=24.0, gt=0)
+    civitai_timeout_s: float = Field(default=20.0, gt=0)
+    civitai_max_retries: int = Field(default=3, ge=0, le=10)
+    civitai_max_download_mb: int = Field(default=8192, gt=0)
+
+    # -- LoRA weights ----------------------------------------------------------------
+    lora_weight_min: float = -2.0
+    lora_weight_max: float = 2.0
+    max_loras: int = Field(default=6, ge=1, le=20)
+
+    # -- generation ------------------------------------------------------------------
+    device: Literal["auto", "cuda", "cpu", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    default_checkpoint: str | None = None
+    default_steps: int = Field(default=28, ge=1)
+    default_cfg: float = Field(default=6.0, ge=0)
+    default_width: int = Field(default=1024, ge=64)
+    default_height: int = Field(default=1024, ge=64)
+    max_steps: int = Field(default=50, ge=1)
+    max_size: int = Field(default=1536, ge=64)
+    max_images: int = Field(default=4, ge=1)
+    max_prompt_chars: int = Field(default=2000, ge=1)
+    lora_cache_size: int = Field(default=16, ge=0)
+
+    # -- queue -----------------------------------------------------------------------
+    queue_per_user: int = Field(default=3, ge=1)
+    affinity_limit: int = Field(default=4, ge=0)
+
+    # -- Discord ---------------------------------------------------------------------
+    discord_token: SecretStr | None = None
+    owner_ids: IdList = Field(default_factory=list)
+    admin_role_ids: IdList = Field(default_factory=list)
+    guild_ids: IdList = Field(default_factory=list)
+    discord_api_base: str | None = None
+    discord_gateway_url: str | None = None
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    _split = field_validator("owner_ids", "admin_role_ids", "guild_ids", mode="before")(
+        classmethod(lambda cls, v: _split_ids(v))
+    )
+
+    @field_validator("civitai_base_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _check_ranges(self) -> Settings:
+        if self.lora_weight_min >= self.lora_weight_max:
+            raise ValueError(
+                "LORACLE_LORA_WEIGHT_MIN must be below LORACLE_LORA_WEIGHT_MAX"
+            )
+        if self.default_steps > self.max_steps:
+            raise ValueError("LORACLE_DEFAULT_STEPS must not exceed LORACLE_MAX_STEPS")
+        return self
+
+    # -- derived paths ---------------------------------------------------------------
+    @cached_property
+    def root(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.root / "loras"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.root / "outputs"
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "loracle.db"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.root, self.models_dir, self.loras_dir, self.outputs_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings, turning a validation error into one clear line per bad variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ()) if part != "__root__"]
+        field = loc[0] if loc else ""
+        msg = err.get("msg", "invalid value").removeprefix("Value error, ")
+        lines.append(f"{ENV_PREFIX}{field.upper()}: {msg}" if field else msg)
+    return "; ".join(lines)
