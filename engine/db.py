@@ -86,6 +86,15 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
 
+
+def _m2_job_checkpoint(db: sqlite_utils.Database) -> None:
+    # The queue's affinity key, so a job recovered after a crash is scheduled next to the
+    # jobs that share its checkpoint before its payload is rebuilt.
+    db["jobs"].add_column("checkpoint", str)
+
+
+MIGRATIONS.append(_m2_job_checkpoint)
+
 _migrated: set[str] = set()
 _migrate_lock = threading.Lock()
 

@@ -40,3 +40,21 @@ class Text:
     def both(self, **params: Any) -> dict[str, str]:
         """The message in every locale, as stored in JSON outputs."""
         return {EN: self.render(EN, **params), ZH_TW: self.render(ZH_TW, **params)}
+
+
+@dataclass(frozen=True)
+class Message:
+    """A `Text` with its parameters: a warning or note rendered later, per reader."""
+
+    text: Text
+    params: dict[str, Any]
+
+    @classmethod
+    def of(cls, text: Text, /, **params: Any) -> Message:
+        return cls(text, params)
+
+    def render(self, locale: str | None = EN) -> str:
+        return self.text.render(locale, **self.params)
+
+    def __str__(self) -> str:
+        return self.render(EN)

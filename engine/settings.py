@@ -37,6 +37,8 @@ class Settings(BaseSettings):
         env_file_encoding="utf-8",
         extra="ignore",
         validate_default=True,
+        # `KEY=` in .env means "not set", not "set to the empty string".
+        env_ignore_empty=True,
     )
 
     # -- storage ---------------------------------------------------------------------

@@ -215,3 +215,22 @@ def build_tiny_pipeline(seed: int = 0, folder: Path | None = None):
     if folder is not None:
         pipe.save_pretrained(folder, safe_serialization=True)
     return pipe
+
+
+def write_tiny_checkpoint(
+    path: Path,
+    *,
+    seed: int = 0,
+    metadata: dict[str, str] | None = None,
+    v_prediction: bool = False,
+    pipe=None,
+) -> Path:
+    """A tiny SDXL saved as one .safetensors in the layout of a CivitAI download.
+
+    Pass `pipe` to save an already built tiny pipeline instead of building one from `seed`.
+    """
+    from engine.pipeline.single_file import write_single_file
+
+    if pipe is None:
+        pipe = build_tiny_pipeline(seed)
+    return write_single_file(pipe, path, metadata, v_prediction=v_prediction)

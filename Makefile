@@ -1,0 +1,49 @@
+# Two set-up commands: `make demo` and `make test`. Both create .venv and install what they
+# need; torch is installed first and pinned, because an unpinned torch pulls a multi-GB
+# CUDA build (the Dockerfile installs the CUDA build on purpose instead).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+PIP := $(BIN)/python -m pip
+DEMO_DIR ?= ./demo-data
+
+.PHONY: install dev demo test run bench clean help
+
+help:
+	@echo "make demo   set up, build the offline demo library, check families, draw one image"
+	@echo "make test   set up with test tools and run the whole test suite"
+	@echo "make run    start the Discord bot (needs LORACLE_DISCORD_TOKEN)"
+	@echo "make bench  run the CPU benchmarks in benchmarks/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PIP) install --quiet -e ".[dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+dev: $(VENV)/.installed-dev
+
+demo: install
+	LORACLE_DATA_DIR=$(DEMO_DIR) LORACLE_OFFLINE=1 $(BIN)/loracle demo
+
+test: dev
+	$(BIN)/python -m pytest -q
+
+run: install
+	$(BIN)/loracle run
+
+bench: dev
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,187 @@
+"""`loracle demo`: a tiny offline library that shows every verdict, then one drawing.
+
+Everything is built here from config in seconds: a tiny SDXL checkpoint saved as one
+`.safetensors` in the layout CivitAI downloads use, and LoRAs whose kohya metadata tells
+stories from different families. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from engine.settings import Settings
+
+CHECKPOINT = "loracleDemoXL_v10"
+
+
+@dataclass(frozen=True)
+class DemoLora:
+    name: str
+    story: str
+    sd_model_name: str | None
+    tags: dict[str, int]
+    trained_on_demo: bool = False
+    architecture: str = "sdxl"
+    variant: str = "lora"
+
+
+LORAS = (
+    DemoLora(
+        "demo_exact_style",
+        "trained on the demo checkpoint itself (ss_new_sd_model_hash)",
+        f"{CHECKPOINT}.safetensors",
+        {"watercolor": 40, "1girl": 30, "flower": 12},
+        trained_on_demo=True,
+    ),
+    DemoLora(
+        "demo_noob_character",
+        "trained on NoobAI, a descendant of Illustrious",
+        "noobaiXLNAIXL_epsilonPred11Version.safetensors",
+        {"1girl": 50, "red hair": 41, "school uniform": 20},
+        variant="locon",
+    ),
+    DemoLora(
+        "demo_pony_style",
+        "trained on Pony Diffusion V6 XL, another SDXL family",
+        "ponyDiffusionV6XL_v6StartWithThisOne.safetensors",
+        {"score_9": 60, "score_8_up": 60, "score_7_up": 60, "source_anime": 55, "ink": 30},
+    ),
+    DemoLora(
+        "demo_sd15_detail",
+        "an SD 1.5 LoRA: different layer shapes",
+        "v1-5-pruned-emaonly.safetensors",
+        {"detailed": 10},
+        architecture="sd1",
+    ),
+    DemoLora("demo_mystery", "no metadata and not on CivitAI", None, {}),
+)
+
+
+def _kohya_metadata(lora: DemoLora, checkpoint_sha256: str) -> dict[str, str]:
+    if lora.sd_model_name is None:
+        return {}
+    base = {"sdxl": "sdxl_base_v1-0", "sd1": "sd_v1"}[lora.architecture]
+    meta = {
+        "ss_base_model_version": base,
+        "ss_sd_model_name": lora.sd_model_name,
+        "ss_output_name": lora.name,
+        "ss_network_module": "networks.lora" if lora.variant == "lora" else "lycoris.kohya",
+        "ss_network_dim": "4",
+        "ss_network_alpha": "4.0",
+        "ss_tag_frequency": json.dumps({f"10_{lora.name}": lora.tags}),
+        "modelspec.architecture": "stable-diffusion-xl-v1-base/lora"
+        if lora.architecture == "sdxl"
+        else "stable-diffusion-v1/lora",
+    }
+    if lora.trained_on_demo:
+        meta["ss_new_sd_model_hash"] = checkpoint_sha256.lower()
+    return meta
+
+
+def _write_sd15_lora(path: Path, metadata: dict[str, str]) -> None:
+    """A handful of real SD 1.5 kohya keys with real widths (768-wide cross-attention)."""
+    import torch
+    from safetensors.torch import save_file
+
+    gen = torch.Generator().manual_seed(15)
+    tensors: dict[str, torch.Tensor] = {}
+    for block, width in (("down_blocks_0_attentions_0", 320), ("up_blocks_3_attentions_2", 320), ("mid_block_attentions_0", 1280)):
+        for proj, in_dim in (("attn1_to_q", width), ("attn2_to_k", 768), ("attn2_to_v", 768)):
+            key = f"lora_unet_{block}_transformer_blocks_0_{proj}"
+            tensors[f"{key}.lora_down.weight"] = torch.randn(4, in_dim, generator=gen).half()
+            tensors[f"{key}.lora_up.weight"] = torch.randn(width, 4, generator=gen).half() * 0.01
+            tensors[f"{key}.alpha"] = torch.tensor(4.0)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def build_demo_library(root: Path) -> Path:
+    """Write the demo checkpoint and LoRAs under `root` (once; later runs reuse them)."""
+    from engine.hashing import hash_file
+    from engine.lora.testing import write_tiny_lora
+    from engine.pipeline.single_file import write_single_file
+    from engine.pipeline.tiny import build_tiny_pipeline
+    from engine.safetensors_header import read_header
+
+    models, loras = root / "models", root / "loras"
+    models.mkdir(parents=True, exist_ok=True)
+    loras.mkdir(parents=True, exist_ok=True)
+    checkpoint = models / f"{CHECKPOINT}.safetensors"
+    if checkpoint.exists() and all((loras / f"{l.name}.safetensors").exists() for l in LORAS):
+        return checkpoint
+    pipe = build_tiny_pipeline(seed=0)
+    if not checkpoint.exists():
+        write_single_file(pipe, checkpoint)
+    sha256 = hash_file(checkpoint, read_header(checkpoint).data_offset).sha256
+    for seed, lora in enumerate(LORAS, start=1):
+        path = loras / f"{lora.name}.safetensors"
+        metadata = _kohya_metadata(lora, sha256)
+        if lora.architecture == "sd1":
+            _write_sd15_lora(path, metadata)
+        else:
+            write_tiny_lora(path, pipe, variant=lora.variant, seed=seed, metadata=metadata)
+    return checkpoint
+
+
+def run_demo(settings: Settings, *, draw: bool = True, console: Console | None = None) -> dict[str, Any]:
+    console = console or Console()
+    return asyncio.run(_demo(settings, draw, console))
+
+
+async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, Any]:
+    from engine.api import Engine
+    from engine.requests import DrawRequest
+    from engine.weights import LoraRequest
+
+    console.print(f"[bold]Loracle demo[/bold] in {settings.root} (offline: nothing is downloaded)")
+    await asyncio.to_thread(build_demo_library, settings.root)
+    engine = Engine(settings)
+    try:
+        report = await engine.scan(civitai=False)
+        console.print(f"library scan: {report.summary()}")
+        # The demo checkpoint is not on CivitAI: an admin says what it is, as on a real server.
+        engine.set_entry(CHECKPOINT, base_model="Illustrious", by="demo")
+        engine.admin.set_default_checkpoint(CHECKPOINT)
+
+        check = await engine.family_check(CHECKPOINT, [l.name for l in LORAS])
+        table = Table("LoRA", "verdict", "why", title=f"loracle family check --checkpoint {CHECKPOINT}")
+        stories = {l.name: l.story for l in LORAS}
+        for item in check.loras:
+            table.add_row(item.lora.name, item.verdict, f"{stories[item.lora.name]}\n[dim]{item.explanation['en']}[/dim]")
+        console.print(table)
+        info = await engine.lora_info("demo_pony_style")
+        console.print(
+            f"loracle lora info demo_pony_style → base model {info.summary.base_model}, "
+            f"family {info.summary.family_label}, trained on {info.trained_on and info.trained_on['name']}"
+        )
+        summary: dict[str, Any] = {"verdicts": {v.lora.name: v.verdict for v in check.loras}}
+        if draw:
+            await engine.start()
+            request = DrawRequest(
+                prompt="masterpiece, best quality, 1girl, smile, flower, watercolor",
+                negative="lowres, bad anatomy",
+                loras=[LoraRequest("demo_exact_style", 0.8), LoraRequest("demo_pony_style", -0.5)],
+                seed=42,
+                steps=12,
+                width=128,
+                height=128,
+                user_id="demo",
+            )
+            result = await engine.draw(request)
+            console.print(f"\n[bold]drew[/bold] {result.images[0]}")
+            for lora in result.plan.loras:
+                requested = "default" if lora.requested_weight is None else f"{lora.requested_weight:g}"
+                console.print(f"  {lora.name}: requested {requested} → applied {lora.applied_weight:g} ({lora.status}, {lora.verdict})")
+            for warning in result.warnings:
+                console.print(f"  [yellow]warning:[/yellow] {warning}", highlight=False)
+            summary["image"] = str(result.images[0])
+            summary["loras"] = [l.to_json() for l in result.plan.loras]
+        return summary
+    finally:
+        await engine.close()

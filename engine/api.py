@@ -1,0 +1,571 @@
+"""The engine's one entry point: every front end (Discord, CLI) calls these methods.
+
+`Engine` owns the database, the library, the CivitAI client, the family table and, once
+started with a GPU worker, the job queue. Methods that may touch the disk or the network
+are `async` and move blocking work off the event loop, so the bot can await them freely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.admin_settings import AdminSettings, Limits
+from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
+from engine.civitai.cache import CivitaiCache
+from engine.civitai.client import CivitaiClient
+from engine.civitai.download import download_version
+from engine.civitai.models import ModelVersion
+from engine.civitai.refs import parse_civitai_ref
+from engine.db import ThreadLocalDB
+from engine.errors import (
+    IncompatibleError,
+    LibraryError,
+    LimitError,
+    RequestError,
+)
+from engine.families import FamilyTable
+from engine.i18n import EN, Message, Text
+from engine.kinds import Architecture, Category
+from engine.knowledge import Knowledge
+from engine.library import Library, LibraryEntry, ScanReport
+from engine.prompt_lint import lint_prompt
+from engine.requests import (
+    DrawParams,
+    DrawPlan,
+    DrawRequest,
+    DrawResult,
+    PlannedCheckpoint,
+    PlannedLora,
+)
+from engine.settings import Settings
+from engine.text_input import clean_name, clean_prompt
+from engine.verdicts import Identity, Verdict, VerdictResult, identify
+from engine.weights import LoraStatus, decide_weight
+
+DEFAULT_SAMPLER = "Euler a"
+MAX_SEED = 2**32 - 1
+
+_NO_CHECKPOINT = Text(
+    "There is no usable checkpoint in the library yet. An admin can add one with "
+    "/admin add or `loracle library scan` after copying a .safetensors into data/models/.",
+    "模型庫裡還沒有可用的模型（checkpoint）。管理員可以用 /admin add 新增，或把 .safetensors "
+    "放進 data/models/ 後執行 `loracle library scan`。",
+)
+_NOT_SDXL = Text(
+    "“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.",
+    "「{name}」是 {arch} 模型；Loracle 只能用 SDXL 模型繪圖。",
+)
+_NSFW_HERE = Text(
+    "“{name}” is marked NSFW and can only be used in age-restricted channels.",
+    "「{name}」被標記為成人內容，只能在年齡限制頻道中使用。",
+)
+_BLOCKED = Text(
+    "Your prompt contains “{word}”, which this server does not allow.",
+    "您的提示詞包含此伺服器不允許的「{word}」。",
+)
+_PROMPT_TOO_LONG = Text(
+    "The prompt is {length} characters long; the limit is {limit}.",
+    "提示詞長度為 {length} 個字元，上限是 {limit}。",
+)
+_EMPTY_PROMPT = Text("The prompt is empty.", "提示詞是空的。")
+_OUT_OF_RANGE = Text(
+    "{what} must be between {low} and {high} (you asked for {value}).",
+    "{what} 必須介於 {low} 和 {high} 之間（您給的是 {value}）。",
+)
+_SIZE_STEP = Text(
+    "Width and height must be multiples of 8 (you asked for {width}×{height}).",
+    "寬和高必須是 8 的倍數（您給的是 {width}×{height}）。",
+)
+_REFUSED = Text(
+    "{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint; their layers do not fit together.",
+    "{name} 未套用：它是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型，兩者的網路層對不上。",
+)
+_CANCEL_NOT_YOURS = Text(
+    "Only the person who asked for this image (or an admin) can cancel it.",
+    "只有提出這張圖的人（或管理員）可以取消。",
+)
+
+
+class Engine:
+    def __init__(self, settings: Settings) -> None:
+        settings.ensure_dirs()
+        self.settings = settings
+        self.dbs = ThreadLocalDB(settings.db_path)
+        self.library = Library(settings.root, self.dbs)
+        self.table = FamilyTable.load(extra=settings.root / "families.toml")
+        self.civitai = CivitaiClient(settings, CivitaiCache(self.dbs))
+        self.knowledge = Knowledge(self.library, self.civitai, self.table)
+        self.admin = AdminSettings(self.dbs, settings)
+        self.queue: Any = None  # engine.queue.worker.JobQueue once start() ran
+        self.runner: Any = None
+        self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
+
+    # -- lifecycle -------------------------------------------------------------------
+    async def start(self, *, generator: Any = None) -> None:
+        """Start the GPU worker (imports torch/diffusers: only front ends that draw)."""
+        from engine.lora.cache import LoraCache
+        from engine.pipeline.device import resolve_device, resolve_dtype
+        from engine.pipeline.generator import Generator
+        from engine.queue.store import JobStore
+        from engine.queue.worker import JobQueue
+        from engine.runner import GpuRunner
+
+        if generator is None:
+            device = resolve_device(self.settings)
+            generator = Generator(
+                device=device,
+                dtype=resolve_dtype(self.settings, device),
+                cache_dir=self.settings.root / "cache",
+            )
+        self.runner = GpuRunner(generator, LoraCache(self.settings.lora_cache_size), self.settings.outputs_dir)
+        limits = self.admin.limits()
+        store = JobStore(self.dbs)
+        self.queue = JobQueue(
+            self.runner,
+            per_user_cap=limits.queue_per_user,
+            affinity_limit=self.settings.affinity_limit,
+            store=store,
+            loaded_checkpoint=self.runner.loaded_checkpoint,
+        )
+        await self.queue.start()
+        self.recovered = await self._recover(store)
+
+    async def _recover(self, store: Any) -> list[Any]:
+        from engine.queue.worker import QueuedJob
+
+        report = await asyncio.to_thread(store.recover)
+        handles = []
+        for row in report.requeue:
+            try:
+                request = DrawRequest.from_json(row["request"])
+                plan = await asyncio.to_thread(self.plan, request)
+            except Exception as exc:  # names or files changed while we were down
+                await asyncio.to_thread(store.mark_failed, row["id"], f"could not be re-run after a restart: {exc}")
+                continue
+            job = QueuedJob(
+                id=row["id"],
+                user_id=request.user_id,
+                checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
+                request=request.to_json(),
+                payload=plan,
+                guild_id=request.guild_id,
+                channel_id=request.channel_id,
+                created_at=row.get("created_at") or time.time(),
+            )
+            handles.append(self.queue.resubmit(job))
+        return handles
+
+    async def close(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop()
+        await self.civitai.aclose()
+
+    async def __aenter__(self) -> Engine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- library ---------------------------------------------------------------------
+    async def scan(self, *, civitai: bool = True, progress: Callable[[str], None] | None = None) -> ScanReport:
+        report = await asyncio.to_thread(self.library.scan, progress)
+        if civitai:
+            entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
+            stale = [e for e in entries if not self.civitai.cached_version_by_hash(e.sha256 or "").source == "cache"]
+            report_notes = await self.knowledge.ensure_known(stale)
+            report.notes = report_notes  # type: ignore[attr-defined]
+        return report
+
+    def entries(self, category: Category | str | None = None) -> list[LibraryEntry]:
+        return self.library.entries(category)
+
+    def find(self, name: str, category: Category | str | None = None) -> LibraryEntry:
+        return self.library.find(clean_name(name), category)
+
+    def summary(self, entry: LibraryEntry) -> ModelSummary:
+        return _summary(entry, identify(self.knowledge.facts(entry), self.table))
+
+    def set_entry(self, name: str, *, by: str | None = None, **values: Any) -> LibraryEntry:
+        entry = self.find(name)
+        if "weight" in values and values["weight"] is not None:
+            low, high = self.settings.lora_weight_min, self.settings.lora_weight_max
+            weight = float(values["weight"])
+            if not low <= weight <= high or weight != weight:
+                raise LimitError(_OUT_OF_RANGE, what="weight", low=low, high=high, value=weight)
+        if values.get("base_model"):
+            values["base_model"] = clean_name(values["base_model"])
+        return self.library.set_override(entry, by=by, **values)
+
+    async def remove(self, name: str) -> LibraryEntry:
+        entry = self.find(name)
+        await asyncio.to_thread(self.library.remove, entry)
+        return entry
+
+    async def refresh(self, name: str | None = None) -> list[Message]:
+        """Ask CivitAI again, ignoring cached answers (for one file or all)."""
+        entries = [self.find(name)] if name else self.library.entries(include_broken=False)
+        return await self.knowledge.ensure_known(entries, refresh=True)
+
+    async def add_from_civitai(
+        self, ref_text: str, *, progress: Callable[[int, int | None], None] | None = None
+    ) -> LibraryEntry:
+        ref = parse_civitai_ref(ref_text, base_url=self.settings.civitai_base_url)
+        if ref.version_id:
+            lookup = await self.civitai.model_version(ref.version_id)
+        else:  # a model page: its newest version comes first
+            model = await self.civitai.model(ref.model_id)
+            versions = model.value.model_versions if model.value else []
+            lookup = await self.civitai.model_version(versions[0].id) if versions else model
+        if not isinstance(lookup.value, ModelVersion):
+            raise LibraryError(
+                Text("CivitAI has no such model version ({ref}).{note}", "CivitAI 找不到這個模型版本（{ref}）。{note}"),
+                ref=ref_text,
+                note=(" " + lookup.note.render(EN)) if lookup.note else "",
+            )
+        version = lookup.value
+        kind = (version.model.type if version.model else "") or ""
+        dest = self.settings.models_dir if kind.lower() == "checkpoint" else self.settings.loras_dir
+        path = await download_version(
+            self.civitai,
+            version,
+            dest,
+            max_bytes=self.settings.civitai_max_download_mb * 1024 * 1024,
+            progress=progress,
+        )
+        await self.scan(civitai=False)
+        rel = path.relative_to(self.settings.root).as_posix()
+        return next(e for e in self.library.entries() if e.rel_path == rel)
+
+    async def add_from_path(self, path_text: str) -> LibraryEntry:
+        """Adopt a file an admin already copied somewhere under the data dir."""
+        root = self.settings.root
+        source = (root / path_text).resolve()
+        if root not in source.parents or not source.exists():
+            raise LibraryError(
+                Text(
+                    "“{path}” is not a file inside the data folder.",
+                    "「{path}」不是資料夾內的檔案。",
+                ),
+                path=path_text,
+            )
+        from engine.modelfile import inspect_path
+
+        info = await asyncio.to_thread(inspect_path, source)
+        target_dir = self.settings.loras_dir if info.kind.is_lora else self.settings.models_dir
+        target = source
+        if target_dir not in source.parents:
+            target = target_dir / source.name
+            if target.exists():
+                raise LibraryError(
+                    Text("“{name}” already exists in the library.", "模型庫中已有「{name}」。"),
+                    name=source.name,
+                )
+            await asyncio.to_thread(shutil.move, str(source), str(target))
+        await self.scan(civitai=True)
+        rel = target.relative_to(root).as_posix()
+        return next(e for e in self.library.entries() if e.rel_path == rel)
+
+    # -- knowledge -------------------------------------------------------------------
+    async def lora_info(self, name: str) -> LoraInfo:
+        entry = self.find(name, Category.LORA)
+        notes = await self.knowledge.ensure_known([entry])
+        return await asyncio.to_thread(self._lora_info, entry, notes)
+
+    def _lora_info(self, entry: LibraryEntry, notes: list[Message]) -> LoraInfo:
+        facts = self.knowledge.facts(entry)
+        version = self.knowledge.civitai_version(entry.sha256)
+        training = entry.training
+        if version and version.trained_words:
+            triggers, trigger_source = list(version.trained_words), "civitai"
+        elif training.trigger_words:
+            triggers, trigger_source = list(training.trigger_words), "metadata"
+        else:
+            triggers, trigger_source = [], None
+        if entry.weight_override is not None:
+            weight, weight_source = entry.weight_override, "admin"
+        else:
+            weight, weight_source = 1.0, "default"
+        trained_on = None
+        if training.new_sd_model_hash or training.sd_model_name:
+            trained_on = {
+                "name": training.sd_model_name,
+                "sha256": training.new_sd_model_hash,
+                "base_model": facts.trained_on_base_model,
+                "in_library": [e.name for e in self.library.by_sha256(training.new_sd_model_hash)]
+                if training.new_sd_model_hash
+                else [],
+            }
+        suits = []
+        for checkpoint in self.library.entries(Category.CHECKPOINT, include_broken=False):
+            result = self.knowledge.verdict(entry, checkpoint)
+            fam = result.checkpoint_family
+            suits.append(Suitability(checkpoint.name, fam.label if fam else None, str(result.verdict)))
+        order = [str(v) for v in Verdict]
+        suits.sort(key=lambda s: (order.index(s.verdict), s.checkpoint.lower()))
+        preview = version.preview_image(max_nsfw_level=1) if version else None
+        return LoraInfo(
+            summary=self.summary(entry),
+            sha256=entry.sha256,
+            autov2=entry.autov2,
+            autov3=entry.autov3,
+            size=entry.size,
+            rank=entry.rank,
+            alpha=entry.alpha,
+            file=entry.rel_path,
+            trigger_words=triggers,
+            trigger_source=trigger_source,
+            recommended_weight=weight,
+            recommended_weight_source=weight_source,
+            civitai_url=version.page_url(self.settings.civitai_base_url) if version else None,
+            civitai_name=(f"{version.model.name} — {version.name}" if version and version.model else None),
+            preview_url=preview.url if preview else None,
+            nsfw=entry.nsfw or bool(version and version.model and version.model.nsfw),
+            enabled=entry.enabled,
+            trained_on=trained_on,
+            top_tags=[(tag, training.tag_frequency.get(tag, 0)) for tag in training.top_tags(12)],
+            evidence=_evidence_messages(list(identify(facts, self.table).evidence)),
+            suits=suits,
+            notes=notes,
+        )
+
+    async def family_check(self, checkpoint: str, loras: list[str]) -> FamilyCheck:
+        ckpt = self.find(checkpoint, Category.CHECKPOINT)
+        entries = [self.find(name, Category.LORA) for name in loras]
+        notes = await self.knowledge.ensure_known([ckpt, *entries])
+        return await asyncio.to_thread(self._family_check, ckpt, entries, notes)
+
+    def _family_check(self, ckpt: LibraryEntry, entries: list[LibraryEntry], notes: list[Message]) -> FamilyCheck:
+        verdicts = []
+        for entry in entries:
+            result = self.knowledge.verdict(entry, ckpt)
+            verdicts.append(_lora_verdict(self.summary(entry), result))
+        return FamilyCheck(self.summary(ckpt), verdicts, notes)
+
+    def suggest_loras(self, checkpoint: str | None, text: str, limit: int = 25) -> list[tuple[LibraryEntry, Verdict | None]]:
+        """LoRAs for autocomplete, best verdict first, incompatible ones left out.
+        Cache-only (no network), so it answers well inside Discord's deadline."""
+        ckpt = None
+        if checkpoint or self.admin.default_checkpoint():
+            try:
+                ckpt = self.find(checkpoint or self.admin.default_checkpoint() or "", Category.CHECKPOINT)
+            except LibraryError:
+                ckpt = None
+        key = clean_name(text).lower()
+        ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
+        order = list(Verdict)
+        for entry in self.library.entries(Category.LORA, include_broken=False):
+            if not entry.enabled:
+                continue
+            if key and key not in entry.name.lower() and key not in entry.label.lower():
+                continue
+            verdict = self.knowledge.verdict(entry, ckpt).verdict if ckpt else None
+            if verdict == Verdict.INCOMPATIBLE:
+                continue
+            rank = order.index(verdict) if verdict else len(order)
+            ranked.append((rank, entry.label.lower(), entry, verdict))
+        ranked.sort(key=lambda item: item[:2])
+        return [(entry, verdict) for _, _, entry, verdict in ranked[:limit]]
+
+    # -- drawing ---------------------------------------------------------------------
+    def plan(self, request: DrawRequest) -> DrawPlan:
+        """Resolve names, check compatibility and weights, apply limits: everything that
+        can be refused is refused here, before any GPU work."""
+        limits = self.admin.limits()
+        prompt = clean_prompt(request.prompt)
+        negative = clean_prompt(request.negative or "")
+        if not prompt:
+            raise RequestError(_EMPTY_PROMPT)
+        for text in (prompt, negative):
+            if len(text) > self.settings.max_prompt_chars:
+                raise LimitError(_PROMPT_TOO_LONG, length=len(text), limit=self.settings.max_prompt_chars)
+        lowered = f"{prompt}\n{negative}".lower()
+        for word in self.admin.blocklist(request.guild_id):
+            if word in lowered:
+                raise RequestError(_BLOCKED, word=word)
+
+        ckpt_entry = self._checkpoint_for(request.checkpoint)
+        if not request.allow_nsfw and self._is_nsfw(ckpt_entry):
+            raise RequestError(_NSFW_HERE, name=ckpt_entry.label)
+        ckpt_summary = self.summary(ckpt_entry)
+        if ckpt_entry.architecture not in (Architecture.SDXL,):
+            raise RequestError(_NOT_SDXL, name=ckpt_entry.label, arch=Architecture(ckpt_summary.architecture).label)
+        checkpoint = PlannedCheckpoint(
+            name=ckpt_entry.name,
+            label=ckpt_entry.label,
+            path=ckpt_entry.path,
+            format=ckpt_entry.format,
+            sha256=ckpt_entry.sha256,
+            autov2=ckpt_entry.autov2,
+            architecture=ckpt_entry.architecture,
+            base_model=ckpt_summary.base_model,
+            family=ckpt_summary.family,
+            family_label=ckpt_summary.family_label,
+            v_prediction=ckpt_entry.v_prediction,
+        )
+
+        if len(request.loras) > self.settings.max_loras:
+            raise LimitError(_OUT_OF_RANGE, what="LoRAs", low=0, high=self.settings.max_loras, value=len(request.loras))
+        warnings: list[Message] = []
+        planned: list[PlannedLora] = []
+        for req in request.loras:
+            entry = self.library.get_usable(clean_name(req.name), Category.LORA)
+            if not request.allow_nsfw and self._is_nsfw(entry):
+                raise RequestError(_NSFW_HERE, name=entry.label)
+            result = self.knowledge.verdict(entry, ckpt_entry)
+            decision = decide_weight(
+                entry.name, req.weight, entry.weight_override, self.settings.lora_weight_min, self.settings.lora_weight_max
+            )
+            lora = PlannedLora(
+                name=entry.name,
+                label=entry.label,
+                path=entry.path,
+                sha256=entry.sha256,
+                autov3=entry.autov3,
+                requested_weight=req.weight,
+                applied_weight=decision.applied,
+                status=decision.status,
+                verdict=str(result.verdict),
+            )
+            if result.verdict == Verdict.INCOMPATIBLE:
+                lora.status, lora.applied_weight = LoraStatus.REFUSED, 0.0
+                lora.warnings.append(
+                    Message.of(
+                        _REFUSED,
+                        name=entry.name,
+                        lora_arch=result.lora_architecture.label,
+                        checkpoint=ckpt_entry.label,
+                        ckpt_arch=result.checkpoint_architecture.label,
+                    )
+                )
+            else:
+                if decision.note:
+                    lora.warnings.append(decision.note)
+                if result.warning_text is not None:
+                    lora.warnings.append(Message(result.warning_text, result.params))
+            warnings.extend(lora.warnings)
+            planned.append(lora)
+
+        family = self.table.family(checkpoint.family) if checkpoint.family else None
+        for lint in lint_prompt(prompt, negative, family, self.table):
+            warnings.append(Message(lint.text, lint.params))
+
+        params = self._params(request, prompt, negative, limits)
+        return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
+
+    def _checkpoint_for(self, name: str | None) -> LibraryEntry:
+        if name:
+            return self.library.get_usable(clean_name(name), Category.CHECKPOINT)
+        default = self.admin.default_checkpoint()
+        if default:
+            return self.library.get_usable(default, Category.CHECKPOINT)
+        usable = [
+            e
+            for e in self.library.entries(Category.CHECKPOINT, include_broken=False)
+            if e.enabled and e.architecture == Architecture.SDXL
+        ]
+        if not usable:
+            raise LibraryError(_NO_CHECKPOINT)
+        return usable[0]
+
+    def _is_nsfw(self, entry: LibraryEntry) -> bool:
+        if entry.nsfw:
+            return True
+        version = self.knowledge.civitai_version(entry.sha256)
+        return bool(version and version.model and version.model.nsfw)
+
+    def _params(self, request: DrawRequest, prompt: str, negative: str, limits: Limits) -> DrawParams:
+        s = self.settings
+        steps = request.steps if request.steps is not None else min(s.default_steps, limits.max_steps)
+        cfg = request.cfg if request.cfg is not None else s.default_cfg
+        width = request.width if request.width is not None else min(s.default_width, limits.max_size)
+        height = request.height if request.height is not None else min(s.default_height, limits.max_size)
+        _check_range("steps", steps, 1, limits.max_steps)
+        _check_range("cfg", cfg, 0, 30)
+        _check_range("width", width, 64, limits.max_size)
+        _check_range("height", height, 64, limits.max_size)
+        _check_range("count", request.count, 1, limits.max_images)
+        if width % 8 or height % 8:
+            raise LimitError(_SIZE_STEP, width=width, height=height)
+        seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
+        _check_range("seed", seed, 0, MAX_SEED)
+        return DrawParams(
+            prompt=prompt,
+            negative=negative,
+            seed=int(seed),
+            steps=int(steps),
+            cfg=float(cfg),
+            width=int(width),
+            height=int(height),
+            count=int(request.count),
+            sampler=request.sampler or DEFAULT_SAMPLER,
+        )
+
+    async def submit(self, request: DrawRequest) -> Any:
+        """Plan (refusing bad requests before any GPU work) and queue; returns a
+        JobHandle whose events report queue position, steps and the DrawResult."""
+        from engine.queue.worker import QueuedJob
+
+        if self.queue is None:
+            raise RuntimeError("Engine.start() must run before submit()")
+        plan = await asyncio.to_thread(self.plan, request)
+        request.seed = plan.params.seed  # a re-run after a restart gives the same image
+        job = QueuedJob(
+            id=uuid.uuid4().hex,
+            user_id=request.user_id,
+            checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
+            request=request.to_json(),
+            payload=plan,
+            guild_id=request.guild_id,
+            channel_id=request.channel_id,
+            created_at=time.time(),
+        )
+        return self.queue.submit(job)
+
+    async def draw(self, request: DrawRequest) -> DrawResult:
+        handle = await self.submit(request)
+        return await handle.result()
+
+    def cancel(self, job_id: str, *, user_id: str, is_admin: bool = False) -> bool:
+        owner = self.queue.owner_of(job_id) if self.queue else None
+        if owner is not None and owner != user_id and not is_admin:
+            raise RequestError(_CANCEL_NOT_YOURS)
+        return bool(self.queue and self.queue.cancel(job_id))
+
+
+def _check_range(what: str, value: float, low: float, high: float) -> None:
+    if value != value or not low <= value <= high:
+        raise LimitError(_OUT_OF_RANGE, what=what, low=low, high=high, value=value)
+
+
+def _evidence_messages(evidence: list[Any]) -> list[Message]:
+    return [Message(e.text, e.params) for e in evidence]
+
+
+def _summary(entry: LibraryEntry, who: Identity) -> ModelSummary:
+    return ModelSummary(
+        name=entry.name,
+        label=entry.label,
+        category=str(entry.category),
+        kind=str(entry.kind),
+        architecture=str(who.architecture),
+        base_model=who.base_model,
+        base_model_source=str(who.base_model_source) if who.base_model_source else None,
+        family=who.family.id if who.family else None,
+        family_label=who.family.label if who.family else None,
+    )
+
+
+def _lora_verdict(summary: ModelSummary, result: VerdictResult) -> LoraVerdict:
+    return LoraVerdict(
+        lora=summary,
+        verdict=str(result.verdict),
+        evidence=_evidence_messages(result.evidence),
+        explanation=result.explanation,
+    )

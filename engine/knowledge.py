@@ -1,0 +1,130 @@
+"""What Loracle knows about a file, assembled from every source in order of trust:
+
+1. an admin's explicit setting,
+2. CivitAI, looked up by hash (cached; hits and 404s),
+3. the file's own metadata (kohya `ss_*`, `modelspec.*`), including the checkpoint the
+   LoRA was trained on (`ss_new_sd_model_hash`, itself looked up on CivitAI),
+4. the file name, when it matches a well-known checkpoint naming pattern,
+5. the tensors (architecture only, never the family).
+
+`facts()` is synchronous and reads only the cache, so hot paths (autocomplete, planning a
+draw) never wait on the network; `ensure_known()` asks CivitAI for what is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.civitai.client import CivitaiClient, Lookup
+from engine.civitai.models import ModelVersion
+from engine.families import FamilyTable
+from engine.i18n import EN, Message, Text
+from engine.kinds import Architecture, Category
+from engine.library import Library, LibraryEntry
+from engine.verdicts import BaseModelClaim, Evidence, ModelFacts, Source, VerdictResult, judge
+
+_FROM_TAGS = Text(
+    "its training captions use Pony's score tags ({tags})",
+    "訓練標註使用了 Pony 的 score 標籤（{tags}）",
+)
+
+
+@dataclass
+class Knowledge:
+    """Facts about library entries, with CivitAI answers cached in SQLite."""
+
+    library: Library
+    civitai: CivitaiClient
+    table: FamilyTable
+    notes: list[Message] = field(default_factory=list)
+
+    # -- cache-only ------------------------------------------------------------------
+    def civitai_version(self, sha256: str | None) -> ModelVersion | None:
+        if not sha256:
+            return None
+        return self.civitai.cached_version_by_hash(sha256).value
+
+    def facts(self, entry: LibraryEntry) -> ModelFacts:
+        version = self.civitai_version(entry.sha256)
+        training = entry.training
+        claims: list[BaseModelClaim] = []
+        if entry.base_model_override:
+            claims.append(BaseModelClaim(Source.ADMIN, entry.base_model_override))
+        if version and version.base_model:
+            claims.append(BaseModelClaim(Source.CIVITAI, version.base_model))
+        notes: list[Evidence] = []
+        trained_on: ModelVersion | None = None
+        if entry.category == Category.LORA:
+            if training.new_sd_model_hash:
+                trained_on = self.civitai_version(training.new_sd_model_hash)
+            # Pony's captions carry its score tags; a LoRA trained on them is a Pony LoRA
+            # even when nothing else says so (weak: only consulted after better claims).
+            score_tags = [t for t in training.tag_frequency if t.replace(" ", "_").startswith("score_")]
+            if len(score_tags) >= 2:
+                claims.append(BaseModelClaim(Source.METADATA, "Pony"))
+                notes.append(Evidence(Source.METADATA, _FROM_TAGS, {"tags": ", ".join(score_tags[:3])}))
+
+        architecture, arch_source = entry.architecture, Source.TENSORS
+        if architecture == Architecture.UNKNOWN:
+            if training.architecture_hint not in (None, Architecture.UNKNOWN):
+                architecture, arch_source = training.architecture_hint, Source.METADATA
+            elif version and version.air_architecture not in (Architecture.UNKNOWN, Architecture.OTHER):
+                architecture, arch_source = version.air_architecture, Source.CIVITAI
+
+        first = claims[0] if claims else None
+        return ModelFacts(
+            name=entry.name,
+            category=str(entry.category),
+            sha256=entry.sha256,
+            autov1=entry.autov1,
+            architecture=architecture,
+            architecture_source=arch_source,
+            base_model=first.base_model if first else None,
+            base_model_source=first.source if first else None,
+            base_model_claims=claims[1:],
+            civitai_model_id=version.model_id if version else None,
+            civitai_version_id=version.id if version else None,
+            trained_on_sha256=training.new_sd_model_hash,
+            trained_on_autov1=training.sd_model_hash,
+            trained_on_name=training.sd_model_name,
+            trained_on_base_model=trained_on.base_model if trained_on else None,
+            trained_on_civitai_model_id=trained_on.model_id if trained_on else None,
+            trained_on_civitai_version_id=trained_on.id if trained_on else None,
+            notes=notes,
+        )
+
+    def verdict(self, lora: LibraryEntry, checkpoint: LibraryEntry) -> VerdictResult:
+        return judge(self.facts(lora), self.facts(checkpoint), self.table)
+
+    # -- network ---------------------------------------------------------------------
+    async def ensure_known(self, entries: Iterable[LibraryEntry], *, refresh: bool = False) -> list[Message]:
+        """Ask CivitAI (through the cache) about these files and the checkpoints their
+        LoRAs were trained on. Returns notes about anything that could not be asked."""
+        hashes: list[str] = []
+        for entry in entries:
+            if entry.sha256:
+                hashes.append(entry.sha256)
+            if entry.category == Category.LORA and entry.training.new_sd_model_hash:
+                hashes.append(entry.training.new_sd_model_hash)
+        return await self.lookup_hashes(hashes, refresh=refresh)
+
+    async def lookup_hashes(self, hashes: Iterable[str], *, refresh: bool = False) -> list[Message]:
+        wanted = list(dict.fromkeys(h.upper() for h in hashes if h))
+        if not wanted:
+            return []
+        if len(wanted) == 1:
+            results = {wanted[0]: await self.civitai.version_by_hash(wanted[0], refresh=refresh)}
+        else:
+            results = await self.civitai.versions_by_hashes(wanted, refresh=refresh)
+        return _notes(results.values())
+
+
+def _notes(lookups: Iterable[Lookup[Any]]) -> list[Message]:
+    seen: dict[str, Message] = {}
+    for lookup in lookups:
+        if lookup.note is not None:
+            msg = Message.of(lookup.note) if isinstance(lookup.note, Text) else lookup.note
+            seen.setdefault(msg.render(EN), msg)
+    return list(seen.values())

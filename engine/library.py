@@ -1,0 +1,436 @@
+"""The model library: files under data/models and data/loras, known to SQLite.
+
+A scan walks both folders, inspects new or changed `.safetensors` files and diffusers
+folders (header only, never loading tensors), hashes them in one streaming pass, and
+forgets files that vanished. A file is unchanged when its (path, size, mtime) matches the
+stored row, so rescanning an unchanged library hashes nothing. Admin settings live in
+the `overrides` table keyed by SHA256, so a renamed or moved file keeps them.
+
+All methods are synchronous and may block on disk: front ends call them from a thread.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from engine.db import ThreadLocalDB
+from engine.errors import LibraryError, LoracleError, UnknownNameError
+from engine.hashing import hash_file, hash_folder
+from engine.i18n import Text
+from engine.kinds import Architecture, Category, FileKind
+from engine.modelfile import ModelFileInfo, inspect_path
+from engine.safetensors_header import REFUSED_SUFFIXES, SAFETENSORS_SUFFIXES
+from engine.training_meta import TrainingMetadata, parse_training_metadata
+
+# Metadata values bigger than this are not kept verbatim: some trainers embed base64
+# preview images or whole dataset listings, and the DB row is read on every lookup.
+_MAX_META_VALUE = 32 * 1024
+_DIFFUSERS_MARKERS = ("model_index.json",)
+
+
+@dataclass
+class LibraryEntry:
+    name: str
+    category: Category
+    path: Path
+    rel_path: str
+    format: str
+    kind: FileKind
+    architecture: Architecture
+    size: int
+    mtime: float
+    sha256: str | None = None
+    autov1: str | None = None
+    autov2: str | None = None
+    autov3: str | None = None
+    rank: int | None = None
+    alpha: float | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    display_name: str | None = None
+    base_model_override: str | None = None
+    weight_override: float | None = None
+    nsfw: bool = False
+    enabled: bool = True
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def usable(self) -> bool:
+        return self.error is None and self.enabled
+
+    @property
+    def v_prediction(self) -> bool:
+        return bool(self.info.get("v_prediction"))
+
+    @cached_property
+    def training(self) -> TrainingMetadata:
+        return parse_training_metadata(self.metadata)
+
+
+@dataclass
+class ScanProblem:
+    rel_path: str
+    message: str
+
+
+@dataclass
+class ScanReport:
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: int = 0
+    hashed: int = 0
+    problems: list[ScanProblem] = field(default_factory=list)
+    seconds: float = 0.0
+    new_hashes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
+            f"{self.unchanged} unchanged, {len(self.problems)} problem(s); "
+            f"hashed {self.hashed} file(s) in {self.seconds:.2f} s"
+        )
+
+
+_OVERRIDE_FIELDS = ("display_name", "base_model", "weight", "nsfw", "enabled")
+
+_NOT_USABLE = Text(
+    "“{name}” cannot be used: {reason}",
+    "「{name}」無法使用：{reason}",
+)
+_DISABLED = Text(
+    "“{name}” is disabled by an admin.",
+    "「{name}」已被管理員停用。",
+)
+_WRONG_CATEGORY = Text(
+    "“{name}” is a {actual}, not a {wanted}.",
+    "「{name}」是 {actual}，不是 {wanted}。",
+)
+
+
+class Library:
+    def __init__(self, root: Path, dbs: ThreadLocalDB) -> None:
+        self.root = Path(root)
+        self.dbs = dbs
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def loras_dir(self) -> Path:
+        return self.root / "loras"
+
+    # -- scanning --------------------------------------------------------------------
+    def scan(self, progress: Callable[[str], None] | None = None) -> ScanReport:
+        started = time.perf_counter()
+        report = ScanReport()
+        db = self.dbs.db
+        known = {row["path"]: row for row in db["files"].rows}
+        seen: set[str] = set()
+        for folder, default_category in (
+            (self.models_dir, Category.CHECKPOINT),
+            (self.loras_dir, Category.LORA),
+        ):
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in _candidates(folder):
+                rel = path.relative_to(self.root).as_posix()
+                seen.add(rel)
+                try:
+                    stat = _folder_stat(path) if path.is_dir() else stat_tuple(path)
+                except OSError as exc:
+                    report.problems.append(ScanProblem(rel, f"cannot read: {exc.strerror}"))
+                    continue
+                row = known.get(rel)
+                if row and row["size"] == stat[0] and row["mtime"] == stat[1]:
+                    report.unchanged += 1
+                    if row.get("error"):
+                        report.problems.append(ScanProblem(rel, row["error"]))
+                    continue
+                if progress:
+                    progress(rel)
+                new_row = self._examine(path, rel, default_category, stat, report)
+                db["files"].upsert(new_row, pk="path")
+                (report.updated if row else report.added).append(rel)
+        for rel in set(known) - seen:
+            db["files"].delete(rel)
+            report.removed.append(rel)
+        self._assign_names()
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _examine(
+        self,
+        path: Path,
+        rel: str,
+        default_category: Category,
+        stat: tuple[int, float],
+        report: ScanReport,
+    ) -> dict[str, Any]:
+        row: dict[str, Any] = {
+            "path": rel,
+            "name": _stem(path),
+            "category": default_category.value,
+            "format": "diffusers" if path.is_dir() else "safetensors",
+            "kind": FileKind.UNKNOWN.value,
+            "architecture": Architecture.UNKNOWN.value,
+            "size": stat[0],
+            "mtime": stat[1],
+            "sha256": None,
+            "autov1": None,
+            "autov2": None,
+            "autov3": None,
+            "rank": None,
+            "alpha": None,
+            "metadata": "{}",
+            "info": "{}",
+            "error": None,
+            "scanned_at": time.time(),
+        }
+        try:
+            info = inspect_path(path)
+            hashes = hash_folder(path) if info.format == "diffusers" else hash_file(path, info.data_offset)
+        except LoracleError as exc:
+            row["error"] = str(exc)
+            report.problems.append(ScanProblem(rel, str(exc)))
+            return row
+        except OSError as exc:
+            row["error"] = f"cannot read the file: {exc.strerror or exc}"
+            report.problems.append(ScanProblem(rel, row["error"]))
+            return row
+        report.hashed += 1
+        report.new_hashes.append(hashes.sha256)
+        category = default_category
+        if info.kind.is_lora:
+            category = Category.LORA
+        elif info.kind == FileKind.CHECKPOINT:
+            category = Category.CHECKPOINT
+        row.update(
+            category=category.value,
+            format=info.format,
+            kind=info.kind.value,
+            architecture=info.architecture.value,
+            sha256=hashes.sha256,
+            autov1=hashes.autov1,
+            autov2=hashes.autov2,
+            autov3=hashes.autov3,
+            rank=info.rank,
+            alpha=info.alpha,
+            metadata=json.dumps(_bounded_metadata(info)),
+            info=json.dumps(_info_dict(info)),
+        )
+        if info.kind == FileKind.UNKNOWN:
+            row["error"] = "not a checkpoint or LoRA this bot can use (" + (
+                "; ".join(info.notes) or "no recognisable weights"
+            ) + ")"
+            report.problems.append(ScanProblem(rel, row["error"]))
+        return row
+
+    def _assign_names(self) -> None:
+        """Names are file stems; when two files in one category share a stem, both get
+        their relative path instead, so no name is ever ambiguous."""
+        db = self.dbs.db
+        rows = list(db.query("SELECT path, category, name FROM files"))
+        by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            by_key.setdefault((row["category"], _stem(Path(row["path"])).lower()), []).append(row)
+        for group in by_key.values():
+            for row in group:
+                wanted = _stem(Path(row["path"]))
+                if len(group) > 1:
+                    rel = Path(row["path"])
+                    wanted = (rel.parent / _stem(rel)).as_posix().split("/", 1)[-1]
+                if wanted != row["name"]:
+                    db["files"].update(row["path"], {"name": wanted})
+
+    # -- reading ---------------------------------------------------------------------
+    def entries(self, category: Category | str | None = None, *, include_broken: bool = True) -> list[LibraryEntry]:
+        db = self.dbs.db
+        where, params = "", []
+        if category:
+            where, params = "WHERE f.category = ?", [str(category)]
+        sql = (
+            "SELECT f.*, o.display_name, o.base_model AS base_model_override, "
+            "o.weight AS weight_override, o.nsfw, o.enabled "
+            "FROM files f LEFT JOIN overrides o ON o.sha256 = f.sha256 "
+            f"{where} ORDER BY f.category, lower(f.name)"
+        )
+        found = [self._entry(row) for row in db.query(sql, params)]
+        return found if include_broken else [e for e in found if e.error is None]
+
+    def _entry(self, row: dict[str, Any]) -> LibraryEntry:
+        return LibraryEntry(
+            name=row["name"],
+            category=Category(row["category"]),
+            path=self.root / row["path"],
+            rel_path=row["path"],
+            format=row["format"],
+            kind=FileKind(row["kind"]),
+            architecture=Architecture(row["architecture"]),
+            size=row["size"],
+            mtime=row["mtime"],
+            sha256=row["sha256"],
+            autov1=row["autov1"],
+            autov2=row["autov2"],
+            autov3=row["autov3"],
+            rank=row["rank"],
+            alpha=row["alpha"],
+            metadata=json.loads(row["metadata"] or "{}"),
+            info=json.loads(row["info"] or "{}"),
+            error=row["error"],
+            display_name=row.get("display_name"),
+            base_model_override=row.get("base_model_override"),
+            weight_override=row.get("weight_override"),
+            nsfw=bool(row.get("nsfw") or 0),
+            enabled=row.get("enabled") is None or bool(row["enabled"]),
+        )
+
+    def find(self, name: str, category: Category | str | None = None) -> LibraryEntry:
+        """Resolve what a user typed: name, display name, file name or hash prefix."""
+        wanted = name.strip()
+        key = wanted.lower().removesuffix(".safetensors")
+        candidates = self.entries(category)
+        for match in (
+            lambda e: e.name.lower() == key,
+            lambda e: (e.display_name or "").lower() == key,
+            lambda e: Path(e.rel_path).stem.lower() == key,
+            lambda e: len(key) >= 8 and bool(e.sha256) and e.sha256.lower().startswith(key),
+        ):
+            hits = [e for e in candidates if match(e)]
+            if len(hits) == 1:
+                return hits[0]
+        raise UnknownNameError(
+            str(category) if category else "model", wanted, self.suggest(wanted, category)
+        )
+
+    def get_usable(self, name: str, category: Category) -> LibraryEntry:
+        entry = self.find(name, category)
+        if entry.category != category:
+            raise LibraryError(_WRONG_CATEGORY, name=entry.name, actual=entry.category, wanted=category)
+        if entry.error:
+            raise LibraryError(_NOT_USABLE, name=entry.name, reason=entry.error)
+        if not entry.enabled:
+            raise LibraryError(_DISABLED, name=entry.label)
+        return entry
+
+    def suggest(self, text: str, category: Category | str | None = None, limit: int = 3) -> list[str]:
+        names = [e.name for e in self.entries(category) if e.error is None]
+        lowered = {n.lower(): n for n in names}
+        key = text.strip().lower()
+        close = difflib.get_close_matches(key, list(lowered), n=limit, cutoff=0.5)
+        contains = [n for n in lowered if key and key in n and n not in close]
+        return [lowered[n] for n in (close + contains)[:limit]]
+
+    def by_sha256(self, sha256: str) -> list[LibraryEntry]:
+        return [e for e in self.entries() if e.sha256 and e.sha256.upper() == sha256.upper()]
+
+    # -- admin -----------------------------------------------------------------------
+    def set_override(self, entry: LibraryEntry, *, by: str | None = None, **values: Any) -> LibraryEntry:
+        unknown = set(values) - set(_OVERRIDE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown override fields: {sorted(unknown)}")
+        if not entry.sha256:
+            raise LibraryError(_NOT_USABLE, name=entry.name, reason=entry.error or "not hashed yet")
+        db = self.dbs.db
+        existing = db["overrides"].get(entry.sha256) if _has_row(db, entry.sha256) else {}
+        row = {f: existing.get(f) for f in _OVERRIDE_FIELDS}
+        for key, value in values.items():
+            if isinstance(value, bool):
+                value = int(value)
+            row[key] = value
+        db["overrides"].upsert(
+            {"sha256": entry.sha256, **row, "updated_at": time.time(), "updated_by": by},
+            pk="sha256",
+        )
+        return self.find(entry.name, entry.category)
+
+    def remove(self, entry: LibraryEntry) -> None:
+        """Delete the file (or folder) from disk and forget it; overrides stay, keyed by
+        hash, in case the same file comes back."""
+        path = entry.path
+        if path.is_dir():
+            import shutil
+
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        self.dbs.db["files"].delete(entry.rel_path)
+
+
+def _has_row(db: Any, sha256: str) -> bool:
+    return bool(list(db.query("SELECT 1 FROM overrides WHERE sha256 = ?", [sha256])))
+
+
+def _candidates(folder: Path) -> Iterator[Path]:
+    """Model files and diffusers folders below `folder`, skipping hidden and partial files."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        if any(marker in filenames for marker in _DIFFUSERS_MARKERS) and here != folder:
+            dirnames.clear()
+            yield here
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            if filename.startswith("."):
+                continue  # in-flight downloads are written as hidden temp files
+            lower = filename.lower()
+            if lower.endswith(SAFETENSORS_SUFFIXES) or lower.endswith(REFUSED_SUFFIXES):
+                yield here / filename
+
+
+def _folder_stat(path: Path) -> tuple[int, float]:
+    size, mtime = 0, path.stat().st_mtime
+    for child in path.rglob("*"):
+        if child.is_file():
+            st = child.stat()
+            size += st.st_size
+            mtime = max(mtime, st.st_mtime)
+    return size, mtime
+
+
+def _stem(path: Path) -> str:
+    # Only model suffixes are stripped: a diffusers folder "animagine-xl-3.1" keeps its dot.
+    lower = path.name.lower()
+    for suffix in (*SAFETENSORS_SUFFIXES, *REFUSED_SUFFIXES):
+        if lower.endswith(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
+def _bounded_metadata(info: ModelFileInfo) -> dict[str, str]:
+    kept: dict[str, str] = {}
+    for key, value in info.metadata.items():
+        if len(value) <= _MAX_META_VALUE:
+            kept[key] = value
+        elif key == "ss_tag_frequency":
+            # keep what the tag lint and /lora info use: the most frequent tags
+            kept[key] = json.dumps({"merged": info.training.tag_frequency})
+    return kept
+
+
+def _info_dict(info: ModelFileInfo) -> dict[str, Any]:
+    return {
+        "architecture_evidence": info.architecture_evidence,
+        "tensor_count": info.tensor_count,
+        "dtypes": info.dtypes,
+        "targets": info.targets,
+        "v_prediction": info.v_prediction,
+        "notes": info.notes,
+    }
+
+
+def stat_tuple(path: Path) -> tuple[int, float]:
+    st = path.stat()
+    return st.st_size, st.st_mtime

@@ -1,0 +1,73 @@
+"""The real CLIP tokenizer vocabulary, built offline from the vendored BPE merges file.
+
+Both SDXL text encoders tokenize with OpenAI CLIP's byte-level BPE. Its merges ship here as
+`sdxl_config/bpe_simple_vocab_16e6.txt.gz` (MIT, see the LICENSE note beside it); this module
+turns them into the `vocab.json` + `merges.txt` pair that Hugging Face's CLIPTokenizer reads,
+with the token ids openai/CLIP defines, so no tokenizer is ever fetched from a hub.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from engine.pipeline.tiny import _bytes_to_unicode
+
+BPE_PATH = Path(__file__).with_name("sdxl_config") / "bpe_simple_vocab_16e6.txt.gz"
+
+VOCAB_SIZE = 49408
+# openai/CLIP keeps the first 49152 - 256 - 2 merges after the header line: together with
+# 2 x 256 byte symbols and 2 special tokens that makes exactly 49408 ids.
+_MERGE_COUNT = 49152 - 256 - 2
+BOS = "<|startoftext|>"
+EOS = "<|endoftext|>"
+
+_FILES = ("vocab.json", "merges.txt")
+
+
+@lru_cache(maxsize=2)
+def clip_vocab(bpe_path: Path = BPE_PATH) -> tuple[dict[str, int], list[str]]:
+    """CLIP's token -> id table and its ordered merges ("a b" pairs), as openai/CLIP builds them."""
+    lines = gzip.decompress(Path(bpe_path).read_bytes()).decode("utf-8").split("\n")
+    merges = lines[1 : _MERGE_COUNT + 1]
+    alphabet = list(_bytes_to_unicode().values())
+    tokens = alphabet + [ch + "</w>" for ch in alphabet]
+    tokens += ["".join(merge.split()) for merge in merges]
+    tokens += [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    if len(vocab) != VOCAB_SIZE or len(tokens) != VOCAB_SIZE:
+        raise ValueError(f"{bpe_path} is not CLIP's merges file ({len(vocab)} tokens)")
+    return vocab, merges
+
+
+def write_clip_vocab(folder: Path, bpe_path: Path = BPE_PATH) -> Path:
+    """Write vocab.json and merges.txt into `folder` (the layout of the Hub's CLIP tokenizers)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab, merges = clip_vocab(bpe_path)
+    _write_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    _write_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    return folder
+
+
+def ensure_clip_vocab(cache_dir: Path, bpe_path: Path = BPE_PATH) -> Path:
+    """A folder under `cache_dir` holding vocab.json and merges.txt, built on first use only."""
+    folder = cache_dir / "clip-vocab"
+    if all((folder / name).is_file() for name in _FILES):
+        return folder
+    return write_clip_vocab(folder, bpe_path)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Two processes (bot and CLI) may build the cache at once; a reader must never see half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,329 @@
+"""The one place that runs diffusers: load a checkpoint, draw images, report progress.
+
+A `Generator` belongs to the single GPU worker thread; nothing here is thread-safe and
+nothing needs to be. It keeps one checkpoint loaded at a time and survives failed jobs:
+after an exception (out of memory included) the same pipeline draws the next job exactly
+as a freshly loaded one would.
+
+Seeds follow A1111: image i of a batch uses `seed + i`, from its own torch.Generator created
+on the CPU, so a seed reproduces the same picture on any GPU (or none) and image 2 of a
+batch equals a single image drawn with `seed + 1`.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from engine.errors import JobCancelledError, JobFailedError, LimitError, LoracleError
+from engine.i18n import Text
+from engine.pipeline.loader import CheckpointSpec, SingleFileInfo, load_pipeline
+from engine.pipeline.samplers import DEFAULT_SAMPLER, get_sampler, make_scheduler
+
+if TYPE_CHECKING:
+    from diffusers import StableDiffusionXLPipeline
+    from PIL.Image import Image
+
+# SDXL's VAE turns each latent cell into 8x8 pixels, and diffusers insists on whole cells.
+SIZE_MULTIPLE = 8
+MIN_SIZE = 64
+_MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed accepts unsigned 64-bit seeds
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    prompt: str
+    negative: str
+    seed: int
+    steps: int
+    cfg: float
+    width: int
+    height: int
+    count: int = 1
+    sampler: str = DEFAULT_SAMPLER
+    # A1111/CivitAI convention. SDXL already reads the penultimate CLIP layer (what CivitAI
+    # calls "clip skip 2"), so 1 and 2 draw the same; each step above 2 skips one more layer.
+    clip_skip: int | None = None
+
+
+@dataclass(frozen=True)
+class DroppedTokens:
+    """Prompt tokens beyond CLIP's 77-token window, which the text encoders never see."""
+
+    prompt: int = 0
+    negative: int = 0
+
+    @property
+    def any(self) -> bool:
+        return bool(self.prompt or self.negative)
+
+
+class _Cancelled(Exception):
+    """Raised from the step callback to leave the denoising loop at once.
+
+    Setting `pipe._interrupt` would only skip the remaining steps and still spend a full VAE
+    decode on a picture nobody wants.
+    """
+
+
+def free_memory() -> None:
+    """Return cached accelerator memory to the driver after dropping references."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    mps = getattr(torch, "mps", None)
+    if mps is not None and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        mps.empty_cache()
+
+
+class Generator:
+    """Holds the loaded pipeline and runs jobs on it, one at a time."""
+
+    def __init__(
+        self,
+        *,
+        device: torch.device | str,
+        dtype: torch.dtype,
+        cache_dir: Path,
+        config_dir_for: Callable[[SingleFileInfo], Path] | None = None,
+    ) -> None:
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.cache_dir = Path(cache_dir)
+        self.config_dir_for = config_dir_for
+        self.loaded: CheckpointSpec | None = None
+        self.pipe: StableDiffusionXLPipeline | None = None
+        self.last_dropped: DroppedTokens = DroppedTokens()
+        self._base_scheduler_config: dict[str, Any] = {}
+
+    # -- checkpoints -------------------------------------------------------------------
+
+    def ensure_checkpoint(self, spec: CheckpointSpec) -> bool:
+        """Make `spec` the loaded checkpoint; True if it had to be loaded."""
+        if self.pipe is not None and self.loaded == spec:
+            return False
+        # Free the old pipeline before loading the new one: two SDXLs rarely fit in VRAM.
+        self.unload()
+        try:
+            pipe = load_pipeline(
+                spec,
+                device=self.device,
+                dtype=self.dtype,
+                cache_dir=self.cache_dir,
+                config_dir_for=self.config_dir_for,
+            )
+        except LoracleError:
+            raise
+        except Exception as exc:  # out of memory while moving weights to the GPU, mostly
+            free_memory()
+            raise _failure(exc) from exc
+        self.pipe, self.loaded = pipe, spec
+        self._base_scheduler_config = dict(pipe.scheduler.config)
+        return True
+
+    def unload(self) -> None:
+        self.pipe = None
+        self.loaded = None
+        self._base_scheduler_config = {}
+        free_memory()
+
+    @property
+    def last_truncated_tokens(self) -> int:
+        """Prompt tokens the last job dropped (negative prompt not counted): what users see."""
+        return self.last_dropped.prompt
+
+    # -- generation --------------------------------------------------------------------
+
+    def dropped_tokens(self, params: GenerationParams) -> DroppedTokens:
+        """How many prompt / negative tokens the loaded checkpoint would ignore."""
+        pipe = self._require_pipe()
+        return DroppedTokens(
+            prompt=self._overflow(pipe, params.prompt),
+            negative=self._overflow(pipe, params.negative),
+        )
+
+    def generate(
+        self,
+        params: GenerationParams,
+        *,
+        on_step: Callable[[int, int], None] | None = None,
+        should_cancel: Callable[[], bool] | None = None,
+    ) -> list[Image]:
+        """Draw `params.count` images in one batch; `on_step(i, n)` after each of n steps.
+
+        n is the number of denoising steps the sampler runs: `params.steps` for most, about
+        twice that for DPM++ SDE, which evaluates the model twice per step.
+
+        Raises LimitError for impossible parameters, JobCancelledError when `should_cancel`
+        turns true, JobFailedError for anything that goes wrong while drawing. Tokens past
+        the 77-token window are reported in `last_dropped` (the caller warns the user).
+        """
+        pipe = self._require_pipe()
+        self._validate(pipe, params)
+        sampler = get_sampler(params.sampler)
+        if should_cancel is not None and should_cancel():
+            raise JobCancelledError()
+        self.last_dropped = self.dropped_tokens(params)
+        seeds = [params.seed + i for i in range(params.count)]
+        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+        pipe.scheduler = make_scheduler(sampler.name, self._base_scheduler_config)
+        if hasattr(pipe.scheduler, "noise_sampler_seed"):
+            # DPM++ SDE draws its noise from Brownian trees, not from `generator`; one tree
+            # per image, seeded like the image, keeps batches equal to single runs.
+            pipe.scheduler.noise_sampler_seed = seeds
+
+        def step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            if on_step is not None:
+                on_step(i + 1, p.num_timesteps)
+            if should_cancel is not None and should_cancel():
+                raise _Cancelled
+            return kwargs
+
+        try:
+            with torch.inference_mode():
+                result = pipe(
+                    prompt=params.prompt,
+                    # Always a string: diffusers replaces a None negative by zeros, while
+                    # A1111 and ComfyUI encode the empty prompt; we draw like them.
+                    negative_prompt=params.negative,
+                    num_inference_steps=params.steps,
+                    guidance_scale=params.cfg,
+                    width=params.width,
+                    height=params.height,
+                    num_images_per_prompt=params.count,
+                    generator=generators,
+                    clip_skip=_diffusers_clip_skip(params.clip_skip),
+                    callback_on_step_end=step_end,
+                    callback_on_step_end_tensor_inputs=[],
+                    output_type="pil",
+                )
+            return list(result.images)
+        except _Cancelled:
+            self._recover()
+            raise JobCancelledError() from None
+        except LoracleError:
+            self._recover()
+            raise
+        except Exception as exc:
+            self._recover()
+            raise _failure(exc) from exc
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _require_pipe(self) -> StableDiffusionXLPipeline:
+        if self.pipe is None:
+            raise JobFailedError(
+                Text(
+                    "No checkpoint is loaded, so nothing can be drawn.",
+                    "尚未載入任何主模型，無法繪圖。",
+                )
+            )
+        return self.pipe
+
+    def _recover(self) -> None:
+        pipe = self.pipe
+        if pipe is not None:
+            pipe._interrupt = False
+            # diffusers upcasts the VAE to float32 for the decode and casts it back after;
+            # an exception in between would leave it in float32 and break the next job.
+            if pipe.vae.dtype != self.dtype:
+                pipe.vae.to(dtype=self.dtype)
+        free_memory()
+
+    @staticmethod
+    def _overflow(pipe: StableDiffusionXLPipeline, text: str) -> int:
+        if not text:
+            return 0
+        worst = 0
+        for tokenizer in (pipe.tokenizer, pipe.tokenizer_2):
+            if tokenizer is None:
+                continue
+            ids = tokenizer(text, truncation=False, add_special_tokens=True, verbose=False).input_ids
+            worst = max(worst, len(ids) - tokenizer.model_max_length)
+        return worst
+
+    @staticmethod
+    def _validate(pipe: StableDiffusionXLPipeline, params: GenerationParams) -> None:
+        def limit(en: str, zh: str, **values: Any) -> LimitError:
+            return LimitError(Text(en, zh), **values)
+
+        for side, value in (("width", params.width), ("height", params.height)):
+            if value < MIN_SIZE or value % SIZE_MULTIPLE:
+                raise limit(
+                    "The {side} must be a multiple of {step} pixels and at least {low} (got {value}). "
+                    "Try {nearest}.",
+                    "{side_zh}必須是 {step} 像素的倍數，且至少 {low}（收到 {value}）。可改用 {nearest}。",
+                    side=side,
+                    side_zh="寬度" if side == "width" else "高度",
+                    step=SIZE_MULTIPLE,
+                    low=MIN_SIZE,
+                    value=value,
+                    nearest=max(MIN_SIZE, (value + SIZE_MULTIPLE // 2) // SIZE_MULTIPLE * SIZE_MULTIPLE),
+                )
+        if params.steps < 1:
+            raise limit(
+                "The number of steps must be at least 1 (got {steps}).",
+                "步數至少要 1（收到 {steps}）。",
+                steps=params.steps,
+            )
+        if params.count < 1:
+            raise limit(
+                "The number of images must be at least 1 (got {count}).",
+                "圖片數量至少要 1（收到 {count}）。",
+                count=params.count,
+            )
+        if not math.isfinite(params.cfg) or params.cfg < 0:
+            raise limit(
+                "The CFG scale must be a number of 0 or more (got {cfg}).",
+                "CFG 值必須是 0 或以上的數字（收到 {cfg}）。",
+                cfg=params.cfg,
+            )
+        if params.seed < 0 or params.seed + params.count - 1 > _MAX_SEED:
+            raise limit(
+                "The seed must be between 0 and {top} (got {seed}).",
+                "種子必須介於 0 與 {top} 之間（收到 {seed}）。",
+                top=_MAX_SEED - params.count + 1,
+                seed=params.seed,
+            )
+        if params.clip_skip is not None:
+            layers = int(pipe.text_encoder.config.num_hidden_layers)
+            if not 1 <= params.clip_skip <= layers:
+                raise limit(
+                    "Clip skip must be between 1 and {layers} for this checkpoint (got {value}).",
+                    "此主模型的 Clip skip 必須介於 1 與 {layers} 之間（收到 {value}）。",
+                    layers=layers,
+                    value=params.clip_skip,
+                )
+
+
+def _diffusers_clip_skip(clip_skip: int | None) -> int | None:
+    # diffusers' SDXL pipeline reads hidden_states[-(k + 2)], i.e. already the penultimate
+    # layer at k = None; A1111's n maps to k = n - 2.
+    if clip_skip is None or clip_skip <= 2:
+        return None
+    return clip_skip - 2
+
+
+def _failure(exc: Exception) -> JobFailedError:
+    if isinstance(exc, _OOM) or "out of memory" in str(exc).lower():
+        return JobFailedError(
+            Text(
+                "The GPU ran out of memory while drawing. Try fewer images, a smaller size, "
+                "or fewer LoRAs.",
+                "繪圖時顯示卡記憶體不足。請減少圖片數量、縮小尺寸，或減少 LoRA 數量。",
+            )
+        )
+    return JobFailedError(
+        Text(
+            "Drawing failed: {reason}",
+            "繪圖失敗：{reason}",
+        ),
+        reason=f"{type(exc).__name__}: {exc}"[:300],
+    )

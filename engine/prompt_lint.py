@@ -1,0 +1,170 @@
+"""Prompt advice: tags that belong to another family's vocabulary.
+
+Pony checkpoints learned `score_9, score_8_up, ...`, `source_anime`, `rating_explicit`;
+to an Illustrious checkpoint those are noise that dilutes the prompt. `lint_prompt` flags
+such tags, whatever their weight syntax (`(score_9:1.2)`), underscores or case, and stays
+quiet when the checkpoint's own lineage uses them or its family is unknown.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from engine.families import Family, FamilyTable, default_table
+from engine.i18n import EN, Text
+
+_FOREIGN_TAG = Text(
+    "“{tag}” comes from the {tag_family} vocabulary; {checkpoint_family} checkpoints were not trained on it, so it does nothing there.",
+    "「{tag}」是 {tag_family} 專用的標籤；{checkpoint_family} 模型沒有學過它，所以不會有效果。",
+)
+_FOREIGN_TAG_TRY = Text(
+    _FOREIGN_TAG.en + " Try “{suggestion}” instead.",
+    _FOREIGN_TAG.zh_tw + "可以改用「{suggestion}」。",
+)
+_FOREIGN_NEGATIVE = Text(
+    "“{tag}” in the negative prompt comes from the {tag_family} vocabulary; {checkpoint_family} checkpoints were not trained on it, so it does nothing there.",
+    "負面提示詞中的「{tag}」是 {tag_family} 專用的標籤；{checkpoint_family} 模型沒有學過它，所以不會有效果。",
+)
+_FOREIGN_NEGATIVE_TRY = Text(
+    _FOREIGN_NEGATIVE.en + " Try “{suggestion}” instead.",
+    _FOREIGN_NEGATIVE.zh_tw + "可以改用「{suggestion}」。",
+)
+_SUGGEST = Text(
+    "{family} checkpoints were trained to read “{positive}” as a sign of a good picture.",
+    "{family} 模型學過把「{positive}」當作好圖的標記。",
+)
+_SUGGEST_NEGATIVE = Text(
+    _SUGGEST.en + " In the negative prompt: “{negative}”.",
+    _SUGGEST.zh_tw + "負面提示詞可用：「{negative}」。",
+)
+
+# A1111/ComfyUI prompt syntax around the words: <lora:...> calls, (a:1.2) weights,
+# [a] de-emphasis, {a} (NovelAI) emphasis, and the BREAK keyword.
+_LORA_CALL = re.compile(r"<[^<>]*>")
+_SEPARATORS = re.compile(r"[,\n|]|\bBREAK\b")
+_WEIGHT = re.compile(r":\s*[-+]?\d*\.?\d+\s*(?=[)\]}]|$)")
+_BRACKETS = re.compile(r"\\?[()\[\]{}]")
+
+
+@dataclass(frozen=True)
+class LintWarning:
+    tag: str  # as the user wrote it, without weight syntax
+    family: Family  # the family whose vocabulary the tag belongs to
+    text: Text
+    params: dict[str, Any] = field(default_factory=dict)
+    negative: bool = False
+
+    def render(self, locale: str | None = EN) -> str:
+        return self.text.render(locale, **self.params)
+
+    def __str__(self) -> str:
+        return self.render(EN)
+
+
+@dataclass(frozen=True)
+class QualitySuggestion:
+    family: Family
+    positive: tuple[str, ...]
+    negative: tuple[str, ...]
+
+    @property
+    def prompt(self) -> str:
+        return ", ".join(self.positive)
+
+    @property
+    def negative_prompt(self) -> str:
+        return ", ".join(self.negative)
+
+    @property
+    def text(self) -> Text:
+        return _SUGGEST_NEGATIVE if self.negative else _SUGGEST
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"family": self.family.label, "positive": self.prompt, "negative": self.negative_prompt}
+
+    def render(self, locale: str | None = EN) -> str:
+        return self.text.render(locale, **self.params)
+
+
+def suggest_quality_tags(family: Family | None) -> QualitySuggestion | None:
+    """The quality tags a family's checkpoints were trained on, if it has any."""
+    if family is None or not family.quality_tags:
+        return None
+    return QualitySuggestion(family, family.quality_tags, family.negative_tags)
+
+
+def split_tags(prompt: str | None) -> list[str]:
+    """The prompt's tags without weight syntax: '(score_9:1.2), [x]' -> ['score_9', 'x']."""
+    if not prompt:
+        return []
+    text = _LORA_CALL.sub(",", prompt)
+    tags = []
+    for piece in _SEPARATORS.split(text):
+        piece = _WEIGHT.sub("", piece.strip())
+        piece = _BRACKETS.sub("", piece)
+        piece = _WEIGHT.sub("", piece).strip()
+        if piece:
+            tags.append(piece)
+    return tags
+
+
+def normalize_tag(tag: str) -> str:
+    """Case-folded, underscores as spaces, single spaces: 'Score_8_UP' -> 'score 8 up'."""
+    return " ".join(tag.replace("_", " ").casefold().split())
+
+
+def lint_prompt(
+    prompt: str | None,
+    negative: str | None,
+    checkpoint_family: Family | None,
+    table: FamilyTable | None = None,
+) -> list[LintWarning]:
+    """Warnings for tags from another family's vocabulary, once per tag and prompt."""
+    if checkpoint_family is None:
+        return []
+    table = table or default_table()
+    own = {f.id for f in table.lineage(checkpoint_family.id)} or {checkpoint_family.id}
+    vocab = [(fam, _vocabulary_regex(fam.vocabulary)) for fam in table.families() if fam.vocabulary]
+    suggestion = suggest_quality_tags(checkpoint_family)
+    warnings: list[LintWarning] = []
+    seen: set[tuple[str, bool]] = set()
+    for is_negative, text in ((False, prompt), (True, negative)):
+        for tag in split_tags(text):
+            key = normalize_tag(tag)
+            if not key or (key, is_negative) in seen:
+                continue
+            claimed_by = [fam for fam, regex in vocab if regex is not None and regex.search(key)]
+            if not claimed_by or any(fam.id in own for fam in claimed_by):
+                continue
+            seen.add((key, is_negative))
+            warnings.append(_warning(tag, claimed_by[0], checkpoint_family, suggestion, is_negative))
+    return warnings
+
+
+def _warning(
+    tag: str, tag_family: Family, checkpoint_family: Family, suggestion: QualitySuggestion | None, negative: bool
+) -> LintWarning:
+    params: dict[str, Any] = {"tag": tag, "tag_family": tag_family.label, "checkpoint_family": checkpoint_family.label}
+    replacement = None
+    if suggestion is not None:
+        replacement = suggestion.negative_prompt if negative else suggestion.prompt
+    if replacement:
+        params["suggestion"] = replacement
+        text = _FOREIGN_NEGATIVE_TRY if negative else _FOREIGN_TAG_TRY
+    else:
+        text = _FOREIGN_NEGATIVE if negative else _FOREIGN_TAG
+    return LintWarning(tag=tag, family=tag_family, text=text, params=params, negative=negative)
+
+
+@lru_cache(maxsize=256)
+def _vocabulary_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    # Vocabulary is written with underscores; prompts are compared with spaces, and a
+    # tag must match as whole words ("score_9" yes, "highscore 9x" no).
+    parts = [p.replace("_", " ") for p in patterns if p]
+    if not parts:
+        return None
+    return re.compile(r"(?<![\w])(?:" + "|".join(f"(?:{p})" for p in parts) + r")(?![\w])", re.IGNORECASE)

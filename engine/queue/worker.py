@@ -1,0 +1,447 @@
+"""JobQueue: the fair queue in front of the GPU, and the one thread that uses the GPU.
+
+diffusers pipelines are not thread-safe, so exactly one dedicated thread ever calls the
+runner. The event loop only touches in-memory state under a short lock (plus the SQLite
+insert of a new job, so a job is on disk before anyone is told it is queued); every other
+database write happens in the worker thread or in the loop's default executor.
+
+A runner's exception fails its own job and nothing else: a LoracleError reaches the
+submitter as it is; anything else (out of memory included) becomes a JobFailedError with
+a plain message and the original exception as its `__cause__`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from engine.errors import JobCancelledError, JobError, JobFailedError, LoracleError, QueueFullError
+from engine.i18n import Text
+from engine.queue.handle import Cancelled, Done, Failed, JobEvent, JobHandle, Queued, Started, Step
+from engine.queue.job import Progress, QueuedJob, Runner
+from engine.queue.scheduler import Scheduler
+from engine.queue.store import JobStore
+
+log = logging.getLogger(__name__)
+
+PAUSED = Text(
+    "The queue is paused by an admin right now, so no new jobs are accepted. "
+    "Please try again a little later.",
+    "管理員目前暫停了排隊，暫時不接受新工作。請稍後再試。",
+)
+STOPPING = Text(
+    "The bot is shutting down, so no new jobs are accepted. Please try again after it restarts.",
+    "機器人正在關閉，暫不接受新工作。請在它重新啟動後再試。",
+)
+SHUTDOWN_KEPT = Text(
+    "The bot is restarting. Your job is saved and will run when it is back.",
+    "機器人正在重新啟動。您的工作已保存，重新啟動後會繼續執行。",
+)
+SHUTDOWN_DROPPED = Text(
+    "The bot is shutting down, so your job could not run. Please send it again later.",
+    "機器人正在關閉，您的工作無法執行。請稍後再送出一次。",
+)
+OUT_OF_MEMORY = Text(
+    "The graphics card ran out of memory while drawing. "
+    "Try a smaller size or fewer images at once.",
+    "繪圖時顯示卡的記憶體不足。請試著縮小圖片尺寸，或一次少畫幾張。",
+)
+UNEXPECTED = Text(
+    "Drawing failed because of an unexpected problem ({kind}). "
+    "Please try again; if it keeps happening, tell an admin.",
+    "繪圖時發生意外問題（{kind}），工作失敗。請再試一次；如果一直發生，請告訴管理員。",
+)
+
+
+def as_job_failure(exc: BaseException) -> JobFailedError:
+    """A plain-language JobFailedError for an exception that is not a LoracleError."""
+    if _is_out_of_memory(exc):
+        error = JobFailedError(OUT_OF_MEMORY)
+    else:
+        error = JobFailedError(UNEXPECTED, kind=type(exc).__name__)
+    error.__cause__ = exc
+    return error
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    # torch.cuda.OutOfMemoryError subclasses RuntimeError; MPS and older torch raise a
+    # bare RuntimeError whose text says "out of memory".
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def default_summary(result: Any) -> Any:
+    """What of a result is stored in the `jobs` table: a JSON value, never pixels."""
+    if result is None:
+        return None
+    for method in ("summary", "to_json"):
+        summarise = getattr(result, method, None)
+        if callable(summarise):
+            return summarise()
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError):
+        return {"type": type(result).__name__}
+    return result
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """A job of one user and where it stands: 0 = running, 1 = next, ..."""
+
+    job: QueuedJob
+    position: int
+
+
+@dataclass
+class _Running:
+    job: QueuedJob
+    handle: JobHandle
+    progress: Progress
+
+
+class JobQueue:
+    """Fair, checkpoint-aware job queue with one worker thread. Use from the event loop.
+
+    `runner(job, progress)` runs in the worker thread. `per_user_cap` and `affinity_limit`
+    are the scheduler's (see engine.queue.scheduler). `store` persists every job.
+    `loaded_checkpoint()` names the checkpoint the pipeline holds now (the affinity key);
+    it is called under the queue's lock from both threads, so it must be a cheap,
+    thread-safe read; without it the queue assumes the last job's checkpoint is loaded.
+    `summarize(result)` is the JSON value stored for a finished job.
+    """
+
+    def __init__(
+        self,
+        runner: Runner,
+        *,
+        per_user_cap: int,
+        affinity_limit: int,
+        store: JobStore | None = None,
+        loaded_checkpoint: Callable[[], str | None] | None = None,
+        summarize: Callable[[Any], Any] = default_summary,
+    ) -> None:
+        self._runner = runner
+        self._store = store
+        self._loaded_checkpoint = loaded_checkpoint
+        self._summarize = summarize
+        self._scheduler: Scheduler[QueuedJob] = Scheduler(
+            per_user_cap=per_user_cap, affinity_limit=affinity_limit
+        )
+        # Guards everything below; held only for in-memory work (and the submit insert).
+        self._cond = threading.Condition()
+        self._handles: dict[str, JobHandle] = {}  # queued and running jobs
+        self._running: _Running | None = None
+        self._last_checkpoint: str | None = None
+        self._paused = False
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._exited: asyncio.Future[None] | None = None
+        self._writes: set[asyncio.Future[Any]] = set()
+
+    # -- life cycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the worker thread (once)."""
+        if self._thread is not None or self._stopping:
+            raise RuntimeError("a JobQueue starts once")
+        self._loop = asyncio.get_running_loop()
+        self._exited = self._loop.create_future()
+        self._thread = threading.Thread(target=self._work, name="loracle-gpu-worker", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        """Refuse new jobs, let the running job finish, end the worker thread.
+
+        Jobs still waiting are failed with a message; with a store their rows stay
+        `queued`, so `JobStore.recover()` brings them back on the next start.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None and self._exited is not None:
+            await self._exited
+        else:
+            self._drop_waiting()
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Wait until database writes started by cancel()/clear() have finished."""
+        while self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
+    # -- submitting --------------------------------------------------------------------
+
+    def submit(self, job: QueuedJob) -> JobHandle:
+        """Queue a job. Raises QueueFullError at the user's cap, when paused or stopping."""
+        loop = self._bind_loop()
+        with self._cond:
+            if self._stopping:
+                raise QueueFullError(STOPPING)
+            if self._paused:
+                raise QueueFullError(PAUSED)
+            self._check_new(job)
+            self._scheduler.check_room(job.user_id)
+            if self._store is not None:
+                self._store.insert(job)
+            return self._enqueue(job, loop)
+
+    def resubmit(self, job: QueuedJob) -> JobHandle:
+        """Queue a job recovered after a restart: no per-user cap, accepted while paused."""
+        loop = self._bind_loop()
+        with self._cond:
+            if self._stopping:
+                raise QueueFullError(STOPPING)
+            self._check_new(job)
+            if self._store is not None:
+                self._store.insert_if_missing(job)
+            return self._enqueue(job, loop)
+
+    def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _check_new(self, job: QueuedJob) -> None:
+        if job.id in self._handles:
+            raise ValueError(f"job {job.id} is already in the queue")
+
+    def _enqueue(self, job: QueuedJob, loop: asyncio.AbstractEventLoop) -> JobHandle:
+        handle = JobHandle(job, loop, self.cancel)
+        self._scheduler.add(job, bypass_cap=True)
+        self._handles[job.id] = handle
+        self._announce_positions()
+        self._cond.notify_all()
+        return handle
+
+    # -- control -----------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> bool:
+        """Queued: removed at once. Running: asked to stop at its next step (the runner
+        decides; a job that finishes anyway ends Done). False if unknown or finished."""
+        with self._cond:
+            running = self._running
+            if running is not None and running.job.id == job_id:
+                running.progress.request_cancel()
+                return True
+            job = self._scheduler.remove(job_id)
+            if job is None:
+                return False
+            self._handles.pop(job_id)._post(Cancelled())
+            self._announce_positions()
+        self._write_later(self._store_cancel, [job_id])
+        return True
+
+    def clear(self) -> int:
+        """Cancel every waiting job (the running one continues); returns how many."""
+        with self._cond:
+            jobs = self._scheduler.clear()
+            for job in jobs:
+                self._handles.pop(job.id)._post(Cancelled())
+        if jobs:
+            self._write_later(self._store_cancel, [job.id for job in jobs])
+        return len(jobs)
+
+    def pause(self) -> None:
+        """Start no new job and accept none; the running job finishes."""
+        with self._cond:
+            self._paused = True
+
+    def resume(self) -> None:
+        with self._cond:
+            self._paused = False
+            self._cond.notify_all()
+
+    # -- questions ---------------------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def busy(self) -> bool:
+        """True while a job is running."""
+        return self._running is not None
+
+    @property
+    def size(self) -> int:
+        """Jobs waiting (not counting the running one)."""
+        with self._cond:
+            return len(self._scheduler)
+
+    @property
+    def running(self) -> QueuedJob | None:
+        running = self._running
+        return running.job if running is not None else None
+
+    def handle(self, job_id: str) -> JobHandle | None:
+        with self._cond:
+            return self._handles.get(job_id)
+
+    def owner_of(self, job_id: str) -> str | None:
+        """The user id of a waiting or running job; None when not queued."""
+        with self._cond:
+            handle = self._handles.get(job_id)
+            return handle.job.user_id if handle is not None else None
+
+    def position(self, job_id: str) -> int | None:
+        """0 = running, 1 = next, ...; None when not queued (finished or unknown)."""
+        with self._cond:
+            handle = self._handles.get(job_id)
+            return handle.position if handle is not None else None
+
+    def jobs_of(self, user_id: str) -> list[QueueEntry]:
+        """The user's running and waiting jobs, in the order they will run."""
+        entries: list[QueueEntry] = []
+        with self._cond:
+            for handle in self._handles.values():
+                position = handle.position
+                if handle.job.user_id == user_id and position is not None:
+                    entries.append(QueueEntry(handle.job, position))
+        return sorted(entries, key=lambda entry: entry.position)
+
+    # -- internals (call with self._cond held) -----------------------------------------
+
+    def _loaded(self) -> str | None:
+        if self._loaded_checkpoint is not None:
+            try:
+                return self._loaded_checkpoint()
+            except Exception:
+                # Only a scheduling hint: a broken one must not stop the queue.
+                log.exception("loaded_checkpoint() failed; using the last job's checkpoint")
+        return self._last_checkpoint
+
+    def _announce_positions(self) -> None:
+        # After the running job, its checkpoint is the loaded one: predict from that.
+        loaded = self._running.job.checkpoint if self._running is not None else self._loaded()
+        for position, job in enumerate(self._scheduler.order(loaded), start=1):
+            self._handles[job.id]._post(Queued(position))  # unchanged positions are dropped
+
+    def _drop_waiting(self) -> None:
+        text = SHUTDOWN_KEPT if self._store is not None else SHUTDOWN_DROPPED
+        with self._cond:
+            for job in self._scheduler.clear():
+                self._handles.pop(job.id)._post(Failed(JobError(text)))
+
+    # -- the worker thread -------------------------------------------------------------
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._stopping and (self._paused or not len(self._scheduler)):
+                        self._cond.wait()
+                    if self._stopping:
+                        return
+                # Asked outside the lock: the callable belongs to the pipeline, not to us.
+                loaded = self._loaded()
+                with self._cond:
+                    if self._stopping:
+                        return
+                    picked = None if self._paused else self._scheduler.pick(loaded)
+                    if picked is None:
+                        continue
+                    job = picked.job
+                    handle = self._handles[job.id]
+                    progress = Progress(
+                        on_step=lambda i, n, note, h=handle: h._post(Step(i, n, note))
+                    )
+                    self._running = _Running(job, handle, progress)
+                    handle._post(Started())
+                    self._announce_positions()
+                outcome, fatal = self._run(job, progress)
+                with self._cond:
+                    self._running = None
+                    self._last_checkpoint = job.checkpoint
+                    self._handles.pop(job.id, None)
+                    handle._post(outcome)
+                    self._announce_positions()
+                if fatal is not None:
+                    log.error("worker stopped by %r while running job %s", fatal, job.id)
+                    return
+        except BaseException:
+            log.exception("the GPU worker stopped on an unexpected error")
+        finally:
+            with self._cond:
+                self._stopping = True
+                running, self._running = self._running, None
+                if running is not None:
+                    self._handles.pop(running.job.id, None)
+            if running is not None:  # only if the loop itself broke mid-job
+                running.handle._post(Failed(JobFailedError(UNEXPECTED, kind="worker stopped")))
+            self._drop_waiting()
+            self._signal_exit()
+
+    def _run(self, job: QueuedJob, progress: Progress) -> tuple[JobEvent, BaseException | None]:
+        """Run one job; returns its terminal event and, rarely, an exception that must
+        end the worker (SystemExit and the like) once the job is settled."""
+        self._store_call(lambda store: store.mark_running(job.id))
+        try:
+            progress.check_cancelled()
+            result = self._runner(job, progress)
+        except JobCancelledError:
+            self._store_call(lambda store: store.mark_cancelled(job.id))
+            return Cancelled(), None
+        except LoracleError as error:
+            self._store_call(lambda store: store.mark_failed(job.id, str(error)))
+            return Failed(error), None
+        except BaseException as exc:
+            error = as_job_failure(exc)
+            log.error("job %s failed", job.id, exc_info=exc)
+            detail = f"{error} [{type(exc).__name__}: {exc}]"
+            self._store_call(lambda store: store.mark_failed(job.id, detail))
+            return Failed(error), (None if isinstance(exc, Exception) else exc)
+        try:
+            summary = self._summarize(result)
+        except Exception:  # a bad summary must not turn a finished job into a failure
+            log.exception("could not summarise the result of job %s", job.id)
+            summary = {"type": type(result).__name__}
+        self._store_call(lambda store: store.mark_done(job.id, summary))
+        return Done(result), None
+
+    def _store_call(self, write: Callable[[JobStore], Any]) -> None:
+        if self._store is None:
+            return
+        try:
+            write(self._store)
+        except Exception:
+            # The job itself is fine; losing its bookkeeping must not stop the GPU.
+            log.exception("job store write failed")
+
+    def _store_cancel(self, job_ids: list[str]) -> None:
+        self._store_call(lambda store: store.mark_cancelled_many(job_ids))
+
+    def _write_later(self, write: Callable[..., Any], *args: Any) -> None:
+        if self._store is None:
+            return
+        loop = self._loop
+        try:
+            running_loop = asyncio.get_running_loop()
+        except RuntimeError:
+            running_loop = None
+        if loop is None or running_loop is not loop:
+            write(*args)
+            return
+        future = loop.run_in_executor(None, write, *args)
+        self._writes.add(future)
+        future.add_done_callback(self._writes.discard)
+
+    def _signal_exit(self) -> None:
+        loop, exited = self._loop, self._exited
+        if loop is None or exited is None:
+            return
+
+        def settle() -> None:
+            if not exited.done():
+                exited.set_result(None)
+
+        with contextlib.suppress(RuntimeError):  # the loop is closed already
+            loop.call_soon_threadsafe(settle)

@@ -1,0 +1,148 @@
+"""What a front end asks the engine to draw, before and after names are resolved."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.i18n import EN, Message
+from engine.kinds import Architecture
+from engine.weights import LoraRequest, LoraStatus
+
+
+@dataclass
+class DrawRequest:
+    prompt: str
+    negative: str = ""
+    checkpoint: str | None = None  # None: the default checkpoint
+    loras: list[LoraRequest] = field(default_factory=list)
+    seed: int | None = None  # None: random
+    steps: int | None = None
+    cfg: float | None = None
+    width: int | None = None
+    height: int | None = None
+    count: int = 1
+    sampler: str | None = None
+    user_id: str = "cli"
+    guild_id: str | None = None
+    channel_id: str | None = None
+    locale: str = EN
+    allow_nsfw: bool = True  # the bot sets False outside age-restricted channels
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DrawRequest:
+        data = dict(data)
+        data["loras"] = [LoraRequest(**item) for item in data.get("loras", [])]
+        return cls(**data)
+
+
+@dataclass
+class PlannedCheckpoint:
+    name: str
+    label: str
+    path: Path
+    format: str
+    sha256: str | None
+    autov2: str | None
+    architecture: Architecture
+    base_model: str | None
+    family: str | None  # family id
+    family_label: str | None
+    v_prediction: bool = False
+
+
+@dataclass
+class PlannedLora:
+    name: str
+    label: str
+    path: Path | None
+    sha256: str | None
+    autov3: str | None
+    requested_weight: float | None
+    applied_weight: float
+    status: LoraStatus
+    verdict: str
+    warnings: list[Message] = field(default_factory=list)
+    unmatched_keys: int = 0
+    matched_modules: int = 0
+
+    def to_json(self, locale: str = EN) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "requested_weight": self.requested_weight,
+            "applied_weight": self.applied_weight,
+            "status": str(self.status),
+            "verdict": self.verdict,
+            "warnings": [w.render(locale) for w in self.warnings],
+            "matched_modules": self.matched_modules,
+            "unmatched_keys": self.unmatched_keys,
+        }
+
+
+@dataclass
+class DrawParams:
+    prompt: str
+    negative: str
+    seed: int
+    steps: int
+    cfg: float
+    width: int
+    height: int
+    count: int
+    sampler: str
+
+
+@dataclass
+class DrawPlan:
+    """A request with every name resolved and every weight decided: ready for the GPU."""
+
+    request: DrawRequest
+    checkpoint: PlannedCheckpoint
+    loras: list[PlannedLora]
+    params: DrawParams
+    warnings: list[Message] = field(default_factory=list)
+
+    @property
+    def applied_loras(self) -> list[PlannedLora]:
+        return [l for l in self.loras if l.status in (LoraStatus.APPLIED, LoraStatus.CLAMPED)]
+
+
+@dataclass
+class DrawResult:
+    job_id: str
+    images: list[Path]
+    seeds: list[int]
+    plan: DrawPlan
+    warnings: list[Message]
+    parameters: str  # the A1111 `parameters` text written into each PNG
+    seconds: float  # GPU time of the job
+    queued_seconds: float = 0.0
+    checkpoint_loaded: bool = False  # whether this job had to load the checkpoint
+
+    def to_json(self, locale: str = EN) -> dict[str, Any]:
+        cp = self.plan.checkpoint
+        p = self.plan.params
+        return {
+            "job_id": self.job_id,
+            "images": [str(path) for path in self.images],
+            "seed": p.seed,
+            "seeds": self.seeds,
+            "checkpoint": {
+                "name": cp.name,
+                "architecture": str(cp.architecture),
+                "base_model": cp.base_model,
+                "family": cp.family,
+            },
+            "loras": [l.to_json(locale) for l in self.plan.loras],
+            "warnings": [w.render(locale) for w in self.warnings],
+            "steps": p.steps,
+            "cfg": p.cfg,
+            "width": p.width,
+            "height": p.height,
+            "sampler": p.sampler,
+            "seconds": round(self.seconds, 3),
+        }

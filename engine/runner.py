@@ -1,0 +1,113 @@
+"""The job body that runs on the GPU worker thread: checkpoint, LoRAs, denoise, PNGs.
+
+Only the queue's single worker thread calls `GpuRunner`, so the pipeline, the LoRA patcher
+and the generator are never touched concurrently.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import date
+from pathlib import Path
+
+from engine.i18n import Message, Text
+from engine.lora.cache import LoraCache
+from engine.lora.patcher import LoraPatcher, LoraSpec
+from engine.pipeline.generator import GenerationParams, Generator
+from engine.pipeline.loader import CheckpointSpec
+from engine.png_info import format_parameters, save_png
+from engine.queue.worker import Progress, QueuedJob
+from engine.requests import DrawPlan, DrawResult
+
+_UNMATCHED = Text(
+    "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
+    "{name}：有 {count} 組權重對不上此模型的任何一層，已略過。",
+)
+_TRUNCATED = Text(
+    "The prompt is longer than the text encoder reads ({limit} tokens); {dropped} token(s) at the end were ignored.",
+    "提示詞超過文字編碼器可讀的長度（{limit} 個 token），結尾的 {dropped} 個 token 被忽略了。",
+)
+
+
+class GpuRunner:
+    def __init__(self, generator: Generator, lora_cache: LoraCache, outputs_dir: Path) -> None:
+        self.generator = generator
+        self.lora_cache = lora_cache
+        self.outputs_dir = outputs_dir
+        self._patcher: LoraPatcher | None = None
+
+    def loaded_checkpoint(self) -> str | None:
+        loaded = self.generator.loaded
+        return (loaded.sha256 or loaded.name) if loaded else None
+
+    def __call__(self, job: QueuedJob, progress: Progress) -> DrawResult:
+        plan: DrawPlan = job.payload
+        started = time.perf_counter()
+        progress.check_cancelled()
+        cp = plan.checkpoint
+        spec = CheckpointSpec(
+            name=cp.name, path=cp.path, format=cp.format, sha256=cp.sha256, v_prediction=cp.v_prediction
+        )
+        loaded = self.generator.ensure_checkpoint(spec)
+        if loaded or self._patcher is None or self._patcher.pipe is not self.generator.pipe:
+            self._patcher = LoraPatcher(self.generator.pipe, self.lora_cache)
+        applied = plan.applied_loras
+        reports = self._patcher.apply(
+            [LoraSpec(key=l.sha256 or "", path=l.path, weight=l.applied_weight, name=l.name) for l in applied]
+        )
+        warnings = list(plan.warnings)
+        for lora, report in zip(applied, reports, strict=True):
+            lora.matched_modules = report.matched_modules
+            lora.unmatched_keys = len(report.unmatched_keys)
+            if report.unmatched_keys:
+                msg = Message.of(_UNMATCHED, name=lora.name, count=len(report.unmatched_keys))
+                lora.warnings.append(msg)
+                warnings.append(msg)
+        p = plan.params
+        params = GenerationParams(
+            prompt=p.prompt,
+            negative=p.negative,
+            seed=p.seed,
+            steps=p.steps,
+            cfg=p.cfg,
+            width=p.width,
+            height=p.height,
+            count=p.count,
+            sampler=p.sampler,
+        )
+        images = self.generator.generate(
+            params, on_step=progress.step, should_cancel=lambda: progress.cancelled
+        )
+        dropped = getattr(self.generator, "last_truncated_tokens", 0)
+        if dropped:
+            warnings.append(Message.of(_TRUNCATED, limit=75, dropped=dropped))
+        seeds = [p.seed + i for i in range(len(images))]
+        folder = self.outputs_dir / date.today().isoformat()
+        paths: list[Path] = []
+        text = ""
+        for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
+            text = format_parameters(
+                prompt=p.prompt,
+                negative=p.negative,
+                steps=p.steps,
+                sampler=p.sampler,
+                cfg=p.cfg,
+                seed=seed,
+                width=p.width,
+                height=p.height,
+                model_name=cp.name,
+                model_hash=cp.autov2,
+                loras=[(l.name, l.applied_weight, l.autov3) for l in applied],
+            )
+            paths.append(save_png(image, folder / f"{job.id}-{index}.png", text))
+        return DrawResult(
+            job_id=job.id,
+            images=paths,
+            seeds=seeds,
+            plan=plan,
+            warnings=warnings,
+            parameters=text,
+            seconds=time.perf_counter() - started,
+            queued_seconds=max(0.0, time.time() - job.created_at - (time.perf_counter() - started)),
+            checkpoint_loaded=loaded,
+        )

@@ -1,0 +1,130 @@
+"""The LoRA weight policy, applied in one place and reported per LoRA.
+
+- no weight given  -> the LoRA's recommended weight (admin-set, else 1.0)
+- NaN or infinity  -> refused (WeightError)
+- 0                -> not applied at all (bit-identical to leaving it out)
+- outside the configured range -> clamped to it, and the reply says so
+- negative         -> supported: pushes the image away from what the LoRA learned
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from engine.errors import WeightError
+from engine.i18n import Message, Text
+from engine.text_input import clean_name
+
+DEFAULT_WEIGHT = 1.0
+
+
+class LoraStatus(StrEnum):
+    APPLIED = "applied"
+    NOT_APPLIED = "not_applied"
+    CLAMPED = "clamped"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class LoraRequest:
+    name: str
+    weight: float | None = None
+
+
+@dataclass(frozen=True)
+class WeightDecision:
+    requested: float | None
+    applied: float
+    status: LoraStatus
+    note: Message | None = None
+
+
+_CLAMPED = Text(
+    "{name}: weight {requested:g} is outside {low:g}…{high:g}, so {applied:g} was used.",
+    "{name}：權重 {requested:g} 超出 {low:g}…{high:g} 的範圍，已改用 {applied:g}。",
+)
+_ZERO = Text(
+    "{name}: weight 0 means the LoRA is not applied.",
+    "{name}：權重 0 代表不套用此 LoRA。",
+)
+_NOT_FINITE = Text(
+    "The weight for “{name}” must be a real number, not {value}.",
+    "「{name}」的權重必須是一般數字，不能是 {value}。",
+)
+_NOT_A_NUMBER = Text(
+    "The weight “{value}” for “{name}” is not a number. Write it like {name}:0.8",
+    "「{name}」的權重「{value}」不是數字。請寫成 {name}:0.8 這樣的格式。",
+)
+_EMPTY_NAME = Text(
+    "A LoRA name is missing in “{item}”. Write LoRAs like: name:0.8, other:-0.5",
+    "「{item}」中缺少 LoRA 名稱。請寫成：name:0.8, other:-0.5",
+)
+_TWICE = Text(
+    "“{name}” is listed twice; give each LoRA once with one weight.",
+    "「{name}」重複出現；每個 LoRA 只能列一次、給一個權重。",
+)
+_TOO_MANY = Text(
+    "At most {limit} LoRAs per image (you gave {count}).",
+    "每張圖最多 {limit} 個 LoRA（您給了 {count} 個）。",
+)
+
+
+def decide_weight(
+    name: str, requested: float | None, recommended: float | None, low: float, high: float
+) -> WeightDecision:
+    wanted = requested if requested is not None else (recommended if recommended is not None else DEFAULT_WEIGHT)
+    if not math.isfinite(wanted):
+        raise WeightError(_NOT_FINITE, name=name, value=wanted)
+    if wanted == 0:
+        return WeightDecision(requested, 0.0, LoraStatus.NOT_APPLIED, Message.of(_ZERO, name=name))
+    if wanted < low or wanted > high:
+        applied = min(max(wanted, low), high)
+        note = Message.of(_CLAMPED, name=name, requested=wanted, low=low, high=high, applied=applied)
+        return WeightDecision(requested, applied, LoraStatus.CLAMPED, note)
+    return WeightDecision(requested, float(wanted), LoraStatus.APPLIED)
+
+
+_A1111_TAG = re.compile(r"<\s*lora\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.I)
+
+
+def parse_weight(name: str, text: str) -> float:
+    value = text.strip()
+    try:
+        number = float(value)
+    except ValueError:
+        raise WeightError(_NOT_A_NUMBER, name=name, value=value[:40]) from None
+    if not math.isfinite(number):
+        raise WeightError(_NOT_FINITE, name=name, value=value[:40])
+    return number
+
+
+def parse_lora_list(text: str, *, max_loras: int | None = None) -> list[LoraRequest]:
+    """Parse `name:0.8, other:-0.5` (also `<lora:name:0.8>` as pasted from A1111, and
+    full-width punctuation typed with a CJK keyboard) into requests."""
+    cleaned = clean_name(text)
+    cleaned = _A1111_TAG.sub(lambda m: f",{m.group(1)}:{m.group(2) or ''},", cleaned)
+    requests: list[LoraRequest] = []
+    seen: set[str] = set()
+    for item in re.split(r"[,;\n]+", cleaned):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, weight_text = item.rpartition(":")
+        if not sep:
+            name, weight = item, None
+        else:
+            name = name.strip()
+            weight = parse_weight(name or item, weight_text) if weight_text.strip() else None
+        if not name:
+            raise WeightError(_EMPTY_NAME, item=item[:60])
+        key = name.lower()
+        if key in seen:
+            raise WeightError(_TWICE, name=name)
+        seen.add(key)
+        requests.append(LoraRequest(name, weight))
+    if max_loras is not None and len(requests) > max_loras:
+        raise WeightError(_TOO_MANY, limit=max_loras, count=len(requests))
+    return requests

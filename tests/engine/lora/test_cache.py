@@ -1,0 +1,61 @@
+"""LoraCache: LRU by content hash, counted hits / misses / loads."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from engine.errors import CorruptFileError
+from engine.lora.cache import LoraCache, file_identity_key
+from engine.lora.testing import write_tiny_lora
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    from engine.pipeline.tiny import build_tiny_pipeline
+
+    folder = tmp_path_factory.mktemp("cache")
+    pipe = build_tiny_pipeline(0)
+    return [write_tiny_lora(folder / f"l{i}.safetensors", pipe, seed=i, text_encoders=False) for i in range(3)]
+
+
+def test_hits_misses_and_lru_eviction(files):
+    cache = LoraCache(2)
+    a = cache.get("a", files[0])
+    assert cache.get("a", files[0]) is a
+    cache.get("b", files[1])
+    cache.get("a", files[0])  # a is now the most recent
+    cache.get("c", files[2])  # evicts b
+    assert "a" in cache and "c" in cache and "b" not in cache
+    assert (cache.stats.hits, cache.stats.misses, cache.stats.loads, cache.stats.evictions) == (2, 3, 3, 1)
+    cache.get("b", files[1])
+    assert cache.stats.loads == 4 and len(cache) == 2
+
+
+def test_content_key_is_trusted_over_the_path(files):
+    cache = LoraCache(4)
+    first = cache.get("same-hash", files[0])
+    assert cache.get("same-hash", files[1]) is first  # same content hash: no read
+
+
+def test_fallback_key_changes_when_file_changes(tmp_path, files):
+    path = tmp_path / "x.safetensors"
+    path.write_bytes(files[0].read_bytes())
+    before = file_identity_key(path)
+    path.write_bytes(files[1].read_bytes())
+    os.utime(path, ns=(1, 1))
+    assert file_identity_key(path) != before
+    cache = LoraCache(4)
+    cache.get(None, path)
+    cache.get(None, path)
+    assert (cache.stats.loads, cache.stats.hits) == (1, 1)
+
+
+def test_failed_load_is_not_cached(tmp_path):
+    cache = LoraCache(2)
+    with pytest.raises(CorruptFileError):
+        cache.get("k", tmp_path / "missing.safetensors")
+    with pytest.raises(CorruptFileError):
+        cache.get(None, tmp_path / "missing.safetensors")
+    assert len(cache) == 0 and cache.stats.loads == 0

@@ -1,0 +1,138 @@
+"""Verdicts end to end: files on disk, a fake CivitAI on loopback, the Engine facade."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from engine.api import Engine
+from engine.errors import UnknownNameError
+from tests.factories.model_files import kohya_metadata, write_checkpoint, write_kohya_lora
+from tests.fakes.civitai import FakeCivitai, fake_civitai, settings_for  # noqa: F401
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest().upper()
+
+
+def no_name_metadata(base: str, **extra: object) -> dict[str, str]:
+    # sd_model_name=None keeps file-name guesses out, so each case tests one source
+    return kohya_metadata(base, sd_model_name=None, **extra)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def world(tmp_path: Path, fake_civitai: tuple[FakeCivitai, str]):
+    fake, base_url = fake_civitai
+    models, loras = tmp_path / "models", tmp_path / "loras"
+    models.mkdir()
+    loras.mkdir()
+    merge = write_checkpoint(models / "novaOrangeMerge_v1.safetensors", "sdxl")
+    fake.register_hash(sha(merge), base_model="Illustrious", model_type="Checkpoint", version_id=9001)
+
+    lo = {
+        "exact": write_kohya_lora(loras / "exact.safetensors", "sdxl", metadata=no_name_metadata("sdxl", new_sd_model_hash=sha(merge).lower())),
+        "il_style": write_kohya_lora(loras / "il_style.safetensors", "sdxl", seed=1, metadata=no_name_metadata("sdxl")),
+        "noob_char": write_kohya_lora(loras / "noob_char.safetensors", "sdxl", seed=2, metadata=no_name_metadata("sdxl")),
+        "pony_style": write_kohya_lora(loras / "pony_style.safetensors", "sdxl", seed=3, metadata=no_name_metadata("sdxl")),
+        "sd15_style": write_kohya_lora(loras / "sd15_style.safetensors", "sd1", seed=4, metadata=no_name_metadata("sd1")),
+        "flux_style": write_kohya_lora(loras / "flux_style.safetensors", "flux", seed=5, metadata=no_name_metadata("flux")),
+        "mystery": write_kohya_lora(loras / "mystery.safetensors", "sdxl", seed=6, metadata={}),
+    }
+    fake.register_hash(sha(lo["il_style"]), base_model="Illustrious", version_id=101)
+    fake.register_hash(sha(lo["noob_char"]), base_model="NoobAI", version_id=102)
+    fake.register_hash(sha(lo["pony_style"]), base_model="Pony", version_id=103)
+    fake.register_hash(sha(lo["sd15_style"]), base_model="SD 1.5", version_id=104)
+    fake.register_hash(sha(lo["flux_style"]), base_model="Flux.1 D", version_id=105)
+
+    # A LoRA CivitAI does not know, trained on a checkpoint CivitAI does know (Pony).
+    pony_ckpt_hash = hashlib.sha256(b"pony diffusion v6 xl").hexdigest().upper()
+    fake.register_hash(pony_ckpt_hash, base_model="Pony", model_type="Checkpoint", version_id=290640)
+    write_kohya_lora(
+        loras / "via_training.safetensors", "sdxl", seed=7, metadata=no_name_metadata("sdxl", new_sd_model_hash=pony_ckpt_hash.lower())
+    )
+
+    engine = Engine(settings_for(base_url, tmp_path))
+    await engine.scan()
+    yield engine, fake
+    await engine.close()
+
+
+@pytest.mark.parametrize(
+    ("lora", "verdict"),
+    [
+        ("exact", "exact"),
+        ("il_style", "same_family"),
+        ("noob_char", "same_family"),
+        ("pony_style", "other_family"),
+        ("sd15_style", "incompatible"),
+        ("flux_style", "incompatible"),
+        ("mystery", "unknown"),
+        ("via_training", "other_family"),
+    ],
+)
+async def test_family_check_verdicts(world, lora: str, verdict: str) -> None:
+    engine, _ = world
+    check = await engine.family_check("novaOrangeMerge_v1", [lora])
+    data = check.to_json()
+    assert data["checkpoint"]["family"] == "illustrious"
+    item = data["loras"][0]
+    assert item["verdict"] == verdict, item
+    assert item["evidence"] and item["explanation"]
+    assert check.loras[0].explanation["zh-TW"] != check.loras[0].explanation["en"]
+
+
+async def test_answers_come_from_the_cache_the_second_time(world) -> None:
+    engine, fake = world
+    asked = len(fake.requests)
+    await engine.family_check("novaOrangeMerge_v1", ["pony_style", "mystery"])
+    await engine.lora_info("pony_style")
+    assert len(fake.requests) == asked  # scan already asked; 404s are cached too
+
+
+async def test_lora_info(world) -> None:
+    engine, _ = world
+    info = (await engine.lora_info("pony_style")).to_json()
+    assert info["base_model"] == "Pony" and info["family"] == "pony"
+    assert info["architecture"] == "sdxl" and info["autov2"] == info["sha256"][:10]
+    assert info["autov3"] and len(info["autov3"]) == 12
+    assert info["civitai_url"].endswith("modelVersionId=103")
+    assert info["recommended_weight"] == 1.0
+    assert {"checkpoint": "novaOrangeMerge_v1", "family": "Illustrious", "verdict": "other_family"} in info["suits"]
+
+
+async def test_admin_override_beats_civitai(world) -> None:
+    engine, _ = world
+    engine.set_entry("pony_style", base_model="Illustrious", weight=0.6)
+    info = (await engine.lora_info("pony_style")).to_json()
+    assert info["base_model"] == "Illustrious" and info["base_model_source"] == "admin"
+    assert info["recommended_weight"] == 0.6
+    check = await engine.family_check("novaOrangeMerge_v1", ["pony_style"])
+    assert check.loras[0].verdict == "same_family"
+
+
+async def test_unknown_names_suggest(world) -> None:
+    engine, _ = world
+    with pytest.raises(UnknownNameError) as err:
+        await engine.family_check("novaOrangeMerge_v1", ["pony_styel"])
+    assert "pony_style" in err.value.suggestions
+
+
+async def test_civitai_down_degrades_to_file_knowledge(tmp_path: Path) -> None:
+    # Nothing listens on this port: every lookup fails fast; the answer still comes.
+    (tmp_path / "models").mkdir()
+    (tmp_path / "loras").mkdir()
+    merge = write_checkpoint(tmp_path / "models" / "illustriousXL_v01.safetensors", "sdxl")
+    write_kohya_lora(
+        tmp_path / "loras" / "trained_here.safetensors", "sdxl",
+        metadata=no_name_metadata("sdxl", new_sd_model_hash=sha(merge).lower()),
+    )
+    engine = Engine(settings_for("http://127.0.0.1:9", tmp_path, civitai_max_retries=0))
+    try:
+        await engine.scan()
+        check = await engine.family_check("illustriousXL_v01", ["trained_here"])
+    finally:
+        await engine.close()
+    assert check.loras[0].verdict == "exact"
+    assert check.notes  # says CivitAI could not be asked

@@ -1,0 +1,1 @@
+"""Reusable builders of test fixtures (model files, ...), shared across test packages."""
