@@ -104,6 +104,7 @@ class Engine:
         self.knowledge = Knowledge(self.library, self.civitai, self.table)
         self.admin = AdminSettings(self.dbs, settings)
         self.queue: Any = None  # engine.queue.worker.JobQueue once start() ran
+        self.job_store: Any = None
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
 
@@ -126,7 +127,7 @@ class Engine:
             )
         self.runner = GpuRunner(generator, LoraCache(self.settings.lora_cache_size), self.settings.outputs_dir)
         limits = self.admin.limits()
-        store = JobStore(self.dbs)
+        store = self.job_store = JobStore(self.dbs)
         self.queue = JobQueue(
             self.runner,
             per_user_cap=limits.queue_per_user,

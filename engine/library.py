@@ -300,8 +300,20 @@ class Library:
     def find(self, name: str, category: Category | str | None = None) -> LibraryEntry:
         """Resolve what a user typed: name, display name, file name or hash prefix."""
         wanted = name.strip()
+        found = self._match(wanted, self.entries(category))
+        if found is not None:
+            return found
+        if category:
+            elsewhere = self._match(wanted, self.entries())
+            if elsewhere is not None:
+                raise LibraryError(_WRONG_CATEGORY, name=elsewhere.name, actual=elsewhere.category, wanted=category)
+        raise UnknownNameError(
+            str(category) if category else "model", wanted, self.suggest(wanted, category)
+        )
+
+    @staticmethod
+    def _match(wanted: str, candidates: list[LibraryEntry]) -> LibraryEntry | None:
         key = wanted.lower().removesuffix(".safetensors")
-        candidates = self.entries(category)
         for match in (
             lambda e: e.name.lower() == key,
             lambda e: (e.display_name or "").lower() == key,
@@ -311,14 +323,10 @@ class Library:
             hits = [e for e in candidates if match(e)]
             if len(hits) == 1:
                 return hits[0]
-        raise UnknownNameError(
-            str(category) if category else "model", wanted, self.suggest(wanted, category)
-        )
+        return None
 
     def get_usable(self, name: str, category: Category) -> LibraryEntry:
         entry = self.find(name, category)
-        if entry.category != category:
-            raise LibraryError(_WRONG_CATEGORY, name=entry.name, actual=entry.category, wanted=category)
         if entry.error:
             raise LibraryError(_NOT_USABLE, name=entry.name, reason=entry.error)
         if not entry.enabled:

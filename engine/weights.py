@@ -81,7 +81,7 @@ def decide_weight(
     if wanted == 0:
         return WeightDecision(requested, 0.0, LoraStatus.NOT_APPLIED, Message.of(_ZERO, name=name))
     if wanted < low or wanted > high:
-        applied = min(max(wanted, low), high)
+        applied = float(min(max(wanted, low), high))
         note = Message.of(_CLAMPED, name=name, requested=wanted, low=low, high=high, applied=applied)
         return WeightDecision(requested, applied, LoraStatus.CLAMPED, note)
     return WeightDecision(requested, float(wanted), LoraStatus.APPLIED)

@@ -339,7 +339,7 @@ def load_pipeline(
             name=spec.name,
             path=str(path),
         )
-    with hub_offline():
+    with hub_offline(), _quiet_diffusers():
         try:
             if spec.format == "diffusers":
                 pipe = _load_diffusers_folder(spec, path, dtype)
@@ -372,6 +372,22 @@ def load_pipeline(
     ensure_vae_upcast(pipe, dtype)
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+@contextlib.contextmanager
+def _quiet_diffusers() -> Iterator[None]:
+    """Loading prints progress bars and dtype notes meant for notebooks; a bot's log and a
+    CLI's terminal get our own messages instead. Errors still come through."""
+    from diffusers.utils import logging as diffusers_logging
+
+    level = diffusers_logging.get_verbosity()
+    diffusers_logging.set_verbosity_error()
+    diffusers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        diffusers_logging.set_verbosity(level)
+        diffusers_logging.enable_progress_bar()
 
 
 def apply_v_prediction(pipe: StableDiffusionXLPipeline, *, zero_terminal_snr: bool = True) -> None:

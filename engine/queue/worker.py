@@ -169,6 +169,9 @@ class JobQueue:
             self._cond.notify_all()
         if self._thread is not None and self._exited is not None:
             await self._exited
+            # The thread has posted its last word; let it actually end before the
+            # interpreter does (a daemon thread inside torch at exit aborts the process).
+            await asyncio.to_thread(self._thread.join, 10.0)
         else:
             self._drop_waiting()
         await self.flush()

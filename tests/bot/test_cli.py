@@ -1,0 +1,133 @@
+"""The `loracle` command line, run in-process as a user would type it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bot.cli import app
+
+
+@pytest.fixture
+def cli(demo_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setenv("LORACLE_DATA_DIR", str(demo_dir))
+    monkeypatch.setenv("LORACLE_OFFLINE", "1")
+    runner = CliRunner()
+
+    def run(*args: str, ok: bool = True):
+        result = runner.invoke(app, list(args))
+        if ok:
+            assert result.exit_code == 0, (result.output, result.exception)
+        return result
+
+    run("library", "scan")
+    return run
+
+
+def test_library_scan_twice_hashes_nothing(cli) -> None:
+    data = json.loads(cli("library", "scan", "--json").stdout)
+    assert data["hashed"] == 0 and data["unchanged"] == 6 and data["problems"] == []
+
+
+def test_library_list_json(cli) -> None:
+    rows = json.loads(cli("library", "list", "--json").stdout)
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["loracleDemoXL_v10"]["category"] == "checkpoint"
+    assert by_name["demo_noob_character"]["kind"] == "locon"
+    assert by_name["demo_sd15_detail"]["architecture"] == "sd1"
+    assert by_name["demo_pony_style"]["family"] == "pony"
+
+
+def test_family_check_json_contract(cli) -> None:
+    cli("library", "set", "loracleDemoXL_v10", "--base-model", "Illustrious")
+    result = cli(
+        "family", "check", "--checkpoint", "loracleDemoXL_v10",
+        "--lora", "demo_exact_style", "--lora", "demo_noob_character", "--lora", "demo_pony_style",
+        "--lora", "demo_sd15_detail", "--lora", "demo_mystery", "--json",
+    )
+    data = json.loads(result.stdout)
+    assert data["checkpoint"] == {
+        **data["checkpoint"],
+        "name": "loracleDemoXL_v10",
+        "architecture": "sdxl",
+        "base_model": "Illustrious",
+        "family": "illustrious",
+    }
+    verdicts = {item["name"]: item["verdict"] for item in data["loras"]}
+    assert verdicts == {
+        "demo_exact_style": "exact",
+        "demo_noob_character": "same_family",
+        "demo_pony_style": "other_family",
+        "demo_sd15_detail": "incompatible",
+        "demo_mystery": "unknown",
+    }
+    for item in data["loras"]:
+        assert {"name", "architecture", "base_model", "family", "verdict", "evidence", "explanation"} <= set(item)
+        assert isinstance(item["evidence"], list) and all(isinstance(e, str) for e in item["evidence"])
+
+
+def test_family_check_in_chinese(cli) -> None:
+    cli("library", "set", "loracleDemoXL_v10", "--base-model", "Illustrious")
+    data = json.loads(
+        cli("family", "check", "-c", "loracleDemoXL_v10", "-l", "demo_sd15_detail", "--json", "--lang", "zh-TW").stdout
+    )
+    assert "無法套用" in data["loras"][0]["explanation"]
+
+
+def test_lora_info_json_contract(cli) -> None:
+    data = json.loads(cli("lora", "info", "demo_pony_style", "--json").stdout)
+    for key in ("name", "sha256", "autov2", "autov3", "architecture", "base_model", "family", "trigger_words", "recommended_weight", "civitai_url"):
+        assert key in data
+    assert data["autov2"] == data["sha256"][:10] and len(data["autov3"]) == 12
+    assert data["base_model"] == "Pony" and data["recommended_weight"] == 1.0
+    assert data["civitai_url"] is None  # offline demo: not on CivitAI
+
+
+def test_library_set_weight_changes_recommended_weight(cli) -> None:
+    cli("library", "set", "demo_pony_style", "--weight", "0.6", "--name", "Ink Pony")
+    data = json.loads(cli("lora", "info", "Ink Pony", "--json").stdout)
+    assert data["recommended_weight"] == 0.6 and data["name"] == "demo_pony_style"
+
+
+def test_unknown_name_exits_nonzero_with_suggestions(cli) -> None:
+    result = cli("lora", "info", "demo_pony_styel", ok=False)
+    assert result.exit_code == 1
+    assert "demo_pony_style" in result.stderr
+    result = cli("family", "check", "-c", "nope", "-l", "demo_mystery", "--json", ok=False)
+    assert result.exit_code == 1
+    assert json.loads(result.stderr)["type"] == "UnknownNameError"
+
+
+def test_absurd_weight_for_library_set_is_refused(cli) -> None:
+    result = cli("library", "set", "demo_pony_style", "--weight", "1e9", ok=False)
+    assert result.exit_code == 1 and "weight" in result.stderr
+
+
+@pytest.mark.slow
+def test_draw_json_reports_applied_weights(cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli(
+        "draw", "1girl, smile", "-l", "demo_exact_style:0.7", "-l", "demo_pony_style:-9",
+        "-l", "demo_sd15_detail", "-l", "demo_mystery:0", "--seed", "5", "--steps", "2",
+        "--width", "64", "--height", "64", "--out", str(out), "--json",
+    )
+    data = json.loads(result.stdout)
+    assert data["seed"] == 5 and len(data["images"]) == 1
+    assert Path(data["images"][0]).parent == out and Path(data["images"][0]).exists()
+    loras = {l["name"]: l for l in data["loras"]}
+    assert loras["demo_exact_style"] == {**loras["demo_exact_style"], "requested_weight": 0.7, "applied_weight": 0.7, "status": "applied", "verdict": "exact"}
+    assert loras["demo_pony_style"]["status"] == "clamped" and loras["demo_pony_style"]["applied_weight"] == -2.0
+    assert loras["demo_sd15_detail"]["status"] == "refused" and loras["demo_sd15_detail"]["applied_weight"] == 0
+    assert loras["demo_mystery"]["status"] == "not_applied"
+    assert any("SD 1" in w for w in data["warnings"])
+
+
+def test_bad_setting_stops_with_one_line(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORACLE_LORA_WEIGHT_MAX", "lots")
+    result = cli("library", "list", ok=False)
+    assert result.exit_code == 1
+    assert "LORACLE_LORA_WEIGHT_MAX" in result.stderr

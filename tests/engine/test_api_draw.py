@@ -1,0 +1,202 @@
+"""Drawing through the Engine facade on the tiny demo library: the weight policy and the
+correctness properties the issue names, proven on real diffusers pipelines."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.api import Engine
+from engine.errors import LibraryError, LoracleError, LimitError, RequestError, WeightError
+from engine.lora.testing import assert_bit_identical, snapshot_weights
+from engine.pipeline.loader import CheckpointSpec, load_pipeline
+from engine.png_info import read_parameters
+from engine.requests import DrawRequest
+from engine.settings import Settings
+from engine.weights import LoraRequest
+
+pytestmark = pytest.mark.slow
+
+CKPT = "loracleDemoXL_v10"
+
+
+def pixels(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def request(*loras: tuple[str, float | None], seed: int = 7, **kw) -> DrawRequest:
+    base = dict(prompt="1girl, smile, flower", negative="lowres", seed=seed, steps=2, width=64, height=64)
+    base.update(kw)
+    return DrawRequest(loras=[LoraRequest(n, w) for n, w in loras], **base)
+
+
+@pytest.fixture
+async def engine(demo_settings: Settings):
+    engine = Engine(demo_settings)
+    await engine.scan(civitai=False)
+    engine.set_entry(CKPT, base_model="Illustrious")
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def test_weight_zero_is_bit_identical_to_no_lora(engine: Engine) -> None:
+    none = await engine.draw(request())
+    zero = await engine.draw(request(("demo_exact_style", 0.0)))
+    assert zero.plan.loras[0].status == "not_applied"
+    assert np.array_equal(pixels(none.images[0]), pixels(zero.images[0]))
+
+
+async def test_same_seed_same_image_and_plus_minus_none_differ(engine: Engine) -> None:
+    plus = await engine.draw(request(("demo_exact_style", 1.0)))
+    again = await engine.draw(request(("demo_exact_style", 1.0)))
+    minus = await engine.draw(request(("demo_exact_style", -1.0)))
+    none = await engine.draw(request())
+    a, b, c, d = (pixels(r.images[0]) for r in (plus, again, minus, none))
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c) and not np.array_equal(a, d) and not np.array_equal(c, d)
+
+
+async def test_base_weights_are_pristine_after_50_random_jobs(engine: Engine, demo_dir: Path) -> None:
+    rng = random.Random(1234)
+    names = ["demo_exact_style", "demo_noob_character", "demo_pony_style", "demo_mystery"]
+    for _ in range(50):
+        chosen = rng.sample(names, rng.randint(0, 3))
+        loras = [(n, rng.choice([0.0, rng.uniform(-2, 2), 1.0])) for n in chosen]
+        await engine.draw(request(*loras, seed=rng.randint(0, 99), steps=1))
+    await engine.draw(request(steps=1))  # an empty set puts every touched weight back
+
+    fresh = load_pipeline(
+        CheckpointSpec(name=CKPT, path=demo_dir / "models" / f"{CKPT}.safetensors"),
+        device="cpu",
+        dtype=torch.float32,
+        cache_dir=demo_dir / "cache",
+    )
+    assert_bit_identical(snapshot_weights(fresh), snapshot_weights(engine.runner.generator.pipe))
+
+
+async def test_png_carries_a1111_parameters(engine: Engine) -> None:
+    result = await engine.draw(request(("demo_exact_style", 0.8), seed=99))
+    text = read_parameters(result.images[0])
+    lora = engine.find("demo_exact_style")
+    ckpt = engine.find(CKPT)
+    assert text.startswith("1girl, smile, flower <lora:demo_exact_style:0.8>")
+    assert "Seed: 99" in text and "Size: 64x64" in text and "Steps: 2" in text
+    assert f"Model hash: {ckpt.autov2.lower()}" in text
+    assert f'Lora hashes: "demo_exact_style: {lora.autov3.lower()}"' in text
+
+
+async def test_incompatible_lora_is_refused_before_gpu_work(engine: Engine) -> None:
+    plan = engine.plan(request(("demo_sd15_detail", 1.0)))
+    refused = plan.loras[0]
+    assert refused.status == "refused" and refused.applied_weight == 0 and refused.verdict == "incompatible"
+    warning = refused.warnings[0].render()
+    assert "SD 1" in warning and "SDXL" in warning
+    assert plan.applied_loras == []
+    result = await engine.draw(request(("demo_sd15_detail", 1.0)))
+    assert engine.runner.lora_cache.stats.loads == 0  # never read from disk
+    assert result.plan.loras[0].status == "refused"
+
+
+def test_weight_policy(engine: Engine) -> None:
+    engine.set_entry("demo_pony_style", weight=0.6)
+    plan = engine.plan(request(("demo_pony_style", None), ("demo_exact_style", 1e9), ("demo_mystery", -0.5)))
+    pony, exact, mystery = plan.loras
+    assert (pony.requested_weight, pony.applied_weight, pony.status) == (None, 0.6, "applied")
+    assert (exact.applied_weight, exact.status) == (2.0, "clamped")
+    assert (mystery.applied_weight, mystery.status) == (-0.5, "applied")
+    assert any("outside" in w.render() for w in exact.warnings)
+    with pytest.raises(WeightError):
+        engine.plan(request(("demo_pony_style", float("nan"))))
+    with pytest.raises(WeightError):
+        engine.plan(request(("demo_pony_style", float("inf"))))
+
+
+@pytest.mark.parametrize(
+    ("kw", "error"),
+    [
+        ({"steps": 10_000}, LimitError),
+        ({"width": 100}, LimitError),
+        ({"count": 99}, LimitError),
+        ({"cfg": float("nan")}, LimitError),
+        ({"prompt": "x" * 10_000}, LimitError),
+        ({"prompt": "\u200b\u200f"}, RequestError),
+        ({"checkpoint": "demo_exact_style"}, LibraryError),
+    ],
+)
+def test_bad_requests_are_refused_with_a_message(engine: Engine, kw, error) -> None:
+    with pytest.raises(error) as err:
+        engine.plan(request(**kw))
+    assert str(err.value)
+
+
+def test_prompt_lint_warns_about_pony_tags_on_illustrious(engine: Engine) -> None:
+    plan = engine.plan(request(prompt="score_9, score_8_up, 1girl"))
+    assert any("score_9" in w.render() for w in plan.warnings)
+
+
+async def test_a_failing_job_fails_alone(engine: Engine, demo_dir: Path) -> None:
+    victim = demo_dir / "loras" / "demo_mystery.safetensors"
+    good = await engine.draw(request(seed=3))
+    victim.write_bytes(b"not a safetensors file any more")  # changed after the scan
+    with pytest.raises(LoracleError) as err:
+        await engine.draw(request(("demo_mystery", 1.0), seed=3))
+    assert "demo_mystery" in str(err.value) or "safetensors" in str(err.value).lower()
+    after = await engine.draw(request(seed=3))
+    assert np.array_equal(pixels(good.images[0]), pixels(after.images[0]))
+
+
+async def test_progress_events_and_cancel(engine: Engine) -> None:
+    handle = await engine.submit(request(steps=3))
+    kinds = []
+    async for event in handle.events():
+        kinds.append(type(event).__name__)
+    assert kinds[-1] == "Done" and "Step" in kinds and "Started" in kinds
+
+    blocker = await engine.submit(request(steps=3, user_id="a"))
+    queued = await engine.submit(request(steps=3, user_id="b"))
+    assert engine.cancel(queued.id, user_id="b")
+    with pytest.raises(Exception) as err:
+        await queued.result()
+    assert "cancel" in str(err.value).lower()
+    await blocker.result()
+
+
+async def test_only_the_owner_or_an_admin_may_cancel(engine: Engine) -> None:
+    blocker = await engine.submit(request(user_id="bob", steps=3))
+    handle = await engine.submit(request(user_id="alice"))
+    with pytest.raises(RequestError):
+        engine.cancel(handle.id, user_id="mallory")
+    assert engine.cancel(handle.id, user_id="root", is_admin=True)
+    await blocker.result()
+
+
+async def test_jobs_queued_at_a_crash_run_after_restart(demo_settings: Settings) -> None:
+    first = Engine(demo_settings)
+    await first.scan(civitai=False)
+    await first.start()
+    plan_request = request(seed=11)
+    # Simulate the process dying with this job queued: write the row as submit would.
+    from engine.queue.job import QueuedJob
+
+    plan = first.plan(plan_request)
+    job = QueuedJob(user_id="cli", checkpoint=plan.checkpoint.sha256, request=plan_request.to_json(), payload=plan)
+    first.job_store.insert(job)
+    await first.close()
+
+    second = Engine(demo_settings)
+    try:
+        await second.start()
+        assert [h.id for h in second.recovered] == [job.id]
+        result = await second.recovered[0].result()
+        assert result.images[0].exists()
+        row = second.job_store.get(job.id)
+        assert row.status == "done"
+    finally:
+        await second.close()

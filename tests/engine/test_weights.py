@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from engine.errors import WeightError
+from engine.weights import LoraRequest, LoraStatus, decide_weight, parse_lora_list
+
+
+def test_parse_list_forms() -> None:
+    assert parse_lora_list("a:0.8, b:-0.5 ; c\nd:1e-1") == [
+        LoraRequest("a", 0.8), LoraRequest("b", -0.5), LoraRequest("c", None), LoraRequest("d", 0.1)
+    ]
+    assert parse_lora_list("<lora:style_v2:0.7> <lora:other>") == [LoraRequest("style_v2", 0.7), LoraRequest("other", None)]
+    assert parse_lora_list("") == []
+
+
+def test_full_width_and_invisible_characters() -> None:
+    assert parse_lora_list("ｓｔｙｌｅ：０．５，\u200bink\u202e") == [LoraRequest("style", 0.5), LoraRequest("ink", None)]
+
+
+@pytest.mark.parametrize("text", ["a:abc", "a:nan", "a:inf", "a:-inf", ":1", "a, A", "a:1:2x"])
+def test_parse_errors_are_clear(text: str) -> None:
+    with pytest.raises(WeightError) as err:
+        parse_lora_list(text)
+    assert str(err.value) and err.value.localized("zh-TW") != str(err.value)
+
+
+def test_too_many() -> None:
+    with pytest.raises(WeightError, match="At most 2"):
+        parse_lora_list("a,b,c", max_loras=2)
+
+
+def test_policy() -> None:
+    default = decide_weight("x", None, None, -2, 2)
+    assert (default.requested, default.applied, default.status) == (None, 1.0, LoraStatus.APPLIED)
+    assert decide_weight("x", None, 0.6, -2, 2).applied == 0.6
+    zero = decide_weight("x", 0.0, 0.6, -2, 2)
+    assert zero.status == LoraStatus.NOT_APPLIED and zero.applied == 0
+    neg = decide_weight("x", -1.5, None, -2, 2)
+    assert neg.status == LoraStatus.APPLIED and neg.applied == -1.5
+    big = decide_weight("x", 1e9, None, -2, 2)
+    assert big.status == LoraStatus.CLAMPED and big.applied == 2 and "outside" in str(big.note)
+    small = decide_weight("x", -1e9, None, -2, 2)
+    assert small.applied == -2
+    with pytest.raises(WeightError):
+        decide_weight("x", math.nan, None, -2, 2)
