@@ -13,7 +13,6 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from engine.admin_settings import AdminSettings, Limits
@@ -25,7 +24,6 @@ from engine.civitai.models import ModelVersion
 from engine.civitai.refs import parse_civitai_ref
 from engine.db import ThreadLocalDB
 from engine.errors import (
-    IncompatibleError,
     LibraryError,
     LimitError,
     RequestError,
@@ -177,11 +175,12 @@ class Engine:
     # -- library ---------------------------------------------------------------------
     async def scan(self, *, civitai: bool = True, progress: Callable[[str], None] | None = None) -> ScanReport:
         report = await asyncio.to_thread(self.library.scan, progress)
+        entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
+        await asyncio.to_thread(self.knowledge.ingest_sidecars, entries)
         if civitai:
-            entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
-            stale = [e for e in entries if not self.civitai.cached_version_by_hash(e.sha256 or "").source == "cache"]
-            report_notes = await self.knowledge.ensure_known(stale)
-            report.notes = report_notes  # type: ignore[attr-defined]
+            # cache-first: only hashes CivitAI was never asked about (or whose answer
+            # expired) reach the network, in batches of 100
+            report.notes = await self.knowledge.ensure_known(entries)
         return report
 
     def entries(self, category: Category | str | None = None) -> list[LibraryEntry]:

@@ -13,12 +13,13 @@ draw) never wait on the network; `ensure_known()` asks CivitAI for what is missi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from engine.civitai.client import CivitaiClient, Lookup
-from engine.civitai.models import ModelVersion
+from engine.civitai.models import ModelVersion, parse_version
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
 from engine.kinds import Architecture, Category
@@ -29,6 +30,9 @@ _FROM_TAGS = Text(
     "its training captions use Pony's score tags ({tags})",
     "訓練標註使用了 Pony 的 score 標籤（{tags}）",
 )
+
+
+_MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
 
 @dataclass
@@ -97,6 +101,31 @@ class Knowledge:
 
     def verdict(self, lora: LibraryEntry, checkpoint: LibraryEntry) -> VerdictResult:
         return judge(self.facts(lora), self.facts(checkpoint), self.table)
+
+    def ingest_sidecars(self, entries: Iterable[LibraryEntry]) -> int:
+        """Adopt `<name>.civitai.info` files (written by A1111's Civitai Helper and similar
+        tools next to each model): CivitAI answers already on disk, used offline.
+        Only a sidecar that lists this very file's SHA-256 is trusted."""
+        adopted = 0
+        for entry in entries:
+            if not entry.sha256 or entry.format != "safetensors":
+                continue
+            sidecar = entry.path.with_name(entry.path.name.rsplit(".", 1)[0] + ".civitai.info")
+            if not sidecar.is_file() or self.civitai.cached_version_by_hash(entry.sha256).value is not None:
+                continue
+            try:
+                if sidecar.stat().st_size > _MAX_SIDECAR_BYTES:
+                    continue
+                text = sidecar.read_text(encoding="utf-8")
+                version = parse_version(json.loads(text))
+            except (OSError, ValueError):  # unreadable or not a model-version body
+                continue
+            if entry.sha256.upper() not in version.all_hashes():
+                continue
+            ttl = self.civitai.settings.civitai_cache_ttl_hours * 3600
+            self.civitai.cache.put_version(version.id, version.all_hashes(), text, ttl)
+            adopted += 1
+        return adopted
 
     # -- network ---------------------------------------------------------------------
     async def ensure_known(self, entries: Iterable[LibraryEntry], *, refresh: bool = False) -> list[Message]:

@@ -95,6 +95,7 @@ class ScanReport:
     problems: list[ScanProblem] = field(default_factory=list)
     seconds: float = 0.0
     new_hashes: list[str] = field(default_factory=list)
+    notes: list[Any] = field(default_factory=list)  # CivitAI trouble, as engine.i18n.Message
 
     def summary(self) -> str:
         return (

@@ -18,17 +18,15 @@ the tensor data, so a file can be classified before anything is loaded.
 
 from __future__ import annotations
 
-import json
 import math
 import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import CorruptFileError
-from engine.i18n import Text
+from engine import safetensors_header
+from engine.safetensors_header import TensorInfo
 
 if TYPE_CHECKING:
     import torch
@@ -43,17 +41,7 @@ CLIP_G_PREFIX = "conditioner.embedders.1.model."
 V_PRED_KEY = "v_pred"
 ZTSNR_KEY = "ztsnr"
 
-# A real SDXL header is ~200 KB; anything near this is hostile or not a safetensors file.
-MAX_HEADER_BYTES = 100 * 1024 * 1024
-
-
 # --------------------------------------------------------------------------- header ---
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    dtype: str  # safetensors spelling: "F16", "BF16", "F32", ...
-    shape: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -71,54 +59,10 @@ class Header:
         return any(key.startswith(prefix) for key in self.tensors)
 
 
-_CORRUPT = Text(
-    "“{name}” is not a readable safetensors file ({reason}). It may be truncated or damaged; "
-    "try downloading it again.",
-    "「{name}」不是可讀取的 safetensors 檔案（{reason}）。檔案可能不完整或已損壞，請重新下載。",
-)
-
-
 def read_header(path: Path) -> Header:
-    """Parse the JSON header of a .safetensors file; CorruptFileError if it is not one."""
-    path = Path(path)
-
-    def corrupt(reason: str) -> CorruptFileError:
-        return CorruptFileError(_CORRUPT, name=path.name, reason=reason)
-
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as fh:
-            head = fh.read(8)
-            if len(head) < 8:
-                raise corrupt("shorter than a header")
-            (length,) = struct.unpack("<Q", head)
-            if length > min(MAX_HEADER_BYTES, size - 8):
-                raise corrupt("header length out of range")
-            raw = fh.read(length)
-    except OSError as exc:
-        raise corrupt(exc.strerror or type(exc).__name__) from exc
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise corrupt("header is not JSON") from exc
-    if not isinstance(data, dict):
-        raise corrupt("header is not a JSON object")
-    meta = data.pop("__metadata__", None) or {}
-    if not isinstance(meta, dict):
-        raise corrupt("metadata is not a JSON object")
-    data_size = size - 8 - length
-    tensors: dict[str, TensorInfo] = {}
-    for name, info in data.items():
-        try:
-            dtype = str(info["dtype"])
-            shape = tuple(int(d) for d in info["shape"])
-            start, end = (int(o) for o in info["data_offsets"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise corrupt(f"bad entry for tensor {name!r}") from exc
-        if not 0 <= start <= end <= data_size:
-            raise corrupt("tensor data runs past the end of the file")
-        tensors[name] = TensorInfo(dtype, shape)
-    return Header(tensors, {str(k): str(v) for k, v in meta.items()})
+    """The header of a .safetensors file (bounded, validated; never loads tensors)."""
+    header = safetensors_header.read_header(Path(path))
+    return Header(header.tensors, header.metadata)
 
 
 # ----------------------------------------------------------------------------- UNet ---

@@ -4,7 +4,6 @@ correctness properties the issue names, proven on real diffusers pipelines."""
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 
 import numpy as np

@@ -136,3 +136,32 @@ async def test_civitai_down_degrades_to_file_knowledge(tmp_path: Path) -> None:
         await engine.close()
     assert check.loras[0].verdict == "exact"
     assert check.notes  # says CivitAI could not be asked
+
+
+async def test_civitai_info_sidecar_is_used_offline(tmp_path: Path) -> None:
+    """A1111's Civitai Helper leaves `<name>.civitai.info` next to each model; a sidecar
+    listing this file's SHA-256 answers offline, any other sidecar is ignored."""
+    import json
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "loras").mkdir()
+    write_checkpoint(tmp_path / "models" / "someIllustriousMerge.safetensors", "sdxl")
+    lora = write_kohya_lora(tmp_path / "loras" / "choke_hold_rnc_ilxl.safetensors", "sdxl", metadata={})
+    other = write_kohya_lora(tmp_path / "loras" / "stranger.safetensors", "sdxl", seed=9, metadata={})
+    sample = json.loads((Path(__file__).parents[1] / "data" / "civitai" / "illustrious-lora-civitai-info-1421739.json").read_text())
+    sample["files"][0]["hashes"]["SHA256"] = sha(lora)
+    sample["files"][0]["hashes"]["AutoV2"] = sha(lora)[:10]
+    lora.with_suffix(".civitai.info").write_text(json.dumps(sample))
+    other.with_suffix(".civitai.info").write_text(json.dumps(sample))  # lists another file's hash
+
+    engine = Engine(settings_for("http://127.0.0.1:9", tmp_path, offline=True))
+    try:
+        await engine.scan()
+        info = (await engine.lora_info("choke_hold_rnc_ilxl")).to_json()
+        stranger = (await engine.lora_info("stranger")).to_json()
+    finally:
+        await engine.close()
+    assert info["base_model"] == "Illustrious" and info["base_model_source"] == "civitai"
+    assert info["trigger_words"] == ["choke hold \\(rnc\\)"]
+    assert info["civitai_url"].endswith("/models/902206?modelVersionId=1421739")
+    assert stranger["base_model"] is None
