@@ -33,6 +33,7 @@ from engine.i18n import EN, Message, Text
 from engine.kinds import Architecture, Category
 from engine.knowledge import Knowledge
 from engine.library import Library, LibraryEntry, ScanReport
+from engine.pipeline.samplers import get_sampler
 from engine.prompt_lint import lint_prompt
 from engine.requests import (
     DrawParams,
@@ -47,7 +48,6 @@ from engine.text_input import clean_name, clean_prompt
 from engine.verdicts import Identity, Verdict, VerdictResult, identify
 from engine.weights import LoraStatus, decide_weight
 
-DEFAULT_SAMPLER = "Euler a"
 MAX_SEED = 2**32 - 1
 
 _NO_CHECKPOINT = Text(
@@ -504,7 +504,7 @@ class Engine:
             width=int(width),
             height=int(height),
             count=int(request.count),
-            sampler=request.sampler or DEFAULT_SAMPLER,
+            sampler=get_sampler(request.sampler).name,
         )
 
     async def submit(self, request: DrawRequest) -> Any:

@@ -24,7 +24,7 @@ from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
 from engine.kinds import Architecture, Category
 from engine.library import Library, LibraryEntry
-from engine.verdicts import BaseModelClaim, Evidence, ModelFacts, Source, VerdictResult, judge
+from engine.verdicts import BaseModelClaim, Evidence, ModelFacts, Source, VerdictResult, identify, judge
 
 _FROM_TAGS = Text(
     "its training captions use Pony's score tags ({tags})",
@@ -60,9 +60,14 @@ class Knowledge:
             claims.append(BaseModelClaim(Source.CIVITAI, version.base_model))
         notes: list[Evidence] = []
         trained_on: ModelVersion | None = None
+        trained_base: str | None = None
+        library_checkpoint: str | None = None
         if entry.category == Category.LORA:
             if training.new_sd_model_hash:
                 trained_on = self.civitai_version(training.new_sd_model_hash)
+                trained_base = trained_on.base_model if trained_on else None
+                if trained_base is None:
+                    trained_base, library_checkpoint = self._library_training_base(training.new_sd_model_hash)
             # Pony's captions carry its score tags; a LoRA trained on them is a Pony LoRA
             # even when nothing else says so (weak: only consulted after better claims).
             score_tags = [t for t in training.tag_frequency if t.replace(" ", "_").startswith("score_")]
@@ -93,11 +98,21 @@ class Knowledge:
             trained_on_sha256=training.new_sd_model_hash,
             trained_on_autov1=training.sd_model_hash,
             trained_on_name=training.sd_model_name,
-            trained_on_base_model=trained_on.base_model if trained_on else None,
+            trained_on_base_model=trained_base,
+            trained_on_library_checkpoint=library_checkpoint,
             trained_on_civitai_model_id=trained_on.model_id if trained_on else None,
             trained_on_civitai_version_id=trained_on.id if trained_on else None,
             notes=notes,
         )
+
+    def _library_training_base(self, sha256: str) -> tuple[str | None, str | None]:
+        """The base model of the library checkpoint a LoRA was trained on, if we have it."""
+        for checkpoint in self.library.by_sha256(sha256):
+            if checkpoint.category == Category.CHECKPOINT:
+                known = identify(self.facts(checkpoint), self.table)
+                if known.base_model:
+                    return known.base_model, checkpoint.name
+        return None, None
 
     def verdict(self, lora: LibraryEntry, checkpoint: LibraryEntry) -> VerdictResult:
         return judge(self.facts(lora), self.facts(checkpoint), self.table)

@@ -121,6 +121,9 @@ class ModelFacts:
     trained_on_base_model: str | None = None  # base model of that checkpoint, found on CivitAI by hash
     trained_on_civitai_model_id: int | None = None
     trained_on_civitai_version_id: int | None = None
+    # the training checkpoint is in the local library (same SHA-256): its base model then
+    # arrives in trained_on_base_model, as file-metadata evidence
+    trained_on_library_checkpoint: str | None = None
     notes: list[Evidence] = field(default_factory=list)  # extra evidence gathered upstream
     base_model_claims: list[BaseModelClaim] = field(default_factory=list)  # outranked claims
 
@@ -189,6 +192,10 @@ _CLAIM = {
     ("trained_on", Source.CIVITAI): (
         "“{name}” was trained on a checkpoint that CivitAI lists as “{base_model}”.",
         "「{name}」訓練時使用的模型，在 CivitAI 上標示為「{base_model}」。",
+    ),
+    ("trained_on_library", Source.METADATA): (
+        "The training metadata of “{name}” shows it was trained on “{library_checkpoint}” (same SHA-256), a checkpoint in this library whose base model is “{base_model}”.",
+        "「{name}」的訓練紀錄顯示它是用本模型庫中的「{library_checkpoint}」訓練的（SHA-256 相同），該模型的基礎模型是「{base_model}」。",
     ),
     ("trained_on_name", Source.FILENAME): (
         "The training metadata of “{name}” names the checkpoint “{trained_on_name}”, whose name suggests the base model “{base_model}”.",
@@ -500,7 +507,10 @@ def _claims(facts: ModelFacts, role: str) -> list[_Claim]:
         if extra.base_model:
             claims.append(_Claim(Source(extra.source), extra.base_model, "own"))
     if role == "lora" and facts.trained_on_base_model:
-        claims.append(_Claim(Source.CIVITAI, facts.trained_on_base_model, "trained_on"))
+        if facts.trained_on_library_checkpoint:
+            claims.append(_Claim(Source.METADATA, facts.trained_on_base_model, "trained_on_library"))
+        else:
+            claims.append(_Claim(Source.CIVITAI, facts.trained_on_base_model, "trained_on"))
     claims.sort(key=lambda c: c.source.rank)  # stable: own before trained-on at equal trust
     return claims
 
@@ -533,6 +543,7 @@ def _weigh(
         "name": facts.name,
         "base_model": info.name or claim.base_model,
         "trained_on_name": facts.trained_on_name or "",
+        "library_checkpoint": facts.trained_on_library_checkpoint or "",
     }
     fam = info.family
     if not info.known:
