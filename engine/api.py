@@ -110,7 +110,7 @@ class Engine:
     async def start(self, *, generator: Any = None) -> None:
         """Start the GPU worker (imports torch/diffusers: only front ends that draw)."""
         from engine.lora.cache import LoraCache
-        from engine.pipeline.device import resolve_device, resolve_dtype
+        from engine.pipeline.device import pristine_on_cpu, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
         from engine.queue.store import JobStore
         from engine.queue.worker import JobQueue
@@ -123,7 +123,12 @@ class Engine:
                 dtype=resolve_dtype(self.settings, device),
                 cache_dir=self.settings.root / "cache",
             )
-        self.runner = GpuRunner(generator, LoraCache(self.settings.lora_cache_size), self.settings.outputs_dir)
+        self.runner = GpuRunner(
+            generator,
+            LoraCache(self.settings.lora_cache_size),
+            self.settings.outputs_dir,
+            pristine_on_cpu=pristine_on_cpu(self.settings, generator.device),
+        )
         limits = self.admin.limits()
         store = self.job_store = JobStore(self.dbs)
         self.queue = JobQueue(
@@ -164,6 +169,8 @@ class Engine:
     async def close(self) -> None:
         if self.queue is not None:
             await self.queue.stop()
+        if self.runner is not None:
+            await asyncio.to_thread(self.runner.close)
         await self.civitai.aclose()
 
     async def __aenter__(self) -> Engine:

@@ -39,13 +39,14 @@ def file_identity_key(path: Path | str) -> str:
 class LoraCache:
     """LRU of ParsedLora keyed by content hash (or `file_identity_key` when none is given).
 
-    Holds parsed tensors on the CPU; `max_items` bounds how many files stay in memory.
+    Holds parsed tensors on the CPU; `max_items` bounds how many files stay in memory
+    (0 keeps none: every apply reads the file).
     Safe to share between threads, though the engine only uses it from the GPU worker.
     """
 
     def __init__(self, max_items: int = 8, *, loader: Callable[..., ParsedLora] = load_lora) -> None:
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
+        if max_items < 0:
+            raise ValueError("max_items must not be negative")
         self.max_items = max_items
         self.stats = CacheStats()
         self._loader = loader

@@ -68,6 +68,22 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
+# A full SDXL LoRA touches ~2.9 B parameters: their untouched copies take ~5.4 GiB in bf16.
+# Below this much VRAM they go to system RAM instead (each LoRA-set switch then copies
+# them over PCIe, ~0.3 s), so 12-16 GB cards do not run out of memory.
+_PRISTINE_ON_DEVICE_MIN_BYTES = 20 * 1024**3
+
+
+def pristine_on_cpu(settings: Settings, device: torch.device) -> bool:
+    """Where the LoRA patcher keeps the original weights: LORACLE_LORA_PRISTINE."""
+    if settings.lora_pristine != "auto":
+        return settings.lora_pristine == "cpu"
+    if device.type != "cuda":
+        return False  # on the CPU (or MPS unified memory) it is the same memory anyway
+    total = torch.cuda.get_device_properties(device).total_memory
+    return total < _PRISTINE_ON_DEVICE_MIN_BYTES
+
+
 def ensure_vae_upcast(pipe: Any, dtype: torch.dtype) -> None:
     """In float16, make the SDXL pipeline decode with the VAE upcast to float32.
 

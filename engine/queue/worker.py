@@ -8,11 +8,16 @@ database write happens in the worker thread or in the loop's default executor.
 A runner's exception fails its own job and nothing else: a LoracleError reaches the
 submitter as it is; anything else (out of memory included) becomes a JobFailedError with
 a plain message and the original exception as its `__cause__`.
+
+A runner may also return a `concurrent.futures.Future`: the GPU part is done and the rest
+(encoding and writing images) finishes on another thread. The worker then starts the next
+job at once and the job is settled when the future is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -146,6 +151,7 @@ class JobQueue:
         self._thread: threading.Thread | None = None
         self._exited: asyncio.Future[None] | None = None
         self._writes: set[asyncio.Future[Any]] = set()
+        self._finishing: set[concurrent.futures.Future[Any]] = set()  # deferred results
 
     # -- life cycle --------------------------------------------------------------------
 
@@ -174,6 +180,10 @@ class JobQueue:
             await asyncio.to_thread(self._thread.join, 10.0)
         else:
             self._drop_waiting()
+        with self._cond:
+            finishing = list(self._finishing)
+        if finishing:
+            await asyncio.to_thread(concurrent.futures.wait, finishing, 60.0)
         await self.flush()
 
     async def flush(self) -> None:
@@ -361,12 +371,20 @@ class JobQueue:
                     handle._post(Started())
                     self._announce_positions()
                 outcome, fatal = self._run(job, progress)
+                deferred = isinstance(outcome, concurrent.futures.Future)
                 with self._cond:
                     self._running = None
                     self._last_checkpoint = job.checkpoint
                     self._handles.pop(job.id, None)
-                    handle._post(outcome)
+                    if deferred:
+                        self._finishing.add(outcome)
+                    else:
+                        handle._post(outcome)
                     self._announce_positions()
+                if deferred:
+                    outcome.add_done_callback(
+                        lambda fut, job=job, handle=handle: self._finish_later(job, handle, fut)
+                    )
                 if fatal is not None:
                     log.error("worker stopped by %r while running job %s", fatal, job.id)
                     return
@@ -383,13 +401,31 @@ class JobQueue:
             self._drop_waiting()
             self._signal_exit()
 
-    def _run(self, job: QueuedJob, progress: Progress) -> tuple[JobEvent, BaseException | None]:
-        """Run one job; returns its terminal event and, rarely, an exception that must
-        end the worker (SystemExit and the like) once the job is settled."""
+    def _run(
+        self, job: QueuedJob, progress: Progress
+    ) -> tuple[JobEvent | concurrent.futures.Future[Any], BaseException | None]:
+        """Run one job; returns its terminal event (or the future that will settle it)
+        and, rarely, an exception that must end the worker (SystemExit and the like)."""
         self._store_call(lambda store: store.mark_running(job.id))
-        try:
+
+        def call() -> Any:
             progress.check_cancelled()
-            result = self._runner(job, progress)
+            return self._runner(job, progress)
+
+        return self._settle(job, call)
+
+    def _finish_later(self, job: QueuedJob, handle: JobHandle, future: concurrent.futures.Future[Any]) -> None:
+        """A deferred result is ready (on whichever thread completed it): settle the job."""
+        event, _ = self._settle(job, future.result)
+        handle._post(event)  # type: ignore[arg-type]
+        with self._cond:
+            self._finishing.discard(future)
+
+    def _settle(
+        self, job: QueuedJob, call: Callable[[], Any]
+    ) -> tuple[JobEvent | concurrent.futures.Future[Any], BaseException | None]:
+        try:
+            result = call()
         except JobCancelledError:
             self._store_call(lambda store: store.mark_cancelled(job.id))
             return Cancelled(), None
@@ -402,6 +438,8 @@ class JobQueue:
             detail = f"{error} [{type(exc).__name__}: {exc}]"
             self._store_call(lambda store: store.mark_failed(job.id, detail))
             return Failed(error), (None if isinstance(exc, Exception) else exc)
+        if isinstance(result, concurrent.futures.Future):
+            return result, None
         try:
             summary = self._summarize(result)
         except Exception:  # a bad summary must not turn a finished job into a failure

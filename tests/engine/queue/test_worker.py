@@ -441,3 +441,32 @@ async def test_a_broken_worker_settles_the_running_job_and_the_waiting_ones(make
         await outcome(waiting)
     with pytest.raises(QueueFullError):
         queue.submit(make_job("c"))
+
+
+async def test_a_deferred_result_frees_the_worker_for_the_next_job(make_queue):
+    """A runner returning a Future (images still being written on another thread) lets
+    the next job start at once; each job settles when its own future does."""
+    import concurrent.futures
+
+    pending: dict[str, concurrent.futures.Future] = {}
+    ran: list[str] = []
+
+    def runner(job, progress):
+        ran.append(job.id)
+        pending[job.id] = concurrent.futures.Future()
+        return pending[job.id]
+
+    queue = await make_queue(runner=runner, per_user_cap=5)
+    first, second = queue.submit(make_job("a")), queue.submit(make_job("b"))
+    for _ in range(500):  # the second runs while the first is still unsettled
+        if len(ran) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert len(ran) == 2
+    assert not first.finished
+
+    pending[second.id].set_result({"job": second.id})
+    assert await asyncio.wait_for(second.result(), TIMEOUT) == {"job": second.id}
+    pending[first.id].set_exception(RuntimeError("disk full"))
+    with pytest.raises(JobFailedError):
+        await asyncio.wait_for(first.result(), TIMEOUT)

@@ -1,0 +1,365 @@
+"""Full-size SDXL on a CUDA GPU: seconds per image with 0 and 3 LoRAs, and LoRA switching.
+
+Nothing is downloaded. The SDXL base 1.0 architecture is built from the configs shipped in
+engine/pipeline/sdxl_config (random weights, bfloat16, on the GPU), with the real CLIP
+tokenizer vocabulary built offline. Optionally (on by default) it is saved as one
+CivitAI-style .safetensors and loaded back through the engine's own loader, which times a
+checkpoint load. Three rank-32 LoRAs in kohya's SDXL layout (attention layers of the UNet
+and both text encoders, like kohya's default network) are written for it with
+engine.lora.testing.write_tiny_lora.
+
+Then, alternating, with everything loaded and warmed up, at 1024x1024, 28 steps, Euler a:
+
+  direct   pipe(...) on the same pipeline (no PNG, no engine);
+  0 LoRAs  GpuRunner.__call__, the engine's job body (PNG encode + save included);
+  3 LoRAs  GpuRunner.__call__ on a second copy of the pipeline with the three LoRAs
+           applied once and unchanged since (the steady state).
+
+And the LoRA application: first time, again from the LoRA cache, again from disk, and
+switching between four different sets with and without the cache. A JSON summary is
+printed last (and written to --json when given).
+
+Run from the repository root on a machine with a CUDA GPU:
+
+    python benchmarks/gpu_sdxl.py [--json gpu_sdxl.json] [--no-load-checkpoint]
+
+`--tiny` runs the same code on the tiny SDXL (on the CPU when there is no GPU), to check
+the script itself in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as c  # puts the repository root on sys.path too
+
+LORA_WEIGHTS = (0.8, 0.6, 0.4)
+# Four sets over the three LoRAs, taken in turn: each apply is a real switch.
+SWITCH_SETS: tuple[tuple[tuple[int, float], ...], ...] = (
+    ((0, 0.8), (1, 0.6), (2, 0.4)),
+    ((1, 0.7),),
+    ((0, 0.5), (2, 0.9)),
+    ((2, 1.0), (0, 0.3), (1, -0.4)),
+)
+TARGET_ENGINE = 1.03
+TARGET_LORAS = 1.02
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="the tiny SDXL: a quick check of this script")
+    parser.add_argument("--size", type=int, default=None, help="width = height (default 1024; tiny 64)")
+    parser.add_argument("--steps", type=int, default=None, help="default 28; tiny 4")
+    parser.add_argument("--rounds", type=int, default=None, help="images per variant (default 5; tiny 2)")
+    parser.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; tiny 4)")
+    parser.add_argument("--switch-cycles", type=int, default=3, help="passes over the four LoRA sets")
+    parser.add_argument("--no-load-checkpoint", action="store_true",
+                        help="skip saving the model as a single file and loading it through the engine")
+    parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument("--workdir", type=Path, default=None, help="where files go (default: a temp dir)")
+    args = parser.parse_args(argv)
+    for name, full, tiny in (("size", 1024, 64), ("steps", 28, 4), ("rounds", 5, 2), ("rank", 32, 4)):
+        if getattr(args, name) is None:
+            setattr(args, name, tiny if args.tiny else full)
+
+    import torch
+
+    if torch.cuda.is_available():
+        device, dtype = torch.device("cuda"), torch.bfloat16
+    elif args.tiny:
+        device, dtype = torch.device("cpu"), torch.float32
+    else:
+        print("gpu_sdxl.py needs a CUDA GPU, and torch sees none here "
+              f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
+              "Run it on a GPU machine, or add --tiny to check the script on the CPU.", file=sys.stderr)
+        return 2
+    shown = " ".join(argv if argv is not None else sys.argv[1:])
+    print(f"$ python benchmarks/gpu_sdxl.py {shown}".rstrip(), flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="loracle-gpu-bench-") as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        summary = run(args, work, device, dtype)
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def sync(device: Any) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def build_pipeline(folder: Path, device: Any, dtype: Any) -> Any:
+    """SDXL (or the tiny one) from a config folder, random weights, straight on `device`."""
+    import torch
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import (
+        CLIPTextConfig,
+        CLIPTextModel,
+        CLIPTextModelWithProjection,
+        CLIPTokenizer,
+    )
+
+    from engine.pipeline.device import ensure_vae_upcast
+    from engine.pipeline.loader import hub_offline
+
+    with hub_offline():
+        torch.manual_seed(0)
+        with device:  # parameters are created (and randomly initialised) on the GPU
+            unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(folder / "unet"))
+            vae = AutoencoderKL.from_config(AutoencoderKL.load_config(folder / "vae"))
+            text_encoder = CLIPTextModel(CLIPTextConfig.from_pretrained(folder / "text_encoder", local_files_only=True))
+            text_encoder_2 = CLIPTextModelWithProjection(
+                CLIPTextConfig.from_pretrained(folder / "text_encoder_2", local_files_only=True))
+        tokenizer = CLIPTokenizer.from_pretrained(folder / "tokenizer", local_files_only=True)
+        tokenizer_2 = CLIPTokenizer.from_pretrained(folder / "tokenizer_2", local_files_only=True)
+        scheduler = EulerDiscreteScheduler.from_config(EulerDiscreteScheduler.load_config(folder / "scheduler"))
+    for model in (unet, vae, text_encoder, text_encoder_2):
+        model.to(dtype=dtype).eval().requires_grad_(False)
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                                     tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
+    ensure_vae_upcast(pipe, dtype)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[str, Any]:
+    import diffusers
+    import numpy as np
+    import torch
+
+    from engine.kinds import Architecture
+    from engine.lora.cache import LoraCache
+    from engine.lora.patcher import LoraSpec
+    from engine.lora.testing import write_tiny_lora
+    from engine.pipeline.generator import Generator, free_memory
+    from engine.pipeline.loader import CheckpointSpec, ConfigFolders
+    from engine.pipeline.samplers import make_scheduler
+    from engine.pipeline.single_file import write_single_file
+    from engine.png_info import save_png
+    from engine.queue.job import Progress
+    from engine.requests import (
+        DrawParams,
+        DrawPlan,
+        DrawRequest,
+        PlannedCheckpoint,
+        PlannedLora,
+    )
+    from engine.runner import GpuRunner
+    from engine.weights import LoraStatus
+
+    summary: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({c.cpu_name()})",
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "dtype": str(dtype).removeprefix("torch."),
+        "model": "tiny SDXL (script check)" if args.tiny else "SDXL base 1.0 architecture, random weights",
+        "python": platform.python_version(),
+        "size": args.size, "steps": args.steps, "sampler": "Euler a", "cfg": 6.0, "rounds": args.rounds,
+    }
+    folders = ConfigFolders(work / "cache")
+    folder = folders.tiny() if args.tiny else folders.sdxl()
+
+    log("building the pipeline from config")
+    started = time.perf_counter()
+    pipe = build_pipeline(folder, device, dtype)
+    summary["build_seconds"] = round(time.perf_counter() - started, 2)
+
+    ckpt_path = work / "models" / "bench_sdxl_random.safetensors"
+    spec = CheckpointSpec(name="bench_sdxl_random", path=ckpt_path, format="safetensors", sha256="BENCH")
+    generator = Generator(device=device, dtype=dtype, cache_dir=work / "cache")
+    checkpoint: dict[str, Any] = {}
+    if not args.no_load_checkpoint:
+        try:
+            log("saving the model as one .safetensors (CivitAI layout)")
+            started = time.perf_counter()
+            write_single_file(pipe, ckpt_path, dtype=dtype)
+            checkpoint["write_seconds"] = round(time.perf_counter() - started, 2)
+            checkpoint["file_gib"] = round(ckpt_path.stat().st_size / 2**30, 3)
+            log("loading it through the engine (Generator.ensure_checkpoint)")
+            sync(device)
+            started = time.perf_counter()
+            generator.ensure_checkpoint(spec)
+            sync(device)
+            checkpoint["load_seconds"] = round(time.perf_counter() - started, 2)
+        except Exception as exc:  # noqa: BLE001  (the timings below still mean something without it)
+            checkpoint["error"] = f"{type(exc).__name__}: {exc}"[:500]
+            generator.unload()
+    summary["checkpoint"] = checkpoint
+    if generator.pipe is not None:
+        del pipe  # from here on, the pipeline the engine itself loaded
+        free_memory()
+    else:
+        # Hand the built pipeline to the generator as if it had loaded `spec`, so the runner
+        # finds its checkpoint already loaded (what the benchmark needs: no load in a job).
+        generator.pipe, generator.loaded = pipe, spec
+        generator._base_scheduler_config = dict(pipe.scheduler.config)
+        del pipe
+    pipe = generator.pipe
+
+    log(f"writing three rank-{args.rank} LoRAs")
+    started = time.perf_counter()
+    lora_paths = [write_tiny_lora(work / "loras" / f"bench_rank{args.rank}_{i}.safetensors", pipe,
+                                  rank=args.rank, alpha=args.rank / 2, seed=10 + i, scale=0.3)
+                  for i in range(3)]
+    summary["lora_write_seconds"] = round(time.perf_counter() - started, 2)
+
+    # A second copy of the same weights, for the runner that keeps three LoRAs applied.
+    generator3 = Generator(device=device, dtype=dtype, cache_dir=work / "cache")
+    generator3.pipe, generator3.loaded = copy.deepcopy(pipe), spec
+    generator3._base_scheduler_config = dict(generator._base_scheduler_config)
+    runner0 = GpuRunner(generator, LoraCache(16), work / "outputs" / "none")
+    runner3 = GpuRunner(generator3, LoraCache(16), work / "outputs" / "three")
+
+    def plan(loras: list[tuple[int, float]], n: int) -> Any:
+        request = DrawRequest(prompt=c.PROMPT, negative=c.NEGATIVE, seed=1234, steps=args.steps, cfg=6.0,
+                              width=args.size, height=args.size, user_id="bench")
+        planned = [PlannedLora(name=lora_paths[i].stem, label=lora_paths[i].stem, path=lora_paths[i],
+                               sha256=f"BENCH-LORA-{i}", autov3=None, requested_weight=w, applied_weight=w,
+                               status=LoraStatus.APPLIED, verdict="unknown") for i, w in loras]
+        return c.make_job(DrawPlan(
+            request=request,
+            checkpoint=PlannedCheckpoint(name=spec.name, label=spec.name, path=spec.path, format=spec.format,
+                                         sha256=spec.sha256, autov2=None, architecture=Architecture.SDXL,
+                                         base_model=None, family=None, family_label=None),
+            loras=planned,
+            params=DrawParams(prompt=c.PROMPT, negative=c.NEGATIVE, seed=1234, steps=args.steps, cfg=6.0,
+                              width=args.size, height=args.size, count=1, sampler="Euler a"),
+        ), f"job-{n}")
+
+    three = list(enumerate(LORA_WEIGHTS))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()  # from here: two pipelines loaded, drawing
+    direct_scheduler = make_scheduler("Euler a", generator._base_scheduler_config)
+
+    def direct() -> Any:
+        pipe.scheduler = direct_scheduler
+        return pipe(prompt=c.PROMPT, negative_prompt=c.NEGATIVE, num_inference_steps=args.steps,
+                    guidance_scale=6.0, width=args.size, height=args.size, num_images_per_prompt=1,
+                    generator=[torch.Generator(device="cpu").manual_seed(1234)], output_type="pil").images[0]
+
+    variants = {
+        "direct": direct,
+        "engine_0_loras": lambda n: runner0(plan([], n), Progress()),
+        "engine_3_loras": lambda n: runner3(plan(three, n), Progress()),
+    }
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    outside: dict[str, list[float]] = {name: [] for name in variants}
+    with c.apply_timer() as applies, c.pipe_timer() as in_pipe:
+        log("warm-up (the first job of runner 3 applies the three LoRAs)")
+        direct()
+        variants["engine_0_loras"](-1)
+        sync(device)
+        mark = len(applies.calls)
+        first_job = variants["engine_3_loras"](-2)
+        summary_first_apply = applies.total_since(mark)
+        log(f"measuring {args.rounds} rounds")
+        for n, order in enumerate(c.rotations(list(variants), args.rounds)):
+            for name in order:
+                mark = len(in_pipe.calls)
+                sync(device)
+                started = time.perf_counter()
+                if name == "direct":
+                    direct()
+                else:
+                    variants[name](n)
+                seconds = time.perf_counter() - started
+                times[name].append(seconds)
+                outside[name].append(seconds - in_pipe.total_since(mark))
+        last_image = direct()
+
+    base = c.median(times["direct"])
+    summary["seconds_per_image"] = {name: round(c.median(v), 4) for name, v in times.items()}
+    summary["all_seconds"] = {name: [round(s, 4) for s in v] for name, v in times.items()}
+    ratio_engine = c.median(times["engine_0_loras"]) / base
+    ratio_loras = c.median(times["engine_3_loras"]) / c.median(times["engine_0_loras"])
+    summary["ratios"] = {
+        "engine_0_loras / direct": round(ratio_engine, 4),
+        "engine_3_loras / engine_0_loras": round(ratio_loras, 4),
+        "engine_3_loras / direct": round(c.median(times["engine_3_loras"]) / base, 4),
+    }
+    summary["targets"] = {
+        f"engine / direct <= {TARGET_ENGINE}": ratio_engine <= TARGET_ENGINE,
+        f"3 LoRAs / 0 LoRAs <= {TARGET_LORAS}": ratio_loras <= TARGET_LORAS,
+    }
+    summary["ms_outside_pipe_per_job"] = {name: round(1000 * c.median(v), 1) for name, v in outside.items()}
+    png_ms = [c.timed(lambda: save_png(last_image, work / "outputs" / "png-check.png", "x" * 400))[0]
+              for _ in range(5)]
+    summary["png_save_ms"] = round(1000 * c.median(png_ms), 1)
+
+    # -- LoRA application and switching, timed around the patcher with the GPU synced ----
+    patcher = runner3._patcher
+    cache = patcher.cache
+
+    def specs(chosen: tuple[tuple[int, float], ...] | list[tuple[int, float]]) -> list[Any]:
+        return [LoraSpec(key=f"BENCH-LORA-{i}", path=lora_paths[i], weight=w, name=lora_paths[i].stem)
+                for i, w in chosen]
+
+    def timed_apply(chosen: Any, *, clear: bool = False) -> float:
+        if clear:
+            cache.clear()
+        sync(device)
+        started = time.perf_counter()
+        patcher.apply(specs(chosen))
+        sync(device)
+        return time.perf_counter() - started
+
+    log("timing LoRA application and switches")
+    from_cache, from_disk = [], []
+    for _ in range(3):
+        timed_apply([])
+        from_cache.append(timed_apply(three))
+        timed_apply([])
+        from_disk.append(timed_apply(three, clear=True))
+    switch_cached, switch_disk = [], []
+    timed_apply(SWITCH_SETS[-1])
+    for _ in range(args.switch_cycles):
+        for chosen in SWITCH_SETS:
+            switch_cached.append(timed_apply(chosen))
+        for chosen in SWITCH_SETS:
+            switch_disk.append(timed_apply(chosen, clear=True))
+    reports = {l.name: l.matched_modules for l in first_job.plan.loras}
+    summary["lora"] = {
+        "rank": args.rank,
+        "file_mib": [round(p.stat().st_size / 2**20, 1) for p in lora_paths],
+        "modules_matched": reports,
+        "first_apply_ms (in the first job)": round(1000 * summary_first_apply, 1),
+        "apply_3_from_cache_ms": round(1000 * c.median(from_cache), 1),
+        "apply_3_from_disk_ms": round(1000 * c.median(from_disk), 1),
+        "switch_cached_ms": round(1000 * c.median(switch_cached), 1),
+        "switch_from_disk_ms": round(1000 * c.median(switch_disk), 1),
+        "switch_from_disk / cached": round(c.median(switch_disk) / c.median(switch_cached), 2),
+        "pristine_copies_mib": round(patcher.pristine_bytes / 2**20, 1),
+    }
+    if device.type == "cuda":
+        summary["peak_gpu_memory_gib (two pipelines, drawing, switching)"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+    image = np.asarray(last_image)
+    summary["last_image_finite_pixels"] = bool(image.size and image.std() > 0)
+    return summary
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

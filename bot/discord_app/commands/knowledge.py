@@ -1,0 +1,64 @@
+"""/lora info and /family check: what Loracle knows about LoRAs and where they fit."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+from discord import app_commands
+
+from engine.errors import RequestError
+from engine.text_input import clean_name
+
+from bot.discord_app import autocomplete
+from bot.discord_app import texts as T
+from bot.discord_app.render import family_check_embed, lora_info_embed
+from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text
+from bot.discord_app.texts import locale_of
+from bot.discord_app.translator import desc
+
+
+def split_names(text: str) -> list[str]:
+    return [name for name in (clean_name(part) for part in re.split(r"[,;\n，；]", text)) if name]
+
+
+def register(client: Any) -> None:
+    lora = app_commands.Group(name="lora", description=desc("What Loracle knows about LoRAs"))
+    family = app_commands.Group(name="family", description=desc("Which LoRAs suit which checkpoints"))
+
+    @lora.command(name="info", description=desc("Base model, family, trigger words and where a LoRA fits"))
+    @app_commands.describe(name=desc("LoRA name"))
+    @app_commands.autocomplete(name=autocomplete.lora_names)
+    async def info(interaction: discord.Interaction, name: str) -> None:
+        locale = locale_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = DeferredReply(interaction)
+        try:
+            answer = await client.engine.lora_info(name)
+            if answer.nsfw and not age_restricted(interaction):
+                raise RequestError(T.NSFW_HERE, name=answer.summary.label)
+        except Exception as exc:  # noqa: BLE001 - every failure gets a private answer
+            await reply.refuse(error_text(exc, locale, describe(interaction)))
+            return
+        await reply.publish(content=None, embed=lora_info_embed(answer, locale))
+
+    @family.command(name="check", description=desc("Does a LoRA suit a checkpoint? Verdict, evidence and explanation"))
+    @app_commands.describe(checkpoint=desc("Checkpoint name"), lora=desc("LoRA name (several: separate with commas)"))
+    @app_commands.autocomplete(checkpoint=autocomplete.checkpoint_names, lora=autocomplete.lora_names)
+    async def check(interaction: discord.Interaction, checkpoint: str, lora: str) -> None:
+        locale = locale_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = DeferredReply(interaction)
+        try:
+            names = split_names(lora)
+            if not names:
+                raise RequestError(T.LORA_NAME_MISSING)
+            answer = await client.engine.family_check(checkpoint, names)
+        except Exception as exc:  # noqa: BLE001
+            await reply.refuse(error_text(exc, locale, describe(interaction)))
+            return
+        await reply.publish(content=None, embed=family_check_embed(answer, locale))
+
+    client.tree.add_command(lora)
+    client.tree.add_command(family)

@@ -1,0 +1,267 @@
+"""From a /draw (or a reroll click) to the finished picture in the channel.
+
+`DrawService` defers at once, submits the request, then follows the job's events: the
+queue position and step progress edit the requester's private reply (throttled), and
+the finished pictures are posted for everyone with their embed and the reroll/delete
+buttons. It also answers the cancel, reroll and delete buttons, and delivers jobs the
+engine re-queued after a restart to the channels they came from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import OrderedDict
+from typing import Any
+
+import discord
+
+from engine.errors import LoracleError
+from engine.requests import DrawRequest
+
+from bot.discord_app import texts as T
+from bot.discord_app.parsing import DrawOptions, build_request
+from bot.discord_app.progress import DEFAULT_INTERVAL, Throttle, event_text
+from bot.discord_app.render import draw_embed
+from bot.discord_app.replies import (
+    ChannelReply,
+    DeferredReply,
+    Reply,
+    age_restricted,
+    error_text,
+    log_unexpected,
+    send_private,
+)
+from bot.discord_app.texts import locale_of
+from bot.discord_app.uploads import TooLargeError, fit_images
+from bot.discord_app.views import progress_view, result_view
+
+_TERMINAL = ("Done", "Failed", "Cancelled")
+
+
+class RequestMemory:
+    """The requests behind recent jobs, for "reroll" (bounded; oldest forgotten first)."""
+
+    def __init__(self, size: int = 2000) -> None:
+        self._size = size
+        self._items: OrderedDict[str, DrawRequest] = OrderedDict()
+
+    def remember(self, job_id: str, request: DrawRequest) -> None:
+        self._items[job_id] = dataclasses.replace(request, loras=list(request.loras))
+        self._items.move_to_end(job_id)
+        while len(self._items) > self._size:
+            self._items.popitem(last=False)
+
+    def get(self, job_id: str) -> DrawRequest | None:
+        return self._items.get(job_id)
+
+
+class DrawService:
+    def __init__(self, client: Any, engine: Any, *, interval: float = DEFAULT_INTERVAL) -> None:
+        self.client = client
+        self.engine = engine
+        self.interval = interval
+        self.memory = RequestMemory()
+        self._followers: set[asyncio.Task[None]] = set()
+        self._recovered_followed = False  # on_ready runs again after every reconnect
+
+    # -- /draw ------------------------------------------------------------------------
+    def request_for(self, interaction: discord.Interaction, options: DrawOptions) -> DrawRequest:
+        settings = self.engine.settings
+        return build_request(
+            options,
+            user_id=str(interaction.user.id),
+            guild_id=str(interaction.guild_id) if interaction.guild_id else None,
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            locale=locale_of(interaction),
+            allow_nsfw=age_restricted(interaction),
+            max_loras=settings.max_loras,
+            max_prompt_chars=settings.max_prompt_chars,
+        )
+
+    async def draw_command(self, interaction: discord.Interaction, options: DrawOptions) -> None:
+        locale = locale_of(interaction)
+        try:
+            request = self.request_for(interaction, options)
+        except LoracleError as exc:
+            await send_private(interaction, exc.localized(locale))
+            return
+        # Answer Discord first (it allows 3 s); planning and queueing come after, and only
+        # once every interaction that arrived meanwhile has been answered too (a burst of
+        # /draw must not wait behind the planning of the ones before it).
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await asyncio.sleep(0)
+        await self.run(DeferredReply(interaction), request, interaction.user.id, locale)
+
+    async def run(self, reply: Reply, request: DrawRequest, requester: int, locale: str) -> None:
+        """Submit and follow one job to its end; every outcome reaches the user."""
+        try:
+            handle = await self.engine.submit(request)
+        except LoracleError as exc:
+            await reply.refuse(exc.localized(locale))
+            return
+        except Exception as exc:  # noqa: BLE001
+            await reply.refuse(T.SOMETHING_WRONG.render(locale, ref=log_unexpected(exc, f"submit for {requester}")))
+            return
+        self.memory.remember(handle.id, request)
+        await self.follow(handle, reply, requester, locale)
+
+    async def follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+        view = progress_view(handle.id, requester, locale)
+        throttle = Throttle(self.interval)
+        pending: str | None = None
+        shown: str | None = None
+        events = handle.events().__aiter__()
+        upcoming: asyncio.Future[Any] | None = None
+        try:
+            while True:
+                if upcoming is None:
+                    upcoming = asyncio.ensure_future(events.__anext__())
+                timeout = throttle.wait_time() if pending is not None else None
+                done, _ = await asyncio.wait({upcoming}, timeout=timeout)
+                if not done:
+                    # The latest position or step waited out the throttle: show it now.
+                    assert pending is not None
+                    await reply.progress(pending, view)
+                    shown, pending = pending, None
+                    throttle.mark()
+                    continue
+                try:
+                    event = upcoming.result()
+                except StopAsyncIteration:
+                    event = None
+                upcoming = None
+                if event is None or type(event).__name__ in _TERMINAL:
+                    await self._finish(event, handle, reply, requester, locale)
+                    return
+                text = event_text(event, locale)
+                if text is None or text == shown:
+                    continue
+                pending = text
+                if throttle.ready():
+                    await reply.progress(pending, view)
+                    shown, pending = pending, None
+                    throttle.mark()
+        except Exception as exc:  # noqa: BLE001 - a broken reply must not lose the job silently
+            ref = log_unexpected(exc, f"following job {handle.id}")
+            await reply.private(T.SOMETHING_WRONG.render(locale, ref=ref))
+        finally:
+            if upcoming is not None and not upcoming.done():
+                upcoming.cancel()
+
+    async def _finish(self, event: Any, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+        kind = type(event).__name__ if event is not None else None
+        if kind == "Cancelled":
+            await reply.private(T.CANCELLED.render(locale))
+            return
+        if kind == "Failed":
+            await reply.private(T.FAILED.render(locale, error=error_text(event.error, locale, handle.id)))
+            return
+        try:
+            result = event.result if kind == "Done" else await handle.result()
+        except LoracleError as exc:
+            await reply.private(T.FAILED.render(locale, error=exc.localized(locale)))
+            return
+        await self.deliver(result, reply, requester, locale)
+
+    async def deliver(self, result: Any, reply: Reply, requester: int, locale: str) -> None:
+        limit = reply.upload_limit
+        try:
+            upload = await asyncio.to_thread(fit_images, list(result.images), limit, stem=f"loracle-{result.plan.params.seed}")
+        except TooLargeError:
+            await reply.private(T.TOO_BIG.render(locale, limit=T.human_size(limit)))
+            return
+        content = upload.note.render(locale) if upload.note else None
+        await reply.publish(
+            content=content,
+            embed=draw_embed(result, locale),
+            uploads=upload.files,
+            view=result_view(result.job_id, requester, locale),
+            fallback=T.LATE_DELIVERY.render(locale, mention=f"<@{requester}>"),
+        )
+
+    # -- buttons ----------------------------------------------------------------------
+    async def on_cancel(self, interaction: discord.Interaction, job_id: str, owner_id: int) -> None:
+        locale = locale_of(interaction)
+        is_admin = interaction.user.id != owner_id and await self.client.admins.is_admin(interaction.user)
+        if interaction.user.id != owner_id and not is_admin:
+            await send_private(interaction, T.CANCEL_NOT_YOURS.render(locale))
+            return
+        try:
+            cancelled = self.engine.cancel(job_id, user_id=str(interaction.user.id), is_admin=is_admin)
+        except LoracleError as exc:
+            await send_private(interaction, exc.localized(locale))
+            return
+        await send_private(interaction, (T.CANCEL_REQUESTED if cancelled else T.ALREADY_FINISHED).render(locale))
+
+    async def on_delete(self, interaction: discord.Interaction, job_id: str, owner_id: int) -> None:
+        locale = locale_of(interaction)
+        if interaction.user.id != owner_id and not await self.client.admins.is_admin(interaction.user):
+            await send_private(interaction, T.DELETE_NOT_YOURS.render(locale))
+            return
+        await interaction.response.defer()
+        try:
+            await interaction.delete_original_response()
+        except discord.HTTPException:
+            if interaction.message is None:
+                raise
+            await interaction.message.delete()
+
+    async def on_reroll(self, interaction: discord.Interaction, job_id: str) -> None:
+        locale = locale_of(interaction)
+        original = self.lookup(job_id)
+        if original is None:
+            await send_private(interaction, T.REROLL_UNKNOWN.render(locale))
+            return
+        request = dataclasses.replace(
+            original,
+            loras=list(original.loras),
+            seed=None,
+            user_id=str(interaction.user.id),
+            guild_id=str(interaction.guild_id) if interaction.guild_id else None,
+            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            locale=locale,
+            allow_nsfw=age_restricted(interaction),
+        )
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        await self.run(DeferredReply(interaction), request, interaction.user.id, locale)
+
+    def lookup(self, job_id: str) -> DrawRequest | None:
+        remembered = self.memory.get(job_id)
+        if remembered is not None:
+            return remembered
+        # Messages from before a restart: ask the engine's job table, when it can.
+        job_request = getattr(self.engine, "job_request", None)
+        if callable(job_request):
+            try:
+                return job_request(job_id)
+            except Exception as exc:  # noqa: BLE001
+                log_unexpected(exc, f"looking up job {job_id}")
+        return None
+
+    # -- jobs re-queued after a restart ---------------------------------------------------
+    def follow_recovered(self) -> int:
+        """Deliver the results of jobs the engine re-queued at start-up to their channels
+        (once per process)."""
+        if self._recovered_followed:
+            return 0
+        self._recovered_followed = True
+        handles = list(getattr(self.engine, "recovered", None) or [])
+        started = 0
+        for handle in handles:
+            job = getattr(handle, "job", None)
+            channel_id = getattr(job, "channel_id", None)
+            if not channel_id:
+                continue
+            request = DrawRequest.from_json(job.request) if isinstance(getattr(job, "request", None), dict) else None
+            locale = request.locale if request else "en"
+            requester = int(job.user_id) if str(job.user_id).isdigit() else 0
+            if request is not None:
+                self.memory.remember(handle.id, request)
+            note = T.RECOVERED_DELIVERY.render(locale, mention=f"<@{requester}>")
+            reply = ChannelReply(self.client, int(channel_id), note)
+            task = asyncio.get_running_loop().create_task(self.follow(handle, reply, requester, locale))
+            self._followers.add(task)
+            task.add_done_callback(self._followers.discard)
+            started += 1
+        return started

@@ -1,0 +1,99 @@
+"""Turning /draw options into an engine DrawRequest, refusing bad input early.
+
+These checks are cheap and run before the interaction is deferred, so their answers can
+be private (ephemeral); everything that needs the library (names, NSFW flags,
+compatibility, limits) is left to `Engine.plan`, which runs after the defer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from engine.errors import LimitError, RequestError
+from engine.i18n import EN
+from engine.requests import DrawRequest
+from engine.text_input import clean_name, clean_prompt
+from engine.weights import parse_lora_list
+
+from bot.discord_app import limits
+from bot.discord_app import texts as T
+
+_SIZE = re.compile(r"^\s*(\d{2,5})\s*[x×*X,]\s*(\d{2,5})\s*(?:px)?\s*$")
+
+
+@dataclass
+class DrawOptions:
+    """The /draw options exactly as Discord delivered them."""
+
+    prompt: str
+    negative: str | None = None
+    checkpoint: str | None = None
+    loras: str | None = None
+    size: str | None = None
+    steps: int | None = None
+    cfg: float | None = None
+    seed: int | None = None
+    count: int | None = None
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """"832x1216", "832 × 1216", "８３２ｘ１２１６" -> (832, 1216)."""
+    match = _SIZE.match(clean_name(text))
+    if not match:
+        raise RequestError(T.BAD_SIZE, value=limits.clip(clean_name(text), 40))
+    return int(match.group(1)), int(match.group(2))
+
+
+def check_prompt(text: str, *, limit: int, negative: bool = False) -> None:
+    cleaned = clean_prompt(text)
+    if not cleaned and not negative:
+        raise RequestError(T.PROMPT_EMPTY)
+    if len(cleaned) > limit:
+        word = T.NEGATIVE_WORD if negative else T.PROMPT_WORD
+        raise LimitError(
+            T.PROMPT_TOO_LONG,
+            what=word.render(EN),
+            what_zh=word.render("zh-TW"),
+            length=len(cleaned),
+            limit=limit,
+        )
+
+
+def build_request(
+    options: DrawOptions,
+    *,
+    user_id: str,
+    guild_id: str | None,
+    channel_id: str | None,
+    locale: str,
+    allow_nsfw: bool,
+    max_loras: int,
+    max_prompt_chars: int,
+) -> DrawRequest:
+    """A DrawRequest, or a RequestError/WeightError/LimitError saying what to fix."""
+    check_prompt(options.prompt, limit=max_prompt_chars)
+    if options.negative:
+        check_prompt(options.negative, limit=max_prompt_chars, negative=True)
+    loras = parse_lora_list(options.loras or "", max_loras=max_loras)
+    width = height = None
+    if options.size:
+        width, height = parse_size(options.size)
+    checkpoint = clean_name(options.checkpoint) if options.checkpoint else None
+    return DrawRequest(
+        prompt=options.prompt,
+        negative=options.negative or "",
+        checkpoint=checkpoint or None,
+        loras=loras,
+        seed=options.seed,
+        steps=options.steps,
+        cfg=options.cfg,
+        width=width,
+        height=height,
+        count=options.count or 1,
+        user_id=user_id,
+        guild_id=guild_id,
+        channel_id=channel_id,
+        locale=locale,
+        allow_nsfw=allow_nsfw,
+    )

@@ -1,0 +1,99 @@
+"""`loracle run`: start the engine's GPU worker and the Discord bot in one process.
+
+Without a token it stops at once with a message saying how to get one. SIGTERM (what
+`docker stop` sends) closes the bot, lets the running picture finish and stops the
+worker, so queued jobs stay in the database and run again after the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import discord
+
+from engine.errors import SettingsError
+from engine.i18n import Text
+from engine.settings import Settings
+
+from bot.discord_app import endpoints
+from bot.discord_app.client import LoracleBot, create_bot
+
+log = logging.getLogger("loracle.bot")
+
+NO_TOKEN = Text(
+    "LORACLE_DISCORD_TOKEN is not set, so the bot cannot log in to Discord. "
+    "Create an application at https://discord.com/developers/applications, open “Bot”, "
+    "press “Reset Token”, and put the token in .env as LORACLE_DISCORD_TOKEN=... "
+    "(docs/discord.md walks through it).",
+    "尚未設定 LORACLE_DISCORD_TOKEN，機器人無法登入 Discord。請到 "
+    "https://discord.com/developers/applications 建立應用程式，打開「Bot」，按「Reset Token」，"
+    "再把 token 寫進 .env：LORACLE_DISCORD_TOKEN=...（docs/discord.md 有逐步說明）。",
+)
+BAD_TOKEN = Text(
+    "Discord refused LORACLE_DISCORD_TOKEN. Reset the token in the developer portal under “Bot” "
+    "and put the new one in .env.",
+    "Discord 拒絕了 LORACLE_DISCORD_TOKEN。請到開發者平台的「Bot」重設 token，並把新的 token 寫進 .env。",
+)
+
+
+def token_of(settings: Settings) -> str:
+    token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
+    if not token:
+        raise SettingsError(NO_TOKEN)
+    return token
+
+
+def run_bot(settings: Settings) -> None:
+    """Run until stopped (Ctrl-C, SIGTERM). Raises SettingsError for a missing or refused token."""
+    token = token_of(settings)
+    discord.utils.setup_logging(level=getattr(logging, settings.log_level), root=True)
+    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    try:
+        asyncio.run(_main(settings, token))
+    except discord.LoginFailure:
+        raise SettingsError(BAD_TOKEN) from None
+    except KeyboardInterrupt:
+        log.info("stopped")
+
+
+async def _main(settings: Settings, token: str) -> None:
+    from engine.api import Engine
+
+    engine = Engine(settings)
+    await engine.start()
+    try:
+        await serve(settings, token, engine)
+    finally:
+        await engine.close()
+
+
+async def serve(
+    settings: Settings,
+    token: str,
+    engine: Any,
+    *,
+    started: Callable[[LoracleBot], None] | None = None,
+    handle_signals: bool = True,
+    **options: Any,
+) -> None:
+    """Log in, sync commands and stay connected until the bot is closed."""
+    bot = create_bot(engine, settings, **options)
+    if started is not None:
+        started(bot)
+    if handle_signals:
+        _close_on_sigterm(bot)
+    async with bot:
+        await bot.start(token)
+
+
+def _close_on_sigterm(bot: LoracleBot) -> None:
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(bot.close()))
+    except (NotImplementedError, RuntimeError, ValueError):
+        # Not on the main thread, or no signals (Windows): Ctrl-C still works.
+        pass

@@ -1,0 +1,142 @@
+"""Buttons under pictures: cancel (while queued or drawing), reroll and delete.
+
+They are `DynamicItem`s: everything a click needs (action, job id, requester) is in the
+custom_id, and the classes are registered with the client at start-up, so buttons on
+messages sent before a restart keep working without re-attaching views.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import discord
+
+from bot.discord_app import texts as T
+from bot.discord_app.replies import describe, error_text, send_private
+from bot.discord_app.texts import locale_of
+
+_JOB = r"(?P<job>[0-9a-f]{8,64})"
+_USER = r"(?P<user>[0-9]{1,20})"
+
+
+def _service(interaction: discord.Interaction) -> Any:
+    return interaction.client.draws  # type: ignore[attr-defined]
+
+
+async def _guarded(interaction: discord.Interaction, action: Any) -> None:
+    # Button callbacks run outside the command tree's error handler.
+    try:
+        await action
+    except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+        await send_private(interaction, error_text(exc, locale_of(interaction), describe(interaction)))
+
+
+class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compile(rf"^loracle:cancel:{_JOB}:{_USER}$")):
+    def __init__(self, job_id: str, user_id: int, label: str = "Cancel") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label, emoji="✖️", style=discord.ButtonStyle.secondary, custom_id=f"loracle:cancel:{job_id}:{user_id}"
+            )
+        )
+        self.job_id = job_id
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]) -> CancelButton:
+        return cls(match["job"], int(match["user"]), label=item.label or "Cancel")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _guarded(interaction, _service(interaction).on_cancel(interaction, self.job_id, self.user_id))
+
+
+class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compile(rf"^loracle:reroll:{_JOB}:{_USER}$")):
+    def __init__(self, job_id: str, user_id: int, label: str = "Reroll") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label, emoji="🎲", style=discord.ButtonStyle.primary, custom_id=f"loracle:reroll:{job_id}:{user_id}"
+            )
+        )
+        self.job_id = job_id
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]) -> RerollButton:
+        return cls(match["job"], int(match["user"]), label=item.label or "Reroll")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _guarded(interaction, _service(interaction).on_reroll(interaction, self.job_id))
+
+
+class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compile(rf"^loracle:delete:{_JOB}:{_USER}$")):
+    def __init__(self, job_id: str, user_id: int, label: str = "Delete") -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label, emoji="🗑️", style=discord.ButtonStyle.danger, custom_id=f"loracle:delete:{job_id}:{user_id}"
+            )
+        )
+        self.job_id = job_id
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]) -> DeleteButton:
+        return cls(match["job"], int(match["user"]), label=item.label or "Delete")
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _guarded(interaction, _service(interaction).on_delete(interaction, self.job_id, self.user_id))
+
+
+DYNAMIC_ITEMS = (CancelButton, RerollButton, DeleteButton)
+
+
+def progress_view(job_id: str, user_id: int, locale: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(CancelButton(job_id, user_id, T.BUTTON_CANCEL.render(locale)))
+    return view
+
+
+def result_view(job_id: str, user_id: int, locale: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(RerollButton(job_id, user_id, T.BUTTON_REROLL.render(locale)))
+    view.add_item(DeleteButton(job_id, user_id, T.BUTTON_DELETE.render(locale)))
+    return view
+
+
+def queue_view(entries: list[Any], user_id: int, locale: str) -> discord.ui.View | None:
+    """Cancel buttons for a user's jobs in /queue (at most one row of five)."""
+    items = entries[:5]
+    if not items:
+        return None
+    view = discord.ui.View(timeout=None)
+    for index, entry in enumerate(items, start=1):
+        label = f"{T.BUTTON_CANCEL.render(locale)} {index}"
+        view.add_item(CancelButton(entry.job.id, user_id, label))
+    return view
+
+
+class ConfirmView(discord.ui.View):
+    """Two buttons, usable only by the person who asked; `result` is True, False or None
+    (no answer before the timeout)."""
+
+    def __init__(self, owner_id: int, confirm_label: str, cancel_label: str, timeout: float = 120.0) -> None:
+        super().__init__(timeout=timeout)
+        self.owner_id = owner_id
+        self.result: bool | None = None
+        self.answer: discord.Interaction | None = None
+        confirm = discord.ui.Button(label=confirm_label, style=discord.ButtonStyle.danger)
+        cancel = discord.ui.Button(label=cancel_label, style=discord.ButtonStyle.secondary)
+        confirm.callback = self._confirm  # type: ignore[method-assign]
+        cancel.callback = self._cancel  # type: ignore[method-assign]
+        self.add_item(confirm)
+        self.add_item(cancel)
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        return interaction.user.id == self.owner_id
+
+    async def _confirm(self, interaction: discord.Interaction) -> None:
+        self.result, self.answer = True, interaction
+        self.stop()
+
+    async def _cancel(self, interaction: discord.Interaction) -> None:
+        self.result, self.answer = False, interaction
+        self.stop()

@@ -1,0 +1,124 @@
+"""Start-up: command sync (global and per guild), localised descriptions, the admin
+group's default permissions, the heartbeat, and the tree's error handler."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import discord
+import simcord
+from discord import app_commands
+
+from bot.discord_app.client import create_bot
+from bot.discord_app.translator import DESCRIPTIONS, LoracleTranslator
+from bot.health import check_health
+from engine.settings import load_settings
+from tests.bot.fakes import FakeEngine
+from tests.bot.helpers import private_text
+
+COMMANDS = {"draw", "lora", "family", "queue", "help", "admin"}
+_NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def synced_payload(env: simcord.Env) -> list[dict]:
+    [put] = [r for r in env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
+    return put.json
+
+
+async def test_commands_are_synced_globally_at_start_up(world):
+    puts = [r for r in world.env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
+    assert [r.path for r in puts] == [f"/applications/{world.env.backend.application_id}/commands"]
+    assert {c["name"] for c in puts[0].json} == COMMANDS
+    assert {c.name for c in world.bot.synced} == COMMANDS
+    assert set(world.alice.available_commands(world.channel)) >= {"draw", "lora info", "family check", "queue", "help"}
+    assert not any(name.startswith("admin") for name in world.alice.available_commands(world.channel))
+    assert "admin scan" in world.admin.available_commands(world.channel)
+
+
+async def test_admin_group_needs_manage_server_and_a_server(world):
+    admin = next(c for c in synced_payload(world.env) if c["name"] == "admin")
+    assert admin["default_member_permissions"] == discord.Permissions(manage_guild=True).value
+    assert admin["dm_permission"] is False
+
+
+async def test_descriptions_are_localised_and_within_discord_limits(world):
+    def walk(node, depth=0):
+        yield node
+        for option in node.get("options") or []:
+            yield from walk(option, depth + 1)
+
+    seen = 0
+    for command in synced_payload(world.env):
+        for node in walk(command):
+            assert _NAME.match(node["name"]) and node["name"] == node["name"].lower(), node["name"]
+            assert 1 <= len(node["description"]) <= 100, node["description"]
+            localized = node.get("description_localizations") or {}
+            assert set(localized) == {"zh-TW", "zh-CN"}, node["name"]
+            assert all(1 <= len(text) <= 100 for text in localized.values())
+            assert localized["zh-TW"] == DESCRIPTIONS[node["description"]]
+            seen += 1
+    assert seen > 50
+    assert json.dumps(synced_payload(world.env), ensure_ascii=False).count("zh-TW") == seen
+
+
+async def test_translator_leaves_names_and_other_languages_alone():
+    translator = LoracleTranslator()
+    text = app_commands.locale_str("What to draw")
+    desc_ctx = app_commands.TranslationContext(app_commands.TranslationContextLocation.parameter_description, None)
+    name_ctx = app_commands.TranslationContext(app_commands.TranslationContextLocation.command_name, None)
+    assert await translator.translate(text, discord.Locale.taiwan_chinese, desc_ctx) == "要畫的內容"
+    assert await translator.translate(text, discord.Locale.japanese, desc_ctx) is None
+    assert await translator.translate(text, discord.Locale.taiwan_chinese, name_ctx) is None
+
+
+async def test_guild_ids_sync_to_those_guilds_at_once(tmp_path):
+    guild_id = 1456074443980801234
+    settings = load_settings(data_dir=tmp_path / "data", offline=True, guild_ids=str(guild_id))
+    env = simcord.Env(create_bot(FakeEngine(settings), settings, progress_interval=0, heartbeat_interval=3600))
+    guild = env.create_guild("Test server", id=guild_id)
+    await env.start()
+    try:
+        puts = [r.path for r in env.http_requests if r.method == "PUT" and r.path.endswith("/commands")]
+        assert puts == [f"/applications/{env.backend.application_id}/guilds/{guild_id}/commands"]
+        alice = guild.add_member(env.create_user("alice"))
+        result = await alice.slash(guild.create_text_channel("art"), "help")
+        assert result.ephemeral
+    finally:
+        await env.shutdown()
+    env.raise_errors()
+
+
+async def test_heartbeat_is_written_once_ready(world, settings):
+    world.engine.admin.limits()  # the fake engine opens its database lazily
+    ok, message = check_health(settings)
+    assert ok, message  # written by on_ready, before the test server existed
+    assert json.loads((settings.root / "heartbeat").read_text())["guilds"] == 0
+    assert await world.bot.heartbeat.beat()
+    beat = json.loads((settings.root / "heartbeat").read_text())
+    assert beat["guilds"] == 1 and beat["queue"] == 0 and beat["user"]
+    await world.bot.heartbeat.stop()
+    assert not (settings.root / "heartbeat").exists()
+
+
+async def test_unexpected_errors_reach_the_tree_handler_and_the_user(world, caplog):
+    def broken(user_id):
+        raise ZeroDivisionError("oops")
+
+    world.engine.queue.jobs_of = broken
+    result = await world.alice.slash(world.channel, "queue")
+    assert private_text(result).startswith("Something went wrong on our side (reference ")
+    assert "ZeroDivisionError" in caplog.text
+    [error] = world.env.errors  # SimCord saw it reach the tree's handler
+    assert isinstance(error.original, ZeroDivisionError)
+    again = await world.alice.slash(world.channel, "help")
+    assert again.ephemeral  # the bot carries on
+
+
+async def test_draw_in_a_direct_message(world):
+    world.engine.auto = True
+    user = world.env.create_user("dora")
+    result = await user.slash("draw", prompt="a cat")
+    assert [m for m in result.followups if not m.ephemeral][0].attachments
+    refused = await user.slash("draw", prompt="a cat", loras="spicy")
+    assert "marked NSFW" in refused.response.content

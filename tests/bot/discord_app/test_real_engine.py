@@ -1,0 +1,146 @@
+"""End to end with the REAL engine: a tiny offline SDXL library (bot.demo), the real
+queue and GPU worker thread (on the CPU), real LoRA application and PNG metadata,
+driven through discord.py by SimCord. A 64×64, 2-step picture takes well under a second.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bot.demo import CHECKPOINT, build_demo_library
+from engine.settings import Settings, load_settings
+from tests.bot.helpers import (
+    PNG_SIGNATURE,
+    attachment_bytes,
+    callback_types,
+    field,
+    private_text,
+    public,
+)
+
+pytestmark = [pytest.mark.slow, pytest.mark.simcord(settle_timeout=20)]
+
+
+@pytest.fixture(scope="session")
+def demo_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("demo-library")
+    build_demo_library(root)
+    return root
+
+
+@pytest.fixture
+def settings(tmp_path: Path, demo_library: Path) -> Settings:
+    data = tmp_path / "data"
+    for folder in ("models", "loras"):
+        shutil.copytree(demo_library / folder, data / folder)
+    return load_settings(
+        data_dir=data,
+        offline=True,
+        device="cpu",
+        default_steps=2,
+        default_width=64,
+        default_height=64,
+        queue_per_user=3,
+    )
+
+
+@pytest.fixture
+async def engine(settings: Settings):
+    from engine.api import Engine
+
+    engine = Engine(settings)
+    await engine.scan(civitai=False)
+    # The demo checkpoint is not on CivitAI: an admin says what it is, as on a real server.
+    engine.set_entry(CHECKPOINT, base_model="Illustrious", by="test")
+    engine.admin.set_default_checkpoint(CHECKPOINT)
+    await engine.start()
+    yield engine
+    await engine.close()
+
+
+async def test_draw_with_the_real_engine(world):
+    result = await world.alice.slash(
+        world.channel, "draw", prompt="1girl, watercolor", loras="demo_exact_style:0.8, demo_pony_style:-0.5, demo_sd15_detail"
+    )
+    assert callback_types(world.env) == [5]
+    message = public(result)
+    [attachment] = message.attachments
+    data = attachment_bytes(world.env, attachment)
+    assert data.startswith(PNG_SIGNATURE)
+    image = Image.open(io.BytesIO(data))
+    assert image.size == (64, 64)
+    assert "<lora:demo_exact_style:0.8>" in image.text["parameters"]  # A1111 metadata survives the upload
+
+    embed = message.embeds[0]
+    assert "Illustrious family · SDXL" in field(embed, "Checkpoint")
+    loras = field(embed, "LoRAs").splitlines()
+    assert loras[0] == "`demo_exact_style` 0.8 → 0.8 · applied · ✅ exact match"
+    assert loras[1] == "`demo_pony_style` -0.5 → -0.5 · applied · 🟡 other family"
+    assert loras[2] == "`demo_sd15_detail` default → 0 · refused · ⛔ incompatible"
+    warnings = field(embed, "Warnings")
+    assert "SD 1.x LoRA" in warnings and "SDXL checkpoint" in warnings
+    assert field(embed, "Steps") == "2" and field(embed, "Size") == "64×64"
+
+
+async def test_progress_and_reroll_with_the_real_engine(world):
+    first = await world.alice.slash(world.channel, "draw", prompt="a cat", seed=7)
+    edits = [r.json.get("content") for r in world.env.http_requests if r.method == "PATCH" and r.json]
+    assert any(text and text.startswith(("⏳", "🎨")) for text in edits)
+    reroll = await world.bob.click(public(first), label="Reroll")
+    assert field(public(first).embeds[0], "Seed") == "7"
+    assert field(public(reroll).embeds[0], "Seed") != "7"
+    assert public(reroll).attachments
+
+
+async def test_autocomplete_ranks_real_verdicts(world):
+    choices = await world.alice.autocomplete(world.channel, "draw", "loras", "demo")
+    assert [c["value"] for c in choices] == [
+        "demo_exact_style",
+        "demo_noob_character",
+        "demo_pony_style",
+        "demo_mystery",
+    ]
+    checkpoints = await world.alice.autocomplete(world.channel, "draw", "checkpoint", "")
+    assert [c["name"] for c in checkpoints] == [f"{CHECKPOINT} — Illustrious · SDXL ★"]
+
+
+async def test_lora_info_and_family_check_with_the_real_engine(world):
+    info = public(await world.alice.slash(world.channel, "lora info", name="demo_pony_style")).embeds[0]
+    assert field(info, "Base model") == "Pony (from the file's metadata)"
+    assert field(info, "Family") == "Pony"
+    assert "🟡 other family" in field(info, "Checkpoints in the library")
+
+    check = public(
+        await world.alice.slash(world.channel, "family check", checkpoint=CHECKPOINT, lora="demo_pony_style")
+    ).embeds[0]
+    verdict = field(check, "🟡 other family · demo_pony_style")
+    assert "curry" in verdict
+
+
+async def test_bad_input_with_the_real_engine(world):
+    unknown = await world.alice.slash(world.channel, "draw", prompt="x", loras="demo_exact_styl:0.5")
+    assert "demo_exact_style" in private_text(unknown)  # suggested
+    nan = await world.alice.slash(world.channel, "draw", prompt="x", loras="demo_exact_style:nan")
+    assert "must be a real number" in private_text(nan)
+    long = await world.alice.slash(world.channel, "draw", prompt="x" * 10_000)
+    assert "10000 characters" in private_text(long)
+
+
+async def test_admin_changes_reach_the_real_engine(world):
+    scan = await world.admin.slash(world.channel, "admin scan")
+    assert "Scan finished: 0 added, 0 updated, 0 removed, 6 unchanged." in private_text(scan)
+    changed = await world.admin.slash(world.channel, "admin set", name="demo_mystery", base_model="Pony", weight=0.6)
+    assert private_text(changed) == (
+        "**demo\\_mystery**: base model Pony (Pony); recommended weight 0.6; NSFW no; enabled yes."
+    )
+    check = public(
+        await world.alice.slash(world.channel, "family check", checkpoint=CHECKPOINT, lora="demo_mystery")
+    ).embeds[0]
+    assert check.fields[0].name == "🟡 other family · demo_mystery"
+    refused = await world.moderator.slash(world.channel, "admin set", name="demo_mystery", nsfw=True)
+    assert private_text(refused).startswith("Only Loracle's admins")

@@ -1,0 +1,108 @@
+"""`loracle run`: the token check, and a real start-up against a loopback Discord reached
+through LORACLE_DISCORD_API_BASE / LORACLE_DISCORD_GATEWAY_URL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+from discord import http
+from discord.gateway import DiscordWebSocket
+
+from bot.discord_app import endpoints
+from bot.discord_app.runner import run_bot, serve
+from engine.errors import SettingsError
+from engine.settings import load_settings
+from tests.bot.fakes import FakeEngine
+from tests.bot.loopback import APP_ID, FakeDiscord, slash_interaction
+
+
+@pytest.fixture
+def restore_endpoints():
+    saved = endpoints.current()
+    yield
+    endpoints.restore(saved)
+
+
+def test_without_a_token_it_says_how_to_get_one(tmp_path):
+    settings = load_settings(data_dir=tmp_path, discord_token="  ")
+    with pytest.raises(SettingsError) as info:
+        run_bot(settings)
+    message = str(info.value)
+    assert "LORACLE_DISCORD_TOKEN is not set" in message
+    assert "https://discord.com/developers/applications" in message and "Reset Token" in message
+    assert "LORACLE_DISCORD_TOKEN" in info.value.localized("zh-TW") and "建立應用程式" in info.value.localized("zh-TW")
+
+
+def test_cli_run_exits_with_the_message(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    monkeypatch.setenv("LORACLE_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("LORACLE_DISCORD_TOKEN", raising=False)
+    result = CliRunner().invoke(app, ["run"])
+    assert result.exit_code == 1
+    assert "LORACLE_DISCORD_TOKEN is not set" in result.output.replace("\n", " ")
+
+
+def test_endpoint_overrides(restore_endpoints):
+    endpoints.apply("http://proxy:8080/", "ws://gateway.local:9000/")
+    assert http.Route("GET", "/users/@me").url == "http://proxy:8080/api/v10/users/@me"
+    assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "ws://gateway.local:9000/"
+    endpoints.apply("http://proxy:8080/api/v9", None)
+    assert http.Route.BASE == "http://proxy:8080/api/v9"
+    assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "ws://gateway.local:9000/"
+
+
+async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path, restore_endpoints, caplog):
+    caplog.set_level(logging.DEBUG)
+    discord_fake = FakeDiscord()
+    await discord_fake.start()
+    settings = load_settings(
+        data_dir=tmp_path,
+        discord_token="secret-token",
+        discord_api_base=discord_fake.api_base,
+        discord_gateway_url=discord_fake.gateway_url,
+    )
+    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    bots = []
+    task = asyncio.create_task(
+        serve(settings, "secret-token", FakeEngine(settings), started=bots.append, handle_signals=False, progress_interval=0)
+    )
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 10)
+        [bot] = bots
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        assert discord_fake.identify["token"] == "secret-token"
+        assert discord_fake.identify["intents"] == 1  # guilds only: no privileged intent
+        paths = [(r.method, r.path) for r in discord_fake.requests]
+        assert ("GET", "/users/@me") in paths
+        assert ("PUT", f"/applications/{APP_ID}/commands") in paths
+        sync = next(r for r in discord_fake.requests if r.method == "PUT")
+        assert {c["name"] for c in sync.body} == {"draw", "lora", "family", "queue", "help", "admin"}
+        assert all(r.auth == "Bot secret-token" for r in discord_fake.requests)
+
+        await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("help", locale="zh-TW"))
+        answer = await asyncio.wait_for(discord_fake.callbacks.get(), 10)
+        assert answer["type"] == 4 and answer["data"]["flags"] == 64
+        assert "Loracle" in answer["data"]["embeds"][0]["title"]
+        assert "不同系列" in answer["data"]["embeds"][0]["fields"][0]["value"]
+        for _ in range(500):  # on_ready writes it from a thread
+            if (tmp_path / "heartbeat").exists():
+                break
+            await asyncio.sleep(0.01)
+        assert (tmp_path / "heartbeat").exists()
+        await bot.close()
+        await asyncio.wait_for(task, 10)
+        assert not (tmp_path / "heartbeat").exists()
+        assert "synced 6 commands to all servers" in caplog.text
+        assert "secret-token" not in caplog.text  # never logged, even at DEBUG
+        ours = [r.getMessage() for r in caplog.records if r.name.startswith("loracle")]
+        assert not any("interaction-token" in line for line in ours)
+        assert not any(r.levelname == "ERROR" for r in caplog.records), caplog.text
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await discord_fake.stop()

@@ -1,0 +1,181 @@
+"""A loopback fake of Discord's REST API and gateway (aiohttp on 127.0.0.1).
+
+Just enough of Discord for a bot to log in, sync commands, connect, receive READY and an
+INTERACTION_CREATE, and answer it: the path `loracle run` takes with
+LORACLE_DISCORD_API_BASE and LORACLE_DISCORD_GATEWAY_URL pointing here. SimCord replaces
+discord.py's HTTP client and websocket instead, so it cannot test those settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+APP_ID = 4242
+BOT_USER = {"id": str(APP_ID), "username": "Loracle", "discriminator": "0", "avatar": None, "bot": True, "global_name": None}
+OWNER = {"id": "77", "username": "owner", "discriminator": "0", "avatar": None, "global_name": None}
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    body: Any
+    auth: str | None
+
+
+@dataclass
+class FakeDiscord:
+    requests: list[Request] = field(default_factory=list)
+    identified: asyncio.Event = field(default_factory=asyncio.Event)
+    callbacks: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    sockets: list[web.WebSocketResponse] = field(default_factory=list)
+    identify: dict[str, Any] | None = None
+    port: int = 0
+    _runner: web.AppRunner | None = None
+    _seq: int = 0
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for ws in self.sockets:
+            await ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # -- REST ------------------------------------------------------------------------
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        body: Any = None
+        if request.content_type == "application/json":
+            body = await request.json()
+        elif request.content_type.startswith("multipart/"):
+            body = await self._multipart_json(request)
+        self.requests.append(Request(request.method, path, body, request.headers.get("Authorization")))
+        if path == "/users/@me":
+            return _json(BOT_USER)
+        if path == "/oauth2/applications/@me":
+            return _json(
+                {
+                    "id": str(APP_ID),
+                    "name": "Loracle",
+                    "description": "",
+                    "icon": None,
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": OWNER,
+                    "team": None,
+                    "verify_key": "0" * 64,
+                    "flags": 0,
+                }
+            )
+        if request.method == "PUT" and path.endswith("/commands"):
+            synced = [
+                {**command, "id": str(1000 + i), "application_id": str(APP_ID), "version": "1"}
+                for i, command in enumerate(body or [])
+            ]
+            return _json(synced)
+        if request.method == "POST" and path.startswith("/interactions/") and path.endswith("/callback"):
+            await self.callbacks.put(body)
+            # discord.py asks for the callback response (?with_response=1), as Discord sends it.
+            flags = int((body.get("data") or {}).get("flags") or 0)
+            return _json(
+                {
+                    "interaction": {
+                        "id": path.split("/")[2],
+                        "type": 2,
+                        "response_message_loading": body["type"] == 5,
+                        "response_message_ephemeral": bool(flags & 64),
+                    },
+                    "resource": {"type": body["type"]},
+                }
+            )
+        return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    @staticmethod
+    async def _multipart_json(request: web.Request) -> Any:
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "payload_json":  # type: ignore[union-attr]
+                return json.loads(await part.text())  # type: ignore[union-attr]
+        return None
+
+    # -- gateway ---------------------------------------------------------------------
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.sockets.append(ws)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": 41250}, "s": None, "t": None})
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            if data["op"] == 1:
+                await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
+            elif data["op"] == 2:
+                self.identify = data["d"]
+                await self.dispatch(
+                    "READY",
+                    {
+                        "v": 10,
+                        "user": BOT_USER,
+                        "guilds": [],
+                        "session_id": "session",
+                        "resume_gateway_url": self.gateway_url,
+                        "application": {"id": str(APP_ID), "flags": 0},
+                    },
+                )
+                self.identified.set()
+        return ws
+
+    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+        self._seq += 1
+        for ws in self.sockets:
+            if not ws.closed:
+                await ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # discord.py only decodes bodies whose Content-Type is exactly "application/json".
+    return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
+
+
+def slash_interaction(name: str, *, interaction_id: int = 9001, locale: str = "en-US") -> dict[str, Any]:
+    """An INTERACTION_CREATE for a top-level slash command without options, in a DM."""
+    return {
+        "id": str(interaction_id),
+        "application_id": str(APP_ID),
+        "type": 2,
+        "token": "interaction-token",
+        "version": 1,
+        "data": {"id": "1004", "name": name, "type": 1},
+        "channel_id": "55",
+        "channel": {"id": "55", "type": 1, "recipients": [OWNER]},
+        "user": OWNER,
+        "locale": locale,
+        "app_permissions": "0",
+        "entitlements": [],
+        "authorizing_integration_owners": {},
+        "context": 1,
+        "attachment_size_limit": 10485760,
+    }
