@@ -355,9 +355,12 @@ class Engine:
             verdicts.append(_lora_verdict(self.summary(entry), result))
         return FamilyCheck(self.summary(ckpt), verdicts, notes)
 
-    def suggest_loras(self, checkpoint: str | None, text: str, limit: int = 25) -> list[tuple[LibraryEntry, Verdict | None]]:
-        """LoRAs for autocomplete, best verdict first, incompatible ones left out.
-        Cache-only (no network), so it answers well inside Discord's deadline."""
+    def suggest_loras(
+        self, checkpoint: str | None, text: str, limit: int = 25, *, allow_nsfw: bool = True
+    ) -> list[tuple[LibraryEntry, Verdict | None]]:
+        """LoRAs for autocomplete, best verdict first, incompatible (and, outside
+        age-restricted channels, NSFW) ones left out. Cache-only (no network), so it
+        answers well inside Discord's deadline."""
         ckpt = None
         if checkpoint or self.admin.default_checkpoint():
             try:
@@ -368,7 +371,7 @@ class Engine:
         ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
         order = list(Verdict)
         for entry in self.library.entries(Category.LORA, include_broken=False):
-            if not entry.enabled:
+            if not entry.enabled or (not allow_nsfw and self.is_nsfw(entry)):
                 continue
             if key and key not in entry.name.lower() and key not in entry.label.lower():
                 continue
@@ -398,7 +401,7 @@ class Engine:
                 raise RequestError(_BLOCKED, word=word)
 
         ckpt_entry = self._checkpoint_for(request.checkpoint)
-        if not request.allow_nsfw and self._is_nsfw(ckpt_entry):
+        if not request.allow_nsfw and self.is_nsfw(ckpt_entry):
             raise RequestError(_NSFW_HERE, name=ckpt_entry.label)
         ckpt_summary = self.summary(ckpt_entry)
         if ckpt_entry.architecture not in (Architecture.SDXL,):
@@ -423,7 +426,7 @@ class Engine:
         planned: list[PlannedLora] = []
         for req in request.loras:
             entry = self.library.get_usable(clean_name(req.name), Category.LORA)
-            if not request.allow_nsfw and self._is_nsfw(entry):
+            if not request.allow_nsfw and self.is_nsfw(entry):
                 raise RequestError(_NSFW_HERE, name=entry.label)
             result = self.knowledge.verdict(entry, ckpt_entry)
             decision = decide_weight(
@@ -481,7 +484,8 @@ class Engine:
             raise LibraryError(_NO_CHECKPOINT)
         return usable[0]
 
-    def _is_nsfw(self, entry: LibraryEntry) -> bool:
+    def is_nsfw(self, entry: LibraryEntry) -> bool:
+        """Flagged by an admin, or by CivitAI (cached answer)."""
         if entry.nsfw:
             return True
         version = self.knowledge.civitai_version(entry.sha256)
@@ -538,6 +542,18 @@ class Engine:
     async def draw(self, request: DrawRequest) -> DrawResult:
         handle = await self.submit(request)
         return await handle.result()
+
+    def job_request(self, job_id: str) -> DrawRequest | None:
+        """The request a job was submitted with (for reroll), also after a restart."""
+        row = self.job_store.get(job_id) if self.job_store is not None else None
+        return DrawRequest.from_json(row.request) if row is not None and row.request else None
+
+    def set_limits(self, **values: int | None) -> Limits:
+        """Change limits at run time; the per-user queue cap applies to the next submit."""
+        limits = self.admin.set_limits(**values)
+        if self.queue is not None:
+            self.queue.set_per_user_cap(limits.queue_per_user)
+        return limits
 
     def cancel(self, job_id: str, *, user_id: str, is_admin: bool = False) -> bool:
         owner = self.queue.owner_of(job_id) if self.queue else None

@@ -154,7 +154,9 @@ async def lora_list(interaction: Any, current: str) -> list[Choice[str]]:
     checkpoint = getattr(interaction.namespace, "checkpoint", None) or None
 
     def work() -> list[Choice[str]]:
-        suggestions = engine.suggest_loras(checkpoint, clean_name(typing), limits.CHOICES + len(used))
+        suggestions = engine.suggest_loras(
+            checkpoint, clean_name(typing), limits.CHOICES + len(used), allow_nsfw=allow_nsfw
+        )
         out = []
         for entry, verdict in suggestions:
             if entry.name.lower() in used or not _visible(entry, allow_nsfw):

@@ -230,13 +230,11 @@ class DrawService:
         remembered = self.memory.get(job_id)
         if remembered is not None:
             return remembered
-        # Messages from before a restart: ask the engine's job table, when it can.
-        job_request = getattr(self.engine, "job_request", None)
-        if callable(job_request):
-            try:
-                return job_request(job_id)
-            except Exception as exc:  # noqa: BLE001
-                log_unexpected(exc, f"looking up job {job_id}")
+        # Messages from before a restart: the engine's job table has the request.
+        try:
+            return self.engine.job_request(job_id)
+        except Exception as exc:  # noqa: BLE001
+            log_unexpected(exc, f"looking up job {job_id}")
         return None
 
     # -- jobs re-queued after a restart ---------------------------------------------------

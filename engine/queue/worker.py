@@ -191,6 +191,13 @@ class JobQueue:
         while self._writes:
             await asyncio.gather(*list(self._writes), return_exceptions=True)
 
+    def set_per_user_cap(self, cap: int) -> None:
+        """An admin changed the limit: jobs already queued stay, new ones obey it."""
+        if cap < 1:
+            raise ValueError("per_user_cap must be at least 1")
+        with self._cond:
+            self._scheduler.per_user_cap = cap
+
     # -- submitting --------------------------------------------------------------------
 
     def submit(self, job: QueuedJob) -> JobHandle:

@@ -408,7 +408,9 @@ class FakeEngine:
             setattr(entry, attr, value)
         return entry
 
-    def suggest_loras(self, checkpoint: str | None, text: str, limit: int = 25) -> list[tuple[FakeEntry, str | None]]:
+    def suggest_loras(
+        self, checkpoint: str | None, text: str, limit: int = 25, *, allow_nsfw: bool = True
+    ) -> list[tuple[FakeEntry, str | None]]:
         self._maybe_fail("suggest_loras")
         ckpt = None
         name = checkpoint or self.admin.default_checkpoint()
@@ -420,7 +422,9 @@ class FakeEngine:
         key = clean_name(text).lower()
         ranked = []
         for entry in self.entries(Category.LORA):
-            if not entry.enabled or (key and key not in entry.name.lower() and key not in entry.label.lower()):
+            if not entry.enabled or (not allow_nsfw and entry.nsfw):
+                continue
+            if key and key not in entry.name.lower() and key not in entry.label.lower():
                 continue
             v = verdict(entry, ckpt) if ckpt else None
             if v == "incompatible":
@@ -619,6 +623,9 @@ class FakeEngine:
         if job is not None and job.user_id != user_id and not is_admin:
             raise RequestError(_CANCEL_NOT_YOURS)
         return bool(self.queue and self.queue.cancel(job_id))
+
+    def set_limits(self, **values: int | None) -> Any:
+        return self.admin.set_limits(**values)
 
     def job_request(self, job_id: str) -> DrawRequest | None:
         job = next((j for j in self.jobs if j.id == job_id), None)

@@ -199,3 +199,36 @@ async def test_jobs_queued_at_a_crash_run_after_restart(demo_settings: Settings)
         assert row.status == "done"
     finally:
         await second.close()
+
+
+async def test_job_request_is_read_back_for_reroll(engine: Engine) -> None:
+    result = await engine.draw(request(("demo_exact_style", 0.5), seed=1234))
+    again = engine.job_request(result.job_id)
+    assert again is not None and again.seed == 1234
+    assert again.loras == [LoraRequest("demo_exact_style", 0.5)]
+    assert engine.job_request("no-such-job") is None
+
+
+async def test_per_user_cap_changes_while_running(engine: Engine) -> None:
+    from engine.errors import QueueFullError
+
+    engine.set_limits(queue_per_user=1)
+    blocker = await engine.submit(request(user_id="other", steps=3))
+    first = await engine.submit(request(user_id="alice"))
+    with pytest.raises(QueueFullError):
+        await engine.submit(request(user_id="alice"))
+    engine.set_limits(queue_per_user=2)
+    second = await engine.submit(request(user_id="alice"))
+    for handle in (blocker, first, second):
+        await handle.result()
+
+
+def test_autocomplete_hides_nsfw_loras_outside_age_restricted_channels(engine: Engine) -> None:
+    engine.set_entry("demo_pony_style", nsfw=True)
+    everywhere = [e.name for e, _ in engine.suggest_loras(CKPT, "demo")]
+    sfw = [e.name for e, _ in engine.suggest_loras(CKPT, "demo", allow_nsfw=False)]
+    assert "demo_pony_style" in everywhere and "demo_pony_style" not in sfw
+    assert "demo_sd15_detail" not in everywhere  # incompatible with the checkpoint
+    assert everywhere[0] == "demo_exact_style"  # exact first
+    with pytest.raises(RequestError, match="NSFW"):
+        engine.plan(request(("demo_pony_style", 1.0), allow_nsfw=False))

@@ -292,7 +292,7 @@ def register(client: Any) -> None:
                 if value is not None
             }
             current = await asyncio.to_thread(
-                (lambda: engine.admin.set_limits(**given)) if given else engine.admin.limits
+                (lambda: engine.set_limits(**given)) if given else engine.admin.limits
             )
             return T.LIMITS.render(locale, **vars(current))
 
