@@ -157,3 +157,24 @@ class ThreadLocalDB:
             db = connect(self.path)
             self._local.db = db
         return db
+
+
+def _m3_library_version(db: sqlite_utils.Database) -> None:
+    # A counter every change to what Loracle knows about files bumps, from any connection
+    # or process (the bot and an admin's `loracle library set` alike), so in-memory views
+    # of the library know when to rebuild. Jobs do not count: they change all the time.
+    db.execute("INSERT OR IGNORE INTO kv (key, value) VALUES ('library_version', '0')")
+    for table in ("files", "overrides", "civitai_cache"):
+        for event in ("INSERT", "UPDATE", "DELETE"):
+            db.execute(
+                f"CREATE TRIGGER bump_{table}_{event.lower()} AFTER {event} ON {table} BEGIN "
+                "UPDATE kv SET value = CAST(value AS INTEGER) + 1 WHERE key = 'library_version'; END"
+            )
+
+
+MIGRATIONS.append(_m3_library_version)
+
+
+def library_version(db: sqlite_utils.Database) -> int:
+    row = db.execute("SELECT value FROM kv WHERE key = 'library_version'").fetchone()
+    return int(row[0]) if row else 0

@@ -14,7 +14,8 @@ draw) never wait on the network; `ensure_known()` asks CivitAI for what is missi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +43,25 @@ class Knowledge:
     library: Library
     civitai: CivitaiClient
     table: FamilyTable
-    notes: list[Message] = field(default_factory=list)
+    # facts and verdicts, valid while the library version (files, overrides, CivitAI
+    # cache) stays the same: autocomplete ranks every LoRA on each keystroke
+    _memo: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _memo_version: int = field(default=-1, repr=False)
+    _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def _memoized(self, key: Any, compute: Callable[[], Any]) -> Any:
+        version = self.library.version()
+        with self._memo_lock:
+            if version != self._memo_version:
+                self._memo.clear()
+                self._memo_version = version
+            if key in self._memo:
+                return self._memo[key]
+        value = compute()
+        with self._memo_lock:
+            if version == self._memo_version:
+                self._memo[key] = value
+        return value
 
     # -- cache-only ------------------------------------------------------------------
     def civitai_version(self, sha256: str | None) -> ModelVersion | None:
@@ -51,6 +70,9 @@ class Knowledge:
         return self.civitai.cached_version_by_hash(sha256).value
 
     def facts(self, entry: LibraryEntry) -> ModelFacts:
+        return self._memoized(("facts", entry.rel_path), lambda: self._facts(entry))
+
+    def _facts(self, entry: LibraryEntry) -> ModelFacts:
         version = self.civitai_version(entry.sha256)
         training = entry.training
         claims: list[BaseModelClaim] = []
@@ -115,7 +137,9 @@ class Knowledge:
         return None, None
 
     def verdict(self, lora: LibraryEntry, checkpoint: LibraryEntry) -> VerdictResult:
-        return judge(self.facts(lora), self.facts(checkpoint), self.table)
+        return self._memoized(
+            ("verdict", lora.rel_path, checkpoint.rel_path), lambda: judge(self.facts(lora), self.facts(checkpoint), self.table)
+        )
 
     def ingest_sidecars(self, entries: Iterable[LibraryEntry]) -> int:
         """Adopt `<name>.civitai.info` files (written by A1111's Civitai Helper and similar

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from engine.db import ThreadLocalDB
+from engine.db import ThreadLocalDB, library_version
 from engine.errors import LibraryError, LoracleError, UnknownNameError
 from engine.hashing import hash_file, hash_folder
 from engine.i18n import Text
@@ -36,7 +37,7 @@ _MAX_META_VALUE = 32 * 1024
 _DIFFUSERS_MARKERS = ("model_index.json",)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LibraryEntry:
     name: str
     category: Category
@@ -125,6 +126,13 @@ class Library:
     def __init__(self, root: Path, dbs: ThreadLocalDB) -> None:
         self.root = Path(root)
         self.dbs = dbs
+        # Every entry, rebuilt only when the database's library version moves: lookups,
+        # autocomplete and planning stay cheap however big the library grows.
+        self._snapshot: tuple[int, list[LibraryEntry]] = (-1, [])
+        self._snapshot_lock = threading.Lock()
+
+    def version(self) -> int:
+        return library_version(self.dbs.db)
 
     @property
     def models_dir(self) -> Path:
@@ -258,18 +266,27 @@ class Library:
 
     # -- reading ---------------------------------------------------------------------
     def entries(self, category: Category | str | None = None, *, include_broken: bool = True) -> list[LibraryEntry]:
-        db = self.dbs.db
-        where, params = "", []
-        if category:
-            where, params = "WHERE f.category = ?", [str(category)]
+        return [
+            e
+            for e in self._all()
+            if (not category or e.category == category) and (include_broken or e.error is None)
+        ]
+
+    def _all(self) -> list[LibraryEntry]:
+        version = self.version()
+        with self._snapshot_lock:
+            if self._snapshot[0] == version:
+                return self._snapshot[1]
         sql = (
             "SELECT f.*, o.display_name, o.base_model AS base_model_override, "
             "o.weight AS weight_override, o.nsfw, o.enabled "
             "FROM files f LEFT JOIN overrides o ON o.sha256 = f.sha256 "
-            f"{where} ORDER BY f.category, lower(f.name)"
+            "ORDER BY f.category, lower(f.name)"
         )
-        found = [self._entry(row) for row in db.query(sql, params)]
-        return found if include_broken else [e for e in found if e.error is None]
+        found = [self._entry(row) for row in self.dbs.db.query(sql)]
+        with self._snapshot_lock:
+            self._snapshot = (version, found)
+        return found
 
     def _entry(self, row: dict[str, Any]) -> LibraryEntry:
         return LibraryEntry(
