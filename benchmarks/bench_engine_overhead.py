@@ -6,8 +6,9 @@ already loaded, the same image (same prompt, negative, seed, steps, CFG, size, s
 "Euler a") is drawn three ways:
 
   direct  `pipe(...)` on the engine's own pipeline object, the scheduler built beforehand;
-  runner  GpuRunner.__call__: the whole job body (LoRA set check, Generator.generate with
-          its prompt-length check, scheduler and progress callback, PNG encode + atomic save);
+  runner  GpuRunner.__call__ until the GPU worker is free for the next job: LoRA set check,
+          Generator.generate with its prompt-length check, scheduler and progress callback
+          (the PNG is then encoded and written on the runner's output thread, not timed);
   engine  Engine.draw through the queue: planning, the job store, the worker thread, ...
 
 The three must give identical pixels (checked). Reported: seconds per image (median), the
@@ -91,8 +92,9 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
         def run_job(n: int) -> tuple[float, Any]:
             job = c.make_job(engine.plan(request), f"runner-{n}")
             started = time.perf_counter()
-            result = runner(job, Progress())
-            return time.perf_counter() - started, result
+            pending = runner(job, Progress())  # returns once the GPU part is done
+            seconds = time.perf_counter() - started
+            return seconds, pending.result()
 
         times: dict[str, list[float]] = {"direct": [], "runner": [], "engine": []}
         cpu: dict[str, list[float]] = {name: [] for name in times}
@@ -160,7 +162,7 @@ def _fixed_costs(engine: Any, request: Any, pixels: Any, reps: int) -> list[tupl
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from engine.pipeline.generator import GenerationParams
+    from engine.requests import GenerationParams
     from engine.pipeline.samplers import make_scheduler
     from engine.png_info import format_parameters, save_png
 

@@ -82,8 +82,8 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
         def job(variant: str, n: int) -> tuple[float, float, Any]:
             job = c.make_job(engine.plan(plans[variant]), f"{variant[0]}-{n}")
             wall, cpu = time.perf_counter(), time.process_time()
-            result = runners[variant](job, Progress())
-            return time.perf_counter() - wall, time.process_time() - cpu, result
+            pending = runners[variant](job, Progress())  # the GPU part; PNGs are written after
+            return time.perf_counter() - wall, time.process_time() - cpu, pending.result()
 
         with c.apply_timer() as applies:
             job("no LoRA", -1)  # loads the checkpoint

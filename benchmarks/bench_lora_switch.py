@@ -80,7 +80,7 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
         }
         warm = DrawRequest(prompt=c.PROMPT, seed=5, steps=1, width=64, height=64, user_id="bench")
         for name, runner in runners.items():
-            runner(c.make_job(engine.plan(warm), f"warm-{name}"), Progress())  # loads the checkpoint
+            runner(c.make_job(engine.plan(warm), f"warm-{name}"), Progress()).result()  # loads the checkpoint
 
         apply_ms: dict[str, list[float]] = {name: [] for name in runners}
         job_s: dict[str, list[float]] = {name: [] for name in runners}
@@ -94,7 +94,7 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
                         runner.lora_cache.clear()
                     job = c.make_job(engine.plan(plan_request), f"{name}-{n}")
                     mark, started = len(applies.calls), time.perf_counter()
-                    result = runner(job, Progress())
+                    result = runner(job, Progress()).result()
                     job_s[name].append(time.perf_counter() - started)
                     apply_ms[name].append(1000 * applies.total_since(mark))
                     last[name] = result

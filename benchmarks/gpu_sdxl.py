@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
     from engine.png_info import save_png
     from engine.queue.job import Progress
     from engine.requests import (
-        DrawParams,
+        GenerationParams,
         DrawPlan,
         DrawRequest,
         PlannedCheckpoint,
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
                                          sha256=spec.sha256, autov2=None, architecture=Architecture.SDXL,
                                          base_model=None, family=None, family_label=None),
             loras=planned,
-            params=DrawParams(prompt=c.PROMPT, negative=c.NEGATIVE, seed=1234, steps=args.steps, cfg=6.0,
+            params=GenerationParams(prompt=c.PROMPT, negative=c.NEGATIVE, seed=1234, steps=args.steps, cfg=6.0,
                               width=args.size, height=args.size, count=1, sampler="Euler a"),
         ), f"job-{n}")
 
@@ -263,6 +263,7 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
 
     variants = {
         "direct": direct,
+        # the GPU part of a job; its PNG is written on the runner's output thread meanwhile
         "engine_0_loras": lambda n: runner0(plan([], n), Progress()),
         "engine_3_loras": lambda n: runner3(plan(three, n), Progress()),
     }
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
         variants["engine_0_loras"](-1)
         sync(device)
         mark = len(applies.calls)
-        first_job = variants["engine_3_loras"](-2)
+        first_job = variants["engine_3_loras"](-2).result()
         summary_first_apply = applies.total_since(mark)
         log(f"measuring {args.rounds} rounds")
         for n, order in enumerate(c.rotations(list(variants), args.rounds)):

@@ -36,10 +36,10 @@ from engine.library import Library, LibraryEntry, ScanReport
 from engine.pipeline.samplers import get_sampler
 from engine.prompt_lint import lint_prompt
 from engine.requests import (
-    DrawParams,
     DrawPlan,
     DrawRequest,
     DrawResult,
+    GenerationParams,
     PlannedCheckpoint,
     PlannedLora,
 )
@@ -491,7 +491,7 @@ class Engine:
         version = self.knowledge.civitai_version(entry.sha256)
         return bool(version and version.model and version.model.nsfw)
 
-    def _params(self, request: DrawRequest, prompt: str, negative: str, limits: Limits) -> DrawParams:
+    def _params(self, request: DrawRequest, prompt: str, negative: str, limits: Limits) -> GenerationParams:
         s = self.settings
         steps = request.steps if request.steps is not None else min(s.default_steps, limits.max_steps)
         cfg = request.cfg if request.cfg is not None else s.default_cfg
@@ -506,7 +506,7 @@ class Engine:
             raise LimitError(_SIZE_STEP, width=width, height=height)
         seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
         _check_range("seed", seed, 0, MAX_SEED)
-        return DrawParams(
+        return GenerationParams(
             prompt=prompt,
             negative=negative,
             seed=int(seed),

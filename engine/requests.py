@@ -8,6 +8,7 @@ from typing import Any
 
 from engine.i18n import EN, Message
 from engine.kinds import Architecture
+from engine.pipeline.samplers import DEFAULT_SAMPLER
 from engine.weights import LoraRequest, LoraStatus
 
 
@@ -83,8 +84,10 @@ class PlannedLora:
         }
 
 
-@dataclass
-class DrawParams:
+@dataclass(frozen=True)
+class GenerationParams:
+    """Everything the pipeline needs for one job, limits already checked."""
+
     prompt: str
     negative: str
     seed: int
@@ -92,8 +95,11 @@ class DrawParams:
     cfg: float
     width: int
     height: int
-    count: int
-    sampler: str
+    count: int = 1
+    sampler: str = DEFAULT_SAMPLER
+    # A1111/CivitAI convention. SDXL already reads the penultimate CLIP layer (what CivitAI
+    # calls "clip skip 2"), so 1 and 2 draw the same; each step above 2 skips one more layer.
+    clip_skip: int | None = None
 
 
 @dataclass
@@ -103,7 +109,7 @@ class DrawPlan:
     request: DrawRequest
     checkpoint: PlannedCheckpoint
     loras: list[PlannedLora]
-    params: DrawParams
+    params: GenerationParams
     warnings: list[Message] = field(default_factory=list)
 
     @property

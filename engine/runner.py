@@ -19,7 +19,7 @@ from PIL.Image import Image
 from engine.i18n import Message, Text
 from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
-from engine.pipeline.generator import GenerationParams, Generator
+from engine.pipeline.generator import Generator
 from engine.pipeline.loader import CheckpointSpec
 from engine.png_info import format_parameters, save_png
 from engine.queue.worker import Progress, QueuedJob
@@ -76,20 +76,8 @@ class GpuRunner:
                 msg = Message.of(_UNMATCHED, name=lora.name, count=len(report.unmatched_keys))
                 lora.warnings.append(msg)
                 warnings.append(msg)
-        p = plan.params
-        params = GenerationParams(
-            prompt=p.prompt,
-            negative=p.negative,
-            seed=p.seed,
-            steps=p.steps,
-            cfg=p.cfg,
-            width=p.width,
-            height=p.height,
-            count=p.count,
-            sampler=p.sampler,
-        )
         images = self.generator.generate(
-            params, on_step=progress.step, should_cancel=lambda: progress.cancelled
+            plan.params, on_step=progress.step, should_cancel=lambda: progress.cancelled
         )
         dropped = self.generator.last_truncated_tokens
         if dropped:

@@ -161,8 +161,8 @@ class VersionModel(_Body):
 
 
 # Older bodies describe an image's nsfw-ness as a bool or a word; newer ones as a level
-# bit (1 PG, 2 PG-13, 4 R, 8 X, 16 XXX, 32 blocked). An unknown "true" is treated as the
-# strictest level so that it is never shown where nsfw is not allowed.
+# bit (1 PG, 2 PG-13, 4 R, 8 X, 16 the strictest rating, 32 blocked). An unknown "true" is
+# treated as the strictest level so that it is never shown where nsfw is not allowed.
 _NSFW_WORDS = {"none": 1, "false": 1, "soft": 2, "mature": 4, "x": 8, "true": 16}
 
 

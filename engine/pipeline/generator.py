@@ -24,7 +24,8 @@ import torch
 from engine.errors import JobCancelledError, JobFailedError, LimitError, LoracleError
 from engine.i18n import Text
 from engine.pipeline.loader import CheckpointSpec, SingleFileInfo, load_pipeline
-from engine.pipeline.samplers import DEFAULT_SAMPLER, get_sampler, make_scheduler
+from engine.pipeline.samplers import get_sampler, make_scheduler
+from engine.requests import GenerationParams
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLPipeline
@@ -35,22 +36,6 @@ SIZE_MULTIPLE = 8
 MIN_SIZE = 64
 _MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed accepts unsigned 64-bit seeds
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    prompt: str
-    negative: str
-    seed: int
-    steps: int
-    cfg: float
-    width: int
-    height: int
-    count: int = 1
-    sampler: str = DEFAULT_SAMPLER
-    # A1111/CivitAI convention. SDXL already reads the penultimate CLIP layer (what CivitAI
-    # calls "clip skip 2"), so 1 and 2 draw the same; each step above 2 skips one more layer.
-    clip_skip: int | None = None
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from engine.kinds import Architecture, Category, FileKind
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
 from engine.queue.worker import OUT_OF_MEMORY, PAUSED
-from engine.requests import DrawParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
+from engine.requests import GenerationParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
 from engine.weights import LoraStatus, decide_weight
@@ -579,7 +579,7 @@ class FakeEngine:
         steps = request.steps or min(self.settings.default_steps, limits.max_steps)
         if steps > limits.max_steps:
             raise LimitError(Text("steps must be between 1 and {high}", "步數必須介於 1 和 {high}"), high=limits.max_steps)
-        params = DrawParams(
+        params = GenerationParams(
             prompt=prompt,
             negative=clean_prompt(request.negative or ""),
             seed=request.seed if request.seed is not None else random.randint(0, 2**32 - 1),

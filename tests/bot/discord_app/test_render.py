@@ -8,7 +8,7 @@ from bot.discord_app.render import draw_embed, lora_info_embed, queue_embed, saf
 from engine.answers import LoraInfo, ModelSummary
 from engine.i18n import Message, Text
 from engine.kinds import Architecture
-from engine.requests import DrawParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
+from engine.requests import GenerationParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
 from engine.weights import LoraStatus
 
 
@@ -29,7 +29,7 @@ def result(loras, warnings=()):
             architecture=Architecture.SDXL, base_model="NoobAI", family="illustrious", family_label="Illustrious",
         ),
         loras=loras,
-        params=DrawParams("a <@123456789012345678> cat", "", 42, 28, 5.5, 832, 1216, 2, "DPM++ 2M Karras"),
+        params=GenerationParams("a <@123456789012345678> cat", "", 42, 28, 5.5, 832, 1216, 2, "DPM++ 2M Karras"),
     )
     return DrawResult("j" * 32, [], [42, 43], plan, list(warnings), "", 12.34, queued_seconds=65)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.pipeline.generator import GenerationParams, Generator
+from engine.pipeline.generator import Generator
+from engine.requests import GenerationParams
 from engine.pipeline.loader import CheckpointSpec
 from engine.pipeline.tiny import build_tiny_pipeline, write_tiny_checkpoint
 
