@@ -46,13 +46,19 @@ def _settings() -> Any:
     return load_settings()
 
 
-def _run(body: Callable[[Any], Awaitable[T]], *, json_mode: bool = False) -> T:
-    """Open the engine, run `body(engine)`, close it; user errors exit 1 with their message."""
+def _run(body: Callable[[Any], Awaitable[T]], *, json_mode: bool = False, scan: bool = True) -> T:
+    """Open the engine, run `body(engine)`, close it; user errors exit 1 with their message.
+
+    Commands first bring the library up to date with the files on disk (a rescan of an
+    unchanged library hashes nothing and takes milliseconds), so a file copied in a moment
+    ago can be named at once."""
     from engine.api import Engine
 
     async def main() -> T:
         engine = Engine(_settings())
         try:
+            if scan:
+                await engine.scan()
             return await body(engine)
         finally:
             await engine.close()
@@ -92,7 +98,7 @@ def library_scan(
     async def body(engine: Any) -> Any:
         return await engine.scan(civitai=not no_civitai)
 
-    report = _run(body, json_mode=as_json)
+    report = _run(body, json_mode=as_json, scan=False)
     notes = [str(n) for n in getattr(report, "notes", [])]
     if as_json:
         _print_json(

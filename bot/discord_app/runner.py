@@ -65,10 +65,25 @@ async def _main(settings: Settings, token: str) -> None:
 
     engine = Engine(settings)
     await engine.start()
+    # Catch up with files copied in while the bot was down, without holding up the login
+    # (hashing a new 6 GB checkpoint takes a while); /admin scan does the same on demand.
+    scan = asyncio.create_task(_startup_scan(engine))
     try:
         await serve(settings, token, engine)
     finally:
+        scan.cancel()
         await engine.close()
+
+
+async def _startup_scan(engine: Any) -> None:
+    try:
+        report = await engine.scan()
+    except Exception:  # noqa: BLE001 - a failed scan must not stop the bot
+        log.exception("start-up library scan failed")
+        return
+    log.info("library scan: %s", report.summary())
+    for problem in report.problems:
+        log.warning("skipped %s: %s", problem.rel_path, problem.message)
 
 
 async def serve(

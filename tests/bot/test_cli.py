@@ -131,3 +131,11 @@ def test_bad_setting_stops_with_one_line(cli, monkeypatch: pytest.MonkeyPatch) -
     result = cli("library", "list", ok=False)
     assert result.exit_code == 1
     assert "LORACLE_LORA_WEIGHT_MAX" in result.stderr
+
+
+def test_a_file_copied_in_is_known_without_a_scan(cli, demo_dir: Path) -> None:
+    import shutil
+
+    shutil.copy(demo_dir / "loras" / "demo_pony_style.safetensors", demo_dir / "loras" / "fresh_copy.safetensors")
+    data = json.loads(cli("lora", "info", "fresh_copy", "--json").stdout)
+    assert data["base_model"] == "Pony"
