@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # Loracle with a CUDA build of PyTorch. The CUDA runtime comes inside the torch wheels;
 # the host needs only the NVIDIA driver and the NVIDIA Container Toolkit.
-#   docker compose up -d        (see docs/discord.md)
+#   docker compose up -d        (see "Run it on Discord" in README.md)
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \

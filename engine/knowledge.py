@@ -180,8 +180,8 @@ class Knowledge:
 
     async def lookup_hashes(self, hashes: Iterable[str], *, refresh: bool = False) -> list[Message]:
         wanted = list(dict.fromkeys(h.upper() for h in hashes if h))
-        if not wanted:
-            return []
+        if not wanted or self.civitai.settings.offline:
+            return []  # offline by choice: cached answers only, nothing to report
         if len(wanted) == 1:
             results = {wanted[0]: await self.civitai.version_by_hash(wanted[0], refresh=refresh)}
         else:

@@ -28,10 +28,10 @@ NO_TOKEN = Text(
     "LORACLE_DISCORD_TOKEN is not set, so the bot cannot log in to Discord. "
     "Create an application at https://discord.com/developers/applications, open “Bot”, "
     "press “Reset Token”, and put the token in .env as LORACLE_DISCORD_TOKEN=... "
-    "(docs/discord.md walks through it).",
+    "(the README section “Run it on Discord” walks through it).",
     "尚未設定 LORACLE_DISCORD_TOKEN，機器人無法登入 Discord。請到 "
     "https://discord.com/developers/applications 建立應用程式，打開「Bot」，按「Reset Token」，"
-    "再把 token 寫進 .env：LORACLE_DISCORD_TOKEN=...（docs/discord.md 有逐步說明）。",
+    "再把 token 寫進 .env：LORACLE_DISCORD_TOKEN=...（README 的「Run it on Discord」一節有逐步說明）。",
 )
 BAD_TOKEN = Text(
     "Discord refused LORACLE_DISCORD_TOKEN. Reset the token in the developer portal under “Bot” "
