@@ -33,8 +33,10 @@ app.add_typer(library_app, name="library")
 app.add_typer(lora_app, name="lora")
 app.add_typer(family_app, name="family")
 
-out = Console()
-err = Console(stderr=True)
+# soft_wrap: long paths and explanations are left to the terminal to wrap, so they can be
+# copied whole; tables still fit the width.
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 LangOpt = Annotated[str, typer.Option("--lang", help="Language of explanations: en or zh-TW.")]

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from engine.settings import Settings
 
@@ -130,7 +129,7 @@ def build_demo_library(root: Path) -> Path:
 
 
 def run_demo(settings: Settings, *, draw: bool = True, console: Console | None = None) -> dict[str, Any]:
-    console = console or Console()
+    console = console or Console(soft_wrap=True)
     return asyncio.run(_demo(settings, draw, console))
 
 
@@ -150,11 +149,11 @@ async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, A
         engine.admin.set_default_checkpoint(CHECKPOINT)
 
         check = await engine.family_check(CHECKPOINT, [l.name for l in LORAS])
-        table = Table("LoRA", "verdict", "why", title=f"loracle family check --checkpoint {CHECKPOINT}")
+        console.print(f"\n[bold]loracle family check --checkpoint {CHECKPOINT}[/bold]")
         stories = {l.name: l.story for l in LORAS}
         for item in check.loras:
-            table.add_row(item.lora.name, item.verdict, f"{stories[item.lora.name]}\n[dim]{item.explanation['en']}[/dim]")
-        console.print(table)
+            console.print(f"  {item.lora.name:<20} [bold]{item.verdict:<13}[/bold] {stories[item.lora.name]}")
+            console.print(f"      [dim]{item.explanation['en']}[/dim]", highlight=False)
         info = await engine.lora_info("demo_pony_style")
         console.print(
             f"loracle lora info demo_pony_style → base model {info.summary.base_model}, "
