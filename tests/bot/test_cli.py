@@ -139,3 +139,17 @@ def test_a_file_copied_in_is_known_without_a_scan(cli, demo_dir: Path) -> None:
     shutil.copy(demo_dir / "loras" / "demo_pony_style.safetensors", demo_dir / "loras" / "fresh_copy.safetensors")
     data = json.loads(cli("lora", "info", "fresh_copy", "--json").stdout)
     assert data["base_model"] == "Pony"
+
+
+@pytest.mark.slow
+def test_demo_command_builds_checks_and_draws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LORACLE_DATA_DIR", str(tmp_path / "demo-data"))
+    monkeypatch.setenv("LORACLE_OFFLINE", "1")
+    result = CliRunner().invoke(app, ["demo"])
+    assert result.exit_code == 0, result.output
+    for verdict in ("exact", "same_family", "other_family", "incompatible", "unknown"):
+        assert verdict in result.stdout
+    drawn = list((tmp_path / "demo-data" / "outputs").rglob("*.png"))
+    assert len(drawn) == 1 and str(drawn[0]) in result.stdout.replace("\n", "")
+    assert "demo_exact_style: requested 0.8 → applied 0.8 (applied, exact)" in result.stdout
