@@ -11,7 +11,6 @@ import asyncio
 import random
 import shutil
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -142,8 +141,6 @@ class Engine:
         self.recovered = await self._recover(store)
 
     async def _recover(self, store: Any) -> list[Any]:
-        from engine.queue.worker import QueuedJob
-
         report = await asyncio.to_thread(store.recover)
         handles = []
         for row in report.requeue:
@@ -153,16 +150,7 @@ class Engine:
             except Exception as exc:  # names or files changed while we were down
                 await asyncio.to_thread(store.mark_failed, row["id"], f"could not be re-run after a restart: {exc}")
                 continue
-            job = QueuedJob(
-                id=row["id"],
-                user_id=request.user_id,
-                checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
-                request=request.to_json(),
-                payload=plan,
-                guild_id=request.guild_id,
-                channel_id=request.channel_id,
-                created_at=row.get("created_at") or time.time(),
-            )
+            job = _queued_job(plan, id=row["id"], created_at=row.get("created_at") or time.time())
             handles.append(self.queue.resubmit(job))
         return handles
 
@@ -521,23 +509,11 @@ class Engine:
     async def submit(self, request: DrawRequest) -> Any:
         """Plan (refusing bad requests before any GPU work) and queue; returns a
         JobHandle whose events report queue position, steps and the DrawResult."""
-        from engine.queue.worker import QueuedJob
-
         if self.queue is None:
             raise RuntimeError("Engine.start() must run before submit()")
         plan = await asyncio.to_thread(self.plan, request)
         request.seed = plan.params.seed  # a re-run after a restart gives the same image
-        job = QueuedJob(
-            id=uuid.uuid4().hex,
-            user_id=request.user_id,
-            checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
-            request=request.to_json(),
-            payload=plan,
-            guild_id=request.guild_id,
-            channel_id=request.channel_id,
-            created_at=time.time(),
-        )
-        return self.queue.submit(job)
+        return self.queue.submit(_queued_job(plan))
 
     async def draw(self, request: DrawRequest) -> DrawResult:
         handle = await self.submit(request)
@@ -560,6 +536,23 @@ class Engine:
         if owner is not None and owner != user_id and not is_admin:
             raise RequestError(_CANCEL_NOT_YOURS)
         return bool(self.queue and self.queue.cancel(job_id))
+
+
+def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
+    """The queue's view of a planned request: persisted as `request`, run from `payload`,
+    grouped by checkpoint (content hash) for affinity."""
+    from engine.queue.job import QueuedJob
+
+    request = plan.request
+    return QueuedJob(
+        user_id=request.user_id,
+        checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
+        request=request.to_json(),
+        payload=plan,
+        guild_id=request.guild_id,
+        channel_id=request.channel_id,
+        **identity,
+    )
 
 
 def _check_range(what: str, value: float, low: float, high: float) -> None:

@@ -95,7 +95,6 @@ class ScanReport:
     hashed: int = 0
     problems: list[ScanProblem] = field(default_factory=list)
     seconds: float = 0.0
-    new_hashes: list[str] = field(default_factory=list)
     notes: list[Any] = field(default_factory=list)  # CivitAI trouble, as engine.i18n.Message
 
     def summary(self) -> str:
@@ -220,7 +219,6 @@ class Library:
             report.problems.append(ScanProblem(rel, row["error"]))
             return row
         report.hashed += 1
-        report.new_hashes.append(hashes.sha256)
         category = default_category
         if info.kind.is_lora:
             category = Category.LORA

@@ -190,19 +190,26 @@ class DeferredReply:
         view: discord.ui.View | None,
         fallback: str | None,
     ) -> None:
-        channel = self.interaction.channel
-        text = " ".join(part for part in (fallback, content) if part)
-        kwargs: dict[str, Any] = {"embed": embed, "files": files_of(uploads)}
-        if view is not None:
-            kwargs["view"] = view
         try:
-            await channel.send(  # type: ignore[union-attr]
-                limits.clip(text, limits.CONTENT) or None,
-                allowed_mentions=discord.AllowedMentions(users=True),
-                **kwargs,
-            )
+            await _send_to_channel(self.interaction.channel, (fallback, content), embed, uploads, view)
         except (discord.HTTPException, AttributeError) as exc:
             log.warning("could not deliver the result of %s: %s", describe(self.interaction), exc)
+
+
+async def _send_to_channel(
+    channel: Any,
+    parts: tuple[str | None, ...],
+    embed: discord.Embed | None,
+    uploads: list[tuple[str, bytes]],
+    view: discord.ui.View | None,
+) -> None:
+    """A new channel message (the interaction can no longer answer): the parts joined,
+    mentions allowed so the requester is pinged."""
+    text = limits.clip(" ".join(part for part in parts if part), limits.CONTENT) or None
+    kwargs: dict[str, Any] = {"embed": embed, "files": files_of(uploads)}
+    if view is not None:
+        kwargs["view"] = view
+    await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True), **kwargs)
 
 
 class ChannelReply:
@@ -234,11 +241,7 @@ class ChannelReply:
     ) -> None:
         try:
             channel = self._client.get_channel(self._channel_id) or await self._client.fetch_channel(self._channel_id)
-            text = " ".join(part for part in (self._note, content) if part)
-            kwargs: dict[str, Any] = {"embed": embed, "files": files_of(uploads or [])}
-            if view is not None:
-                kwargs["view"] = view
-            await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True), **kwargs)  # type: ignore[union-attr]
+            await _send_to_channel(channel, (self._note, content), embed, uploads or [], view)
         except (discord.HTTPException, AttributeError) as exc:
             log.warning("could not deliver a recovered job to channel %s: %s", self._channel_id, exc)
 

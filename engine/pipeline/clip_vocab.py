@@ -15,8 +15,6 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
-from engine.pipeline.tiny import _bytes_to_unicode
-
 BPE_PATH = Path(__file__).with_name("sdxl_config") / "bpe_simple_vocab_16e6.txt.gz"
 
 VOCAB_SIZE = 49408
@@ -26,7 +24,22 @@ _MERGE_COUNT = 49152 - 256 - 2
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 
-_FILES = ("vocab.json", "merges.txt")
+
+def bytes_to_unicode() -> dict[int, str]:
+    # CLIP's byte-level alphabet, as in openai/CLIP and transformers.
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
 @lru_cache(maxsize=2)
@@ -34,7 +47,7 @@ def clip_vocab(bpe_path: Path = BPE_PATH) -> tuple[dict[str, int], list[str]]:
     """CLIP's token -> id table and its ordered merges ("a b" pairs), as openai/CLIP builds them."""
     lines = gzip.decompress(Path(bpe_path).read_bytes()).decode("utf-8").split("\n")
     merges = lines[1 : _MERGE_COUNT + 1]
-    alphabet = list(_bytes_to_unicode().values())
+    alphabet = list(bytes_to_unicode().values())
     tokens = alphabet + [ch + "</w>" for ch in alphabet]
     tokens += ["".join(merge.split()) for merge in merges]
     tokens += [BOS, EOS]
@@ -51,14 +64,6 @@ def write_clip_vocab(folder: Path, bpe_path: Path = BPE_PATH) -> Path:
     _write_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
     _write_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
     return folder
-
-
-def ensure_clip_vocab(cache_dir: Path, bpe_path: Path = BPE_PATH) -> Path:
-    """A folder under `cache_dir` holding vocab.json and merges.txt, built on first use only."""
-    folder = cache_dir / "clip-vocab"
-    if all((folder / name).is_file() for name in _FILES):
-        return folder
-    return write_clip_vocab(folder, bpe_path)
 
 
 def _write_atomic(path: Path, text: str) -> None:

@@ -90,26 +90,11 @@ _WORDS = (
 ).split()
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    # CLIP's byte-level alphabet, as in openai/CLIP and transformers.
-    bs = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, (chr(c) for c in cs), strict=True))
-
-
 def tiny_vocab() -> tuple[dict[str, int], list[str]]:
     """A CLIP-style BPE vocabulary (tokens -> ids) and its ordered merges."""
-    alphabet = list(_bytes_to_unicode().values())
+    from engine.pipeline.clip_vocab import bytes_to_unicode
+
+    alphabet = list(bytes_to_unicode().values())
     tokens = alphabet + [ch + "</w>" for ch in alphabet]
     merges: list[str] = []
     seen = set(tokens)

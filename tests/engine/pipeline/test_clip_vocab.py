@@ -6,7 +6,7 @@ import json
 import pytest
 from transformers import CLIPTokenizer
 
-from engine.pipeline.clip_vocab import BPE_PATH, VOCAB_SIZE, clip_vocab, ensure_clip_vocab
+from engine.pipeline.clip_vocab import BPE_PATH, VOCAB_SIZE, clip_vocab, write_clip_vocab
 from engine.pipeline.loader import ConfigFolders
 
 # Ids from the reference implementation (openai/CLIP's SimpleTokenizer, as shipped in
@@ -59,15 +59,12 @@ def test_tokenizers_pad_like_sdxl(sdxl_folder):
     assert first.model_max_length == second.model_max_length == 77
 
 
-def test_cache_is_built_once(tmp_path):
-    folder = ensure_clip_vocab(tmp_path)
+def test_written_files_have_the_hub_layout(tmp_path):
+    folder = write_clip_vocab(tmp_path / "tokenizer")
     vocab_file = folder / "vocab.json"
     assert len(json.loads(vocab_file.read_text(encoding="utf-8"))) == VOCAB_SIZE
     merges = (folder / "merges.txt").read_text(encoding="utf-8").splitlines()
     assert merges[0] == "#version: 0.2" and len(merges) == 1 + 48894
-    stamp = vocab_file.stat().st_mtime_ns
-    assert ensure_clip_vocab(tmp_path) == folder
-    assert vocab_file.stat().st_mtime_ns == stamp
 
 
 def test_rejects_a_file_that_is_not_clips_merges(tmp_path):
