@@ -29,12 +29,16 @@ from engine.i18n import Text
 from engine.kinds import Architecture, Category, FileKind
 from engine.modelfile import ModelFileInfo, inspect_path
 from engine.safetensors_header import REFUSED_SUFFIXES, SAFETENSORS_SUFFIXES
+from engine.text_input import clean_name
 from engine.training_meta import TrainingMetadata, parse_training_metadata
 
 # Metadata values bigger than this are not kept verbatim: some trainers embed base64
 # preview images or whole dataset listings, and the DB row is read on every lookup.
 _MAX_META_VALUE = 32 * 1024
 _DIFFUSERS_MARKERS = ("model_index.json",)
+# (size, mtime) stored for a file that could not even be stat'ed: no real file matches
+# it, so the next scan looks at the file again
+_UNREADABLE = (-1, -1.0)
 
 
 @dataclass(frozen=True)
@@ -155,14 +159,23 @@ class Library:
             folder.mkdir(parents=True, exist_ok=True)
             for path in _candidates(folder):
                 rel = path.relative_to(self.root).as_posix()
-                seen.add(rel)
+                row = known.get(rel)
                 try:
                     stat = _folder_stat(path) if path.is_dir() else stat_tuple(path)
                 except OSError as exc:
-                    report.problems.append(ScanProblem(rel, f"cannot read: {exc.strerror}"))
+                    if not os.path.lexists(path):
+                        continue  # deleted since the walk listed it: forgotten below
+                    # a broken link, a link loop, no permission: keep it listed as broken
+                    # (not as the usable file it may once have been) and look again next time
+                    message = f"cannot read: {exc.strerror or exc}"
+                    seen.add(rel)
+                    if not (row and row["size"] == -1 and row.get("error") == message):
+                        broken = self._row(path, rel, default_category, _UNREADABLE, error=message)
+                        db["files"].upsert(broken, pk="path")
+                    report.problems.append(ScanProblem(rel, message))
                     continue
-                row = known.get(rel)
                 if row and row["size"] == stat[0] and row["mtime"] == stat[1]:
+                    seen.add(rel)
                     report.unchanged += 1
                     if row.get("error"):
                         report.problems.append(ScanProblem(rel, row["error"]))
@@ -170,6 +183,9 @@ class Library:
                 if progress:
                     progress(rel)
                 new_row = self._examine(path, rel, default_category, stat, report)
+                if new_row is None:
+                    continue  # it vanished while we read it
+                seen.add(rel)
                 db["files"].upsert(new_row, pk="path")
                 (report.updated if row else report.added).append(rel)
         for rel in set(known) - seen:
@@ -179,15 +195,12 @@ class Library:
         report.seconds = time.perf_counter() - started
         return report
 
-    def _examine(
-        self,
-        path: Path,
-        rel: str,
-        default_category: Category,
-        stat: tuple[int, float],
-        report: ScanReport,
+    @staticmethod
+    def _row(
+        path: Path, rel: str, default_category: Category, stat: tuple[int, float], *, error: str | None = None
     ) -> dict[str, Any]:
-        row: dict[str, Any] = {
+        """A files row with nothing known yet but where the file is (and why it is broken)."""
+        return {
             "path": rel,
             "name": _stem(path),
             "category": default_category.value,
@@ -204,18 +217,30 @@ class Library:
             "alpha": None,
             "metadata": "{}",
             "info": "{}",
-            "error": None,
+            "error": error,
             "scanned_at": time.time(),
         }
+
+    def _examine(
+        self,
+        path: Path,
+        rel: str,
+        default_category: Category,
+        stat: tuple[int, float],
+        report: ScanReport,
+    ) -> dict[str, Any] | None:
+        """The row for a new or changed file, or None when the file vanished meanwhile."""
+        row = self._row(path, rel, default_category, stat)
         try:
             info = inspect_path(path)
             hashes = hash_folder(path) if info.format == "diffusers" else hash_file(path, info.data_offset)
-        except LoracleError as exc:
-            row["error"] = str(exc)
-            report.problems.append(ScanProblem(rel, str(exc)))
-            return row
-        except OSError as exc:
-            row["error"] = f"cannot read the file: {exc.strerror or exc}"
+        except (LoracleError, OSError) as exc:
+            if not os.path.lexists(path):
+                return None  # deleted or moved away mid-scan: not a broken file
+            if isinstance(exc, LoracleError):
+                row["error"] = str(exc)
+            else:
+                row["error"] = f"cannot read the file: {exc.strerror or exc}"
             report.problems.append(ScanProblem(rel, row["error"]))
             return row
         report.hashed += 1
@@ -247,18 +272,14 @@ class Library:
 
     def _assign_names(self) -> None:
         """Names are file stems; when two files in one category share a stem, both get
-        their relative path instead, so no name is ever ambiguous."""
+        their relative path instead (see _group_names), so no name is ever ambiguous."""
         db = self.dbs.db
-        rows = list(db.query("SELECT path, category, name FROM files"))
+        rows = list(db.query("SELECT path, category, name, error FROM files"))
         by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
-            by_key.setdefault((row["category"], _stem(Path(row["path"])).lower()), []).append(row)
+            by_key.setdefault((row["category"], _fold(_stem(Path(row["path"])))), []).append(row)
         for group in by_key.values():
-            for row in group:
-                wanted = _stem(Path(row["path"]))
-                if len(group) > 1:
-                    rel = Path(row["path"])
-                    wanted = (rel.parent / _stem(rel)).as_posix().split("/", 1)[-1]
+            for row, wanted in zip(group, _group_names(group), strict=True):
                 if wanted != row["name"]:
                     db["files"].update(row["path"], {"name": wanted})
 
@@ -329,14 +350,17 @@ class Library:
 
     @staticmethod
     def _match(wanted: str, candidates: list[LibraryEntry]) -> LibraryEntry | None:
-        key = wanted.lower().removesuffix(".safetensors")
+        typed = _fold(wanted)
+        key = typed.removesuffix(".safetensors")
+        folded = [(e, _fold(e.name), _fold(e.display_name or ""), _fold(Path(e.rel_path).stem)) for e in candidates]
         for match in (
-            lambda e: e.name.lower() == key,
-            lambda e: (e.display_name or "").lower() == key,
-            lambda e: Path(e.rel_path).stem.lower() == key,
-            lambda e: len(key) >= 8 and bool(e.sha256) and e.sha256.lower().startswith(key),
+            lambda e, name, _d, _s: name == typed,  # "x.ckpt" when it sits beside "x.safetensors"
+            lambda e, name, _d, _s: name == key,
+            lambda e, _n, display, _s: display == key,
+            lambda e, _n, _d, stem: stem == key,
+            lambda e, _n, _d, _s: len(key) >= 8 and bool(e.sha256) and e.sha256.lower().startswith(key),
         ):
-            hits = [e for e in candidates if match(e)]
+            hits = [f[0] for f in folded if match(*f)]
             if len(hits) == 1:
                 return hits[0]
         return None
@@ -351,8 +375,8 @@ class Library:
 
     def suggest(self, text: str, category: Category | str | None = None, limit: int = 3) -> list[str]:
         names = [e.name for e in self.entries(category) if e.error is None]
-        lowered = {n.lower(): n for n in names}
-        key = text.strip().lower()
+        lowered = {_fold(n): n for n in names}
+        key = _fold(text)
         close = difflib.get_close_matches(key, list(lowered), n=limit, cutoff=0.5)
         contains = [n for n in lowered if key and key in n and n not in close]
         return [lowered[n] for n in (close + contains)[:limit]]
@@ -384,7 +408,9 @@ class Library:
         """Delete the file (or folder) from disk and forget it; overrides stay, keyed by
         hash, in case the same file comes back."""
         path = entry.path
-        if path.is_dir():
+        if path.is_symlink():
+            path.unlink()  # a link to a model kept elsewhere: drop the link, keep the model
+        elif path.is_dir():
             import shutil
 
             shutil.rmtree(path)
@@ -393,14 +419,53 @@ class Library:
         self.dbs.db["files"].delete(entry.rel_path)
 
 
+def _fold(text: str) -> str:
+    # what users type goes through clean_name (NFKC), and file names may be NFD (macOS)
+    # or full-width (CJK names): compare both sides in the same normal form
+    return clean_name(text).casefold()
+
+
+def _group_names(group: list[dict[str, Any]]) -> list[str]:
+    """Names for rows whose stems collide: the relative path without the top folder; when
+    even that collides (`x.safetensors` beside `x.ckpt` or `x.sft`), the one usable file keeps
+    it and the others add their extension, so a broken twin never hides a good file."""
+    if len(group) == 1:
+        return [_stem(Path(group[0]["path"]))]
+    qualified = [_qualified(Path(row["path"])) for row in group]
+    names = list(qualified)
+    for key in {_fold(q) for q in qualified}:
+        same = [i for i, q in enumerate(qualified) if _fold(q) == key]
+        if len(same) < 2:
+            continue
+        usable = [i for i in same if not group[i].get("error")]
+        for i in same:
+            if not (len(usable) == 1 and usable[0] == i):
+                rel = Path(group[i]["path"])
+                names[i] = (rel.parent / rel.name).as_posix().split("/", 1)[-1]
+    return names
+
+
+def _qualified(rel: Path) -> str:
+    return (rel.parent / _stem(rel)).as_posix().split("/", 1)[-1]
+
+
 def _has_row(db: Any, sha256: str) -> bool:
     return bool(list(db.query("SELECT 1 FROM overrides WHERE sha256 = ?", [sha256])))
 
 
 def _candidates(folder: Path) -> Iterator[Path]:
-    """Model files and diffusers folders below `folder`, skipping hidden and partial files."""
-    for dirpath, dirnames, filenames in os.walk(folder):
+    """Model files and diffusers folders below `folder`, skipping hidden and partial files.
+
+    Linked folders are followed (admins link in a ComfyUI or A1111 models folder), each real
+    folder once, so a link loop or a second link to the same folder lists nothing twice."""
+    visited: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
         here = Path(dirpath)
+        real = os.path.realpath(here)
+        if real in visited:
+            dirnames.clear()
+            continue
+        visited.add(real)
         if any(marker in filenames for marker in _DIFFUSERS_MARKERS) and here != folder:
             dirnames.clear()
             yield here

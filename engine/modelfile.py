@@ -38,6 +38,10 @@ from engine.safetensors_header import (
 from engine.training_meta import TrainingMetadata, parse_training_metadata
 
 _MSG_MISSING = Text("“{name}” does not exist.", "「{name}」不存在。")
+_MSG_NOT_REGULAR = Text(
+    "“{name}” is not a regular file (a pipe, socket or device), so it cannot be a model.",
+    "「{name}」不是一般檔案（而是管線、通訊端或裝置），不可能是模型。",
+)
 _MSG_UNKNOWN_SUFFIX = Text(
     "“{name}” is not a model file Loracle can read (extension “{suffix}”). Use .safetensors files "
     "or diffusers folders.",
@@ -66,6 +70,7 @@ _CONTEXT_ARCH = {
 }
 _REFINER_NOTE = "SDXL refiner: meant for the last steps after an SDXL base, not for drawing alone"
 _FLUX_HIDDEN = 3072
+_FLUX_SINGLE_FUSED = 3 * 3072 + 4 * 3072  # single block linear1: q, k, v and the 4x MLP
 _SD3_HIDDEN = {1536, 2432}  # SD3 medium / SD3.5 medium, SD3.5 large
 _TRANSFORMER_ARCHES = {Architecture.FLUX, Architecture.SD3, Architecture.AURAFLOW, Architecture.OTHER}
 _ALPHA_SAMPLE = 16
@@ -174,6 +179,7 @@ _WEIGHT_PARTS = {
 _TARGET_PREFIXES = (
     ("lora_unet_", "denoiser"),
     ("lora_transformer_", "denoiser"),
+    ("oft_unet_", "denoiser"),  # kohya's networks/oft.py
     ("lora_te1_", "text_encoder"),
     ("lora_te2_", "text_encoder_2"),
     ("lora_te3_", "text_encoder_3"),
@@ -225,12 +231,21 @@ class _Module:
             return left.shape[1] * right.shape[1]
         return None
 
+    def out_features(self) -> int | None:
+        up = self.parts.get("up")
+        if up is not None and len(up.shape) == 2:
+            return up.shape[0]
+        return None
+
     def rank(self) -> int | None:
         if self.down is not None and self.down.shape:
             return self.down.shape[0]
         w1b = self.parts.get("hada_w1_b")
         if w1b is not None and w1b.shape:
             return w1b.shape[0]
+        t2 = self.parts.get("lokr_t2")  # Tucker LoKr convs: core (rank, rank, k, k), w2_a (rank, out)
+        if t2 is not None and t2.shape:
+            return t2.shape[0]
         for name in ("lokr_w2_a", "lokr_w1_a"):
             t = self.parts.get(name)
             if t is not None and len(t.shape) == 2:
@@ -254,10 +269,19 @@ def _split_target(module: str) -> tuple[str, str]:
         name = name[len("base_model.model.") :]
     for prefix, target in _TARGET_PREFIXES:
         if name.startswith(prefix):
-            return target, name[len(prefix) :].replace(".", "_")
+            return target, _body(name[len(prefix) :])
     if name.startswith("text_model."):
-        return "text_encoder", name.replace(".", "_")
-    return "denoiser", name.replace(".", "_")
+        return "text_encoder", _body(name)
+    return "denoiser", _body(name)
+
+
+def _body(name: str) -> str:
+    # diffusers 0.14-0.20 saved LoRAs per attention processor ("attn2.processor.to_k_lora"):
+    # the layer patched is still attn2.to_k
+    return _PROCESSOR.sub(r"\1", name).replace(".", "_")
+
+
+_PROCESSOR = re.compile(r"\.processor(\.to_(?:q|k|v|out))")
 
 
 def lora_modules(tensors: Mapping[str, TensorInfo]) -> dict[str, _Module]:
@@ -313,6 +337,7 @@ _DENOISER_MARKERS = (
     "time_projection.", "x_embedder.",
 )  # fmt: skip
 _TEXT_ENCODER_MARKERS = ("cond_stage_model.", "conditioner.", "text_encoders.", "text_model.", "encoder.block.")
+_PACKED_DTYPES = frozenset({"U8", "I8", "BOOL", "U16", "I16", "U32", "I32", "U64", "I64"})
 _VAE_PREFIXES = ("encoder.", "decoder.", "first_stage_model.", "quant_conv.", "post_quant_conv.", "vae.")
 
 
@@ -332,6 +357,12 @@ class _Keys:
     def shapes(self, pattern: str) -> list[tuple[int, ...]]:
         rx = re.compile(pattern)
         return [t.shape for k, t in self.tensors.items() if rx.search(k)]
+
+    def float_shapes(self, pattern: str) -> list[tuple[int, ...]]:
+        # bitsandbytes NF4/int8 checkpoints (Forge's flux1-dev-bnb-nf4) pack weights into
+        # U8/I8 tensors of shape (n, 1): only float tensors carry the layer's real shape
+        rx = re.compile(pattern)
+        return [t.shape for k, t in self.tensors.items() if t.dtype not in _PACKED_DTYPES and rx.search(k)]
 
 
 def _most_common(values: list[int]) -> int | None:
@@ -369,6 +400,9 @@ class _Verdict:
     architecture: Architecture
     evidence: str
     notes: list[str] = field(default_factory=list)
+    # architectures the tensors fit equally well (a text encoder several models share):
+    # a metadata hint among them beats the tensors' guess
+    shared_with: frozenset[Architecture] = frozenset()
 
 
 def detect_architecture(
@@ -389,6 +423,12 @@ def _analyse(
         if hint is not None:
             return _Verdict(hint, f"metadata: {source} (the tensors are not conclusive)")
         return _Verdict(Architecture.UNKNOWN, "no known key names or shapes, and no metadata hint")
+    if hint is not None and hint in found.shared_with:
+        return _Verdict(
+            hint,
+            f"metadata: {source} (the text encoders it trains are shared by several architectures)",
+            [_TE_ONLY_NOTE],
+        )
     if hint is not None and hint != found.architecture:
         found.notes.append(
             f"metadata says {hint.label} ({source}) but the tensors say {found.architecture.label}; "
@@ -414,15 +454,36 @@ def _lora_architecture(modules: Mapping[str, _Module]) -> _Verdict | None:
             Architecture.AURAFLOW,
             "key names: AuraFlow blocks (joint_transformer_blocks / double_layers)",
         )
+    if any_body(r"^single_transformer_blocks_\d+_attn_to_qkv_mlp_proj$") or any_body(
+        r"^transformer_blocks_\d+_ff(_context)?_linear_(in|out)$"
+    ):
+        # Flux.2 (Klein 4B has Flux.1's hidden size 3072) fuses qkv and mlp in its single blocks
+        return _Verdict(Architecture.OTHER, "key names: Flux.2 blocks (attn.to_qkv_mlp_proj / ff.linear_in)")
+    if any_body(r"^single_transformer_blocks_\d+_(attn_to_out_0|ff_(linear_[12]|out_projection)|norm1_linear)$"):
+        # same hidden size as Flux.1, but Flux.1's single blocks have no attention output
+        # projection and no ff (they fuse it into proj_mlp / proj_out)
+        return _Verdict(
+            Architecture.AURAFLOW,
+            "key names: AuraFlow single_transformer_blocks (attn.to_out / ff.linear_1, which Flux lacks)",
+        )
     if any_body(r"^(double|single)_blocks_\d+_.*(mlp_fc\d|mod_linear|modulation_linear)") or any_body(
         r"^(txt_in_|individual_token_refiner)"
     ):
         return _Verdict(Architecture.OTHER, "key names: HunyuanVideo blocks (img_mlp_fc / img_mod_linear)")
+    if any_body(r"^distilled_guidance_layer_"):
+        return _Verdict(Architecture.OTHER, "key names: Chroma (distilled_guidance_layer, a Flux derivative)")
     if any_body(r"^(double|single)_blocks_\d"):
         hidden = _most_common(
             widths(r"^double_blocks_\d+_((img|txt)_attn_(qkv|proj)|processor_(qkv|proj)(_lora\d*)?)$")
             + widths(r"^single_blocks_\d+_(linear1|modulation_lin|processor_qkv(_lora\d*)?)$")
         )
+        fused = _most_common([w for m in den if m.body.endswith("_linear1") and (w := m.out_features())])
+        if hidden == _FLUX_HIDDEN and fused not in (None, _FLUX_SINGLE_FUSED):
+            return _Verdict(
+                Architecture.OTHER,
+                f"key names: Flux-style single_blocks, but linear1 outputs {fused}, not Flux.1's "
+                f"{_FLUX_SINGLE_FUSED} (Flux.2 Klein or another)",
+            )
         return _flux_or_other(hidden, "key names: Flux double_blocks / single_blocks")
     if any_body(r"^joint_blocks_\d"):
         return _Verdict(Architecture.SD3, "key names: SD3 MMDiT joint_blocks")
@@ -526,6 +587,9 @@ def _text_encoder_width(modules: Mapping[str, _Module]) -> int | None:
     )
 
 
+_TE_ONLY_NOTE = "only the text encoders are trained"
+
+
 def _text_encoder_lora(modules: Mapping[str, _Module]) -> _Verdict | None:
     targets = {m.target for m in modules.values()}
     if "text_encoder_3" in targets:
@@ -534,7 +598,8 @@ def _text_encoder_lora(modules: Mapping[str, _Module]) -> _Verdict | None:
         return _Verdict(
             Architecture.SDXL,
             "key names: two text encoders (text-encoder-only LoRA)",
-            ["only the text encoders are trained"],
+            [_TE_ONLY_NOTE],
+            frozenset({Architecture.SD3}),  # SD3 has the same CLIP-L + CLIP-G pair
         )
     width = _text_encoder_width(modules)
     if width == 1024:
@@ -544,6 +609,7 @@ def _text_encoder_lora(modules: Mapping[str, _Module]) -> _Verdict | None:
             Architecture.SD1,
             "shapes: text encoder width 768 (text-encoder-only LoRA)",
             ["only the text encoder is trained; CLIP-L is shared with SDXL and Flux, so this is a guess"],
+            frozenset({Architecture.SDXL, Architecture.FLUX, Architecture.SD3}),
         )
     return None
 
@@ -556,10 +622,15 @@ def _checkpoint_architecture(tensors: Mapping[str, TensorInfo]) -> _Verdict | No
         return _Verdict(Architecture.OTHER, "key names: HunyuanVideo double_blocks")
     if keys.has("distilled_guidance_layer."):
         return _Verdict(Architecture.OTHER, "key names: Chroma (a Flux derivative with pruned modulation)")
+    if keys.has("double_stream_modulation", "single_stream_modulation"):
+        # Flux.2 shares one modulation across blocks; Klein 4B has Flux.1's hidden size
+        return _Verdict(Architecture.OTHER, "key names: Flux.2 (shared double/single stream modulation)")
     if keys.has("double_blocks.") and keys.has("single_blocks.", "img_attn."):
         hidden = _most_common(
-            [s[1] for s in keys.shapes(r"double_blocks\.\d+\.img_attn\.(qkv|proj)\.weight$") if len(s) == 2]
-            + [s[0] for s in keys.shapes(r"(^|\.)img_in\.weight$") if len(s) == 2]
+            [s[1] for s in keys.float_shapes(r"double_blocks\.\d+\.img_attn\.(qkv|proj)\.weight$") if len(s) == 2]
+            + [s[0] for s in keys.float_shapes(r"(^|\.)img_in\.weight$") if len(s) == 2]
+            # biases stay unquantized in NF4 files, and the projection's is the hidden size
+            + [s[0] for s in keys.float_shapes(r"double_blocks\.\d+\.img_attn\.proj\.bias$") if len(s) == 1]
         )
         v = _flux_or_other(hidden, "key names: Flux double_blocks / single_blocks")
         if v.architecture == Architecture.FLUX:
@@ -602,10 +673,12 @@ def _unet_checkpoint(keys: _Keys) -> _Verdict | None:
     notes: list[str] = []
     if not keys.has(*_TEXT_ENCODER_MARKERS):
         notes.append("UNet only: the file has no text encoders (or VAE); they must come from elsewhere")
-    context = _most_common([s[1] for s in keys.shapes(r"attn2\.to_k\.weight$") if len(s) == 2])
+    context = _most_common([s[1] for s in keys.float_shapes(r"attn2\.to_k\.weight$") if len(s) == 2])
     adm = _most_common(
-        [s[1] for s in keys.shapes(r"(label_emb\.0\.0|add_embedding\.linear_1)\.weight$") if len(s) == 2]
+        [s[1] for s in keys.float_shapes(r"(label_emb\.0\.0|add_embedding\.linear_1)\.weight$") if len(s) == 2]
     )
+    channels = [s[1] for s in keys.float_shapes(_UNET_CONV_IN) if len(s) == 4]
+    notes.extend(_input_channel_notes(_most_common(channels)))
     refiner = adm == 2560 or context == 1280 or (
         keys.has("conditioner.embedders.0.model.") and not keys.has("conditioner.embedders.1.")
     )
@@ -630,6 +703,21 @@ def _unet_checkpoint(keys: _Keys) -> _Verdict | None:
     if keys.has("cond_stage_model.model."):
         return _Verdict(Architecture.SD2, "key names: OpenCLIP text encoder (cond_stage_model.model)", notes)
     return None
+
+
+_UNET_CONV_IN = r"(^|diffusion_model\.)input_blocks\.0\.0\.weight$|^conv_in\.weight$"
+_IN_CHANNEL_NOTES = {
+    9: "inpainting UNet (9 input channels: latents + mask + masked image): it fills in masked "
+    "parts of a picture and cannot draw from a prompt alone",
+    8: "image-editing UNet (8 input channels, instruct-pix2pix / CosXL Edit style): it needs an "
+    "input picture to edit",
+}
+
+
+def _input_channel_notes(channels: int | None) -> list[str]:
+    # 4 latent channels is a normal text-to-image UNet; other counts are special purpose
+    note = _IN_CHANNEL_NOTES.get(channels) if channels else None
+    return [note] if note else []
 
 
 def _component_checkpoint(keys: _Keys) -> _Verdict | None:
@@ -729,6 +817,9 @@ def inspect_path(path: str | os.PathLike[str]) -> ModelFileInfo:
         raise LibraryError(_MSG_MISSING, name=p.name or str(p))
     if p.is_dir():
         return _inspect_folder(p)
+    if not p.is_file():
+        # a named pipe or device would block the first read forever and stall the scan
+        raise LibraryError(_MSG_NOT_REGULAR, name=p.name)
     suffix = p.suffix.lower()
     if suffix in REFUSED_SUFFIXES:
         raise unsafe_file_error(p, suffix)
@@ -818,8 +909,18 @@ def _folder_architecture(
     if config is not None and denoiser is not None and denoiser.name == "unet":
         ctx = config.get("cross_attention_dim")
         ctx = ctx[0] if isinstance(ctx, list) and ctx else ctx
+        channels = config.get("in_channels")
+        notes = _input_channel_notes(channels if isinstance(channels, int) else None)
+        if config.get("encoder_hid_dim_type") or config.get("encoder_hid_dim"):
+            # Kolors: SDXL's UNet shapes (cross_attention_dim 2048) fed by a projected
+            # ChatGLM, so SDXL LoRAs and text encoders do not fit
+            return _Verdict(
+                Architecture.OTHER,
+                "unet/config.json: encoder_hid_dim_type (a UNet fed by a projected LLM text encoder, Kolors)",
+                notes,
+            )
         if isinstance(ctx, int) and ctx in _CONTEXT_ARCH:
-            v = _Verdict(_CONTEXT_ARCH[ctx], f"unet/config.json: cross_attention_dim {ctx}")
+            v = _Verdict(_CONTEXT_ARCH[ctx], f"unet/config.json: cross_attention_dim {ctx}", notes)
             if ctx == 1280:
                 v.notes.append(_REFINER_NOTE)
             return v
@@ -827,6 +928,7 @@ def _folder_architecture(
             return _Verdict(
                 Architecture.SDXL,
                 "unet/config.json: addition_embed_type text_time (SDXL conditioning)",
+                notes,
             )
     if config is not None and denoiser is not None and denoiser.name == "transformer":
         cls = str(config.get("_class_name", ""))

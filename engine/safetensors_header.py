@@ -58,7 +58,8 @@ DTYPE_BITS: dict[str, int] = {
     "F6_E3M2": 6,
 }
 
-SCALAR_DTYPES = ("F16", "BF16", "F32", "F64")
+# kohya's svd_merge_lora.py stores each `.alpha` as torch.tensor(rank): an I64 scalar
+SCALAR_DTYPES = ("F16", "BF16", "F32", "F64", "I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64")
 
 _MAX_NDIM = 16
 
@@ -144,6 +145,18 @@ _MSG_OVERLAP = Text(
     "“{name}” is damaged: the bytes of tensors “{first}” and “{second}” overlap." + _DOWNLOAD_AGAIN_EN,
     "「{name}」已損壞：張量「{first}」與「{second}」的資料範圍重疊。" + _DOWNLOAD_AGAIN_ZH,
 )
+_MSG_GAP = Text(
+    "“{name}” is damaged: the bytes before tensor “{tensor}” belong to no tensor, so safetensors "
+    "loaders refuse the file." + _DOWNLOAD_AGAIN_EN,
+    "「{name}」已損壞：張量「{tensor}」之前有一段不屬於任何張量的資料，safetensors 載入程式會拒絕這個檔案。"
+    + _DOWNLOAD_AGAIN_ZH,
+)
+_MSG_TRAILING = Text(
+    "“{name}” has {extra} bytes after its last tensor that belong to nothing, so safetensors loaders "
+    "refuse the file (a download written twice?)." + _DOWNLOAD_AGAIN_EN,
+    "「{name}」在最後一個張量之後還有 {extra} 位元組不屬於任何張量，safetensors 載入程式會拒絕這個檔案"
+    "（下載時重複寫入？）。" + _DOWNLOAD_AGAIN_ZH,
+)
 _MSG_WEB_PAGE = Text(
     "“{name}” is a web page or text, not a model: the download probably failed (a login page "
     "or an error message was saved instead). Download it again from the model's page.",
@@ -154,6 +167,11 @@ _MSG_LFS_POINTER = Text(
     "“{name}” is a Git LFS pointer (a tiny placeholder), not the model itself. Download the real "
     "file (for example with `git lfs pull`).",
     "「{name}」只是 Git LFS 指標（小小的佔位檔），不是模型本身。請下載真正的檔案（例如執行 `git lfs pull`）。",
+)
+_MSG_GGUF = Text(
+    "“{name}” is a GGUF (quantized) file with a .safetensors name; Loracle only reads real "
+    ".safetensors files and diffusers folders.",
+    "「{name}」是改成 .safetensors 名稱的 GGUF（量化）檔案；Loracle 只讀取真正的 .safetensors 檔案與 diffusers 資料夾。",
 )
 _MSG_TRUNCATED_DATA = Text(
     "“{name}” is cut short: tensor “{tensor}” should be at bytes {start}–{end} but the file ends "
@@ -299,6 +317,8 @@ def read_header(
             raise CorruptFileError(_MSG_LFS_POINTER, name=p.name)
         if text_kind == "html":
             raise CorruptFileError(_MSG_WEB_PAGE, name=p.name)
+        if head.startswith(b"GGUF"):  # its magic read as a length would be ~14 GB
+            raise CorruptFileError(_MSG_GGUF, name=p.name)
         if file_size < 8:
             raise CorruptFileError(_MSG_TOO_SHORT, name=p.name, size=file_size)
         header_size = int.from_bytes(head[:8], "little")
@@ -350,7 +370,7 @@ def _parse_header(path: Path, raw: bytes, data_size: int) -> tuple[dict[str, str
         if name == "__metadata__":
             continue
         tensors[name] = _parse_entry(path, name, entry, data_size)
-    _check_overlaps(path, tensors)
+    _check_layout(path, tensors, data_size)
     return metadata, tensors
 
 
@@ -411,11 +431,20 @@ def _parse_entry(path: Path, name: str, entry: Any, data_size: int) -> TensorInf
     return TensorInfo(dtype=dtype, shape=tuple(shape), start=start, end=end)
 
 
-def _check_overlaps(path: Path, tensors: dict[str, TensorInfo]) -> None:
-    spans = sorted((t.start, t.end, n) for n, t in tensors.items() if t.end > t.start)
-    for (_, prev_end, prev_name), (start, _, name) in zip(spans, spans[1:], strict=False):
-        if start < prev_end:
-            raise CorruptFileError(_MSG_OVERLAP, name=path.name, first=_short(prev_name), second=_short(name))
+def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_size: int) -> None:
+    # The reference loader (what diffusers and ComfyUI open files with) wants the tensors
+    # to tile the data section exactly: no overlap, no gap, nothing after the last one.
+    # Refusing here names the problem at scan time instead of failing mid-generation.
+    spans = sorted((t.start, t.end, n) for n, t in tensors.items())
+    covered, last = 0, None
+    for start, end, name in spans:
+        if start < covered:
+            raise CorruptFileError(_MSG_OVERLAP, name=path.name, first=_short(last or ""), second=_short(name))
+        if start > covered:
+            raise CorruptFileError(_MSG_GAP, name=path.name, tensor=_short(name))
+        covered, last = end, name
+    if covered != data_size:
+        raise CorruptFileError(_MSG_TRAILING, name=path.name, extra=data_size - covered)
 
 
 # --- reading a few tensor bytes -------------------------------------------------------
@@ -454,11 +483,14 @@ def read_tensors_bytes(
     return out
 
 
-_STRUCT_FORMATS = {"F16": "<e", "F32": "<f", "F64": "<d"}
+_STRUCT_FORMATS = {
+    "F16": "<e", "F32": "<f", "F64": "<d",
+    "I8": "<b", "U8": "<B", "I16": "<h", "U16": "<H", "I32": "<i", "U32": "<I", "I64": "<q", "U64": "<Q",
+}  # fmt: skip
 
 
 def decode_scalar(dtype: str, raw: bytes) -> float:
-    """Decode a one-element little-endian F16/BF16/F32/F64 tensor to a Python float."""
+    """Decode a one-element little-endian float or integer tensor to a Python float."""
     if dtype == "BF16":
         if len(raw) != 2:
             raise ValueError(f"BF16 scalar needs 2 bytes, got {len(raw)}")
@@ -473,7 +505,7 @@ def decode_scalar(dtype: str, raw: bytes) -> float:
 
 
 def read_scalars(header: SafetensorsHeader, names: Iterable[str]) -> dict[str, float]:
-    """Float values of one-element float tensors among `names`; others are skipped."""
+    """Values of one-element numeric tensors among `names`, as floats; others are skipped."""
     usable = [
         n
         for n in names

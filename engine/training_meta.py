@@ -257,7 +257,7 @@ def _architecture(meta: TrainingMetadata, md: dict[str, str]) -> None:
     )
     for key, parse in candidates:
         value = _text(md.get(key))
-        if value:
+        if value and not _ai_toolkit_default(md, key, value):
             arch = parse(value)
             if arch is not None:
                 meta.architecture_hint = arch
@@ -266,6 +266,15 @@ def _architecture(meta: TrainingMetadata, md: dict[str, str]) -> None:
     if _bool(md.get("ss_v2")):
         meta.architecture_hint = Architecture.SD2
         meta.architecture_hint_source = "ss_v2=True"
+
+
+def _ai_toolkit_default(md: dict[str, str], key: str, value: str) -> bool:
+    # ai-toolkit (ostris) long wrote "sd_1.5" for every model that was not SD 2 or SDXL,
+    # so the first wave of Flux LoRAs claims SD 1.5: from it, that word says nothing
+    if key != "ss_base_model_version" or value.lower() != "sd_1.5":
+        return False
+    software = _json(md.get("software"))
+    return isinstance(software, dict) and "ai-toolkit" in str(software.get("name", "")).lower()
 
 
 _STEPS = (_identity, _hashes, _network, _tags, _modelspec, _resolution, _prediction, _architecture)
@@ -302,9 +311,9 @@ def arch_from_ss_base_model_version(value: str) -> Architecture | None:
         return Architecture.FLUX
     if v.startswith(("auraflow", "aura_flow", "aura-flow", "pony_v7", "pony-v7")):
         return Architecture.AURAFLOW
-    if re.match(r"^(sd_?)?v?1([._-]|$)", v) or v in {"sd1", "sd15", "sd_v1", "v1"}:
+    if re.match(r"^(sd[_ ]?)?v?1([._ -]|$)", v) or v in {"sd1", "sd15", "sd_v1", "v1"}:
         return Architecture.SD1
-    if re.match(r"^(sd_?)?v?2([._-]|$)", v) or v in {"sd2", "sd21", "sd_v2", "v2"}:
+    if re.match(r"^(sd[_ ]?)?v?2([._ -]|$)", v) or v in {"sd2", "sd21", "sd_v2", "v2"}:
         return Architecture.SD2
     return None
 

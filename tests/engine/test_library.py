@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, UnknownNameError
 from engine.kinds import Architecture, Category, FileKind
+from engine import library as library_module
 from engine.library import Library
+from engine.text_input import clean_name
 from tests.factories.model_files import (
     CORRUPT_WRITERS,
     UNSAFE_WRITERS,
@@ -18,6 +21,7 @@ from tests.factories.model_files import (
     write_checkpoint,
     write_diffusers_folder,
     write_kohya_lora,
+    write_pickle_file,
 )
 
 
@@ -161,3 +165,126 @@ def test_disabled_entry_is_not_usable(library: Library) -> None:
     library.set_override(library.find("x"), enabled=False)
     with pytest.raises(LibraryError, match="disabled"):
         library.get_usable("x", Category.LORA)
+
+
+# --- collisions, odd names, files that move under the scanner --------------------------
+
+
+def test_a_broken_twin_never_hides_the_good_file(library: Library) -> None:
+    # people keep the old .ckpt beside the .safetensors download of the same model
+    write_checkpoint(library.models_dir / "dreamshaper.safetensors", "sdxl")
+    write_pickle_file(library.models_dir / "dreamshaper.ckpt")
+    library.scan()
+    assert library.get_usable("dreamshaper", Category.CHECKPOINT).rel_path == "models/dreamshaper.safetensors"
+    broken = library.find("dreamshaper.ckpt")
+    assert broken.rel_path == "models/dreamshaper.ckpt" and broken.error
+    names = [e.name for e in library.entries(Category.CHECKPOINT)]
+    assert len(set(names)) == len(names)
+
+
+def test_two_usable_files_with_one_stem_are_told_apart_by_extension(library: Library) -> None:
+    write_kohya_lora(library.loras_dir / "style.safetensors", "sdxl")
+    write_kohya_lora(library.loras_dir / "style.sft", "sdxl", rank=8)
+    library.scan()
+    assert sorted(e.name for e in library.entries(Category.LORA)) == ["style.safetensors", "style.sft"]
+    assert library.find("style.sft").rank == 8
+    assert library.find("style.safetensors").rank == 4
+    with pytest.raises(UnknownNameError) as err:
+        library.find("style")  # ambiguous: say so with both names rather than pick one
+    assert set(err.value.suggestions) == {"style.safetensors", "style.sft"}
+
+
+@pytest.mark.parametrize(
+    ("file_name", "typed"),
+    [
+        (unicodedata.normalize("NFD", "café style"), "café style"),  # a name made on macOS
+        ("可愛い（chibi）ＸＬ", "可愛い（chibi）ＸＬ"),  # full-width brackets, as CJK names have
+        ("可愛い（chibi）ＸＬ", "可愛い(chibi)xl"),
+        ("My Style v2", "my style V2.safetensors"),
+    ],
+)
+def test_names_are_found_in_any_unicode_form(library: Library, file_name: str, typed: str) -> None:
+    write_kohya_lora(library.loras_dir / f"{file_name}.safetensors", "sdxl")
+    library.scan()
+    # the engine front door normalises what users type (engine.text_input.clean_name)
+    assert library.find(clean_name(typed)).rel_path == f"loras/{file_name}.safetensors"
+
+
+def test_a_file_deleted_mid_scan_just_leaves(library: Library, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_kohya_lora(library.loras_dir / "keep.safetensors", "sdxl")
+    gone = write_kohya_lora(library.loras_dir / "gone.safetensors", "sdxl")
+    library.scan()
+    write_kohya_lora(gone, "sdxl", rank=8)
+    os.utime(gone, (1, 1))
+    real = library_module.inspect_path
+
+    def deleting(path):
+        if Path(path).name == "gone.safetensors":
+            Path(path).unlink()  # the user deletes it while we look at it
+        return real(path)
+
+    monkeypatch.setattr(library_module, "inspect_path", deleting)
+    report = library.scan()
+
+    assert report.problems == [] and report.removed == ["loras/gone.safetensors"]
+    assert [e.rel_path for e in library.entries()] == ["loras/keep.safetensors"]
+
+
+def test_a_file_that_turns_into_a_broken_link_is_no_longer_usable(library: Library) -> None:
+    elsewhere = library.root / "external"
+    target = write_kohya_lora(elsewhere / "style.safetensors", "sdxl")
+    (library.loras_dir / "style.safetensors").symlink_to(target)
+    library.scan()
+    assert library.get_usable("style", Category.LORA).sha256
+
+    target.rename(elsewhere / "moved.safetensors")  # e.g. the drive it lives on is gone
+    report = library.scan()
+    assert [p.rel_path for p in report.problems] == ["loras/style.safetensors"]
+    with pytest.raises(LibraryError, match="cannot be used"):
+        library.get_usable("style", Category.LORA)
+    assert library.scan().hashed == 0  # a rescan does not touch it again...
+
+    (elsewhere / "moved.safetensors").rename(target)
+    report = library.scan()  # ...until it is back
+    assert report.hashed == 1 and library.get_usable("style", Category.LORA).rank == 4
+
+
+def test_link_loops_are_reported_not_followed_forever(library: Library) -> None:
+    loop = library.loras_dir / "loop.safetensors"
+    loop.symlink_to(loop)
+    (library.loras_dir / "again").symlink_to(library.loras_dir)
+    write_kohya_lora(library.loras_dir / "fine.safetensors", "sdxl")
+    report = library.scan()
+    assert [p.rel_path for p in report.problems] == ["loras/loop.safetensors"]
+    assert [e.rel_path for e in library.entries(include_broken=False)] == ["loras/fine.safetensors"]
+
+
+def test_linked_folders_are_scanned_once(library: Library, tmp_path: Path) -> None:
+    # admins link a ComfyUI / A1111 models folder into data/loras
+    comfy = tmp_path / "ComfyUI" / "models" / "loras"
+    write_kohya_lora(comfy / "comfy_style.safetensors", "sdxl")
+    (library.loras_dir / "comfy").symlink_to(comfy)
+    (library.loras_dir / "comfy_again").symlink_to(comfy)
+    report = library.scan()
+    assert report.added == ["loras/comfy/comfy_style.safetensors"]
+    assert library.find("comfy_style").usable
+    assert library.scan().hashed == 0
+
+
+def test_removing_a_linked_model_removes_the_link_only(library: Library, tmp_path: Path) -> None:
+    outside = write_diffusers_folder(tmp_path / "shared" / "animagine-xl-3.1", "sdxl")
+    (library.models_dir / "animagine-xl-3.1").symlink_to(outside)
+    library.scan()
+    library.remove(library.find("animagine-xl-3.1"))
+    assert not (library.models_dir / "animagine-xl-3.1").exists()
+    assert (outside / "model_index.json").is_file()
+    assert library.entries() == []
+
+
+def test_a_named_pipe_does_not_stall_the_scan(library: Library) -> None:
+    os.mkfifo(library.loras_dir / "pipe.safetensors")  # opening it for reading would block
+    write_kohya_lora(library.loras_dir / "fine.safetensors", "sdxl")
+    report = library.scan()
+    assert [p.rel_path for p in report.problems] == ["loras/pipe.safetensors"]
+    assert "not a regular file" in report.problems[0].message
+    assert library.find("fine").usable

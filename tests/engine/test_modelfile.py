@@ -507,3 +507,255 @@ def test_training_metadata_is_attached(tmp_path):
     assert info.training.sd_model_name == "ponyDiffusionV6XL.safetensors"
     assert info.training.trigger_words == ["zzz"]
     assert info.metadata == md
+
+
+# --- real-world layouts found in review -----------------------------------------------
+
+
+def test_nf4_flux_checkpoint_is_flux_though_its_weights_are_packed(tmp_path):
+    # Forge's flux1-dev-bnb-nf4: Linear weights are U8 blobs of shape (n, 1) with absmax /
+    # quant_state companions; biases stay BF16 and give the real hidden size
+    p = "model.diffusion_model."
+    tensors = {
+        p + "double_blocks.0.img_attn.proj.weight": mf.T("U8", (4718592, 1)),
+        p + "double_blocks.0.img_attn.proj.weight.absmax": mf.T("F32", (147456,)),
+        p + "double_blocks.0.img_attn.proj.weight.quant_state.bitsandbytes__nf4": mf.T("U8", (16,)),
+        p + "double_blocks.0.img_attn.proj.bias": mf.T("BF16", (3072,)),
+        p + "double_blocks.0.img_attn.qkv.weight": mf.T("U8", (14155776, 1)),
+        p + "single_blocks.0.linear1.weight": mf.T("U8", (33030144, 1)),
+        p + "img_in.weight": mf.T("U8", (98304, 1)),
+        p + "img_in.bias": mf.T("BF16", (3072,)),
+        p + "guidance_in.in_layer.weight": mf.T("U8", (393216, 1)),
+    }
+    info = inspect_path(mf.write_safetensors(tmp_path / "flux1-dev-bnb-nf4.safetensors", tensors))
+    assert (info.kind, info.architecture) == (K.CHECKPOINT, A.FLUX), info.architecture_evidence
+    assert "3072" in info.architecture_evidence
+
+
+def test_fp8_flux_checkpoint_is_flux(tmp_path):
+    p = "model.diffusion_model."
+    tensors = {
+        p + "double_blocks.0.img_attn.qkv.weight": mf.T("F8_E4M3", (9216, 3072)),
+        p + "double_blocks.0.img_attn.qkv.scale_weight": mf.T("F32", ()),
+        p + "single_blocks.0.linear1.weight": mf.T("F8_E4M3", (21504, 3072)),
+        "scaled_fp8": mf.T("F8_E4M3", (0,)),
+    }
+    assert inspect_path(mf.write_safetensors(tmp_path / "f.safetensors", tensors)).architecture == A.FLUX
+
+
+def test_auraflow_lora_of_single_blocks_only_is_not_flux():
+    # Pony V7 (AuraFlow) LoRAs may train only the 32 single blocks, whose hidden size is
+    # Flux's 3072; AuraFlow's single blocks have attn.to_out and ff.linear_*, Flux's do not
+    aura = lora(
+        {
+            "transformer.single_transformer_blocks.0.attn.to_q": (3072, 3072),
+            "transformer.single_transformer_blocks.0.attn.to_out.0": (3072, 3072),
+            "transformer.single_transformer_blocks.0.ff.linear_1": (3072, 8192),
+        },
+        part="lora_A.weight",
+    )
+    assert detect_architecture(aura)[0] == A.AURAFLOW
+    flux = lora(
+        {
+            "transformer.single_transformer_blocks.0.attn.to_q": (3072, 3072),
+            "transformer.single_transformer_blocks.0.proj_mlp": (3072, 12288),
+            "transformer.single_transformer_blocks.0.proj_out": (15360, 3072),
+        },
+        part="lora_A.weight",
+    )
+    assert detect_architecture(flux)[0] == A.FLUX
+
+
+@pytest.mark.parametrize(
+    ("prefix", "ctx", "arch"),
+    [("", 1024, A.SD2), ("unet.", 2048, A.SDXL), ("", 768, A.SD1)],
+)
+def test_old_diffusers_attention_processor_loras_are_read_by_their_shapes(prefix, ctx, arch):
+    # diffusers 0.14-0.20 saved "…attn2.processor.to_k_lora.down.weight"
+    base = f"{prefix}down_blocks.1.attentions.0.transformer_blocks.0.attn2.processor"
+    keys = {
+        f"{base}.to_k_lora.down.weight": ti(4, ctx),
+        f"{base}.to_k_lora.up.weight": ti(640, 4),
+        f"{base}.to_out_lora.down.weight": ti(4, 640),
+        f"{base}.to_out_lora.up.weight": ti(640, 4),
+    }
+    found, evidence = detect_architecture(keys)
+    assert found == arch and str(ctx) in evidence
+
+
+def test_chroma_lora_is_not_flux():
+    keys = lora(
+        {
+            "diffusion_model.double_blocks.0.img_attn.qkv": (3072, 9216),
+            "diffusion_model.distilled_guidance_layer.layers.0.in_layer": (5120, 5120),
+        },
+        part="lora_A.weight",
+    )
+    found, evidence = detect_architecture(keys)
+    assert found == A.OTHER and "Chroma" in evidence
+
+
+def test_kohya_oft_is_read_like_its_lora(tmp_path):
+    m = "oft_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k"
+    tensors = {f"{m}.oft_blocks": mf.T("F32", (32, 20, 20)), f"{m}.alpha": mf.scalar(1.0)}
+    info = inspect_path(mf.write_safetensors(tmp_path / "oft.safetensors", tensors))
+    assert info.kind.is_lora and info.architecture == A.SDXL
+    assert info.targets == {"unet": 1}
+
+
+def test_tucker_lokr_rank_is_the_core_size(tmp_path):
+    m = "lora_unet_input_blocks_1_0_in_layers_2"
+    tensors = {
+        f"{m}.lokr_w1": mf.T("F16", (4, 4)),
+        f"{m}.lokr_t2": mf.T("F16", (8, 8, 3, 3)),
+        f"{m}.lokr_w2_a": mf.T("F16", (8, 80)),
+        f"{m}.lokr_w2_b": mf.T("F16", (8, 80)),
+        f"{m}.alpha": mf.scalar(8.0),
+    }
+    info = inspect_path(mf.write_safetensors(tmp_path / "l.safetensors", tensors))
+    assert (info.kind, info.rank) == (K.LOKR, 8)
+
+
+@pytest.mark.parametrize(
+    ("base", "modules", "expected"),
+    [
+        # kohya Flux trained with --network_train_text_encoder_only: CLIP-L alone
+        ("flux", {"lora_te1_text_model_encoder_layers_0_self_attn_q_proj": (768, 768)}, A.FLUX),
+        # kohya SD3: CLIP-L + CLIP-G, like SDXL
+        (
+            "sd3",
+            {
+                "lora_te1_text_model_encoder_layers_0_self_attn_q_proj": (768, 768),
+                "lora_te2_text_model_encoder_layers_0_self_attn_q_proj": (1280, 1280),
+            },
+            A.SD3,
+        ),
+        # OpenCLIP-H is SD 2.x's alone: the tensors are certain and win
+        ("sdxl", {"lora_te_text_model_encoder_layers_0_self_attn_q_proj": (1024, 1024)}, A.SD2),
+    ],
+)
+def test_text_encoder_only_loras_take_the_metadata_where_the_encoder_is_shared(tmp_path, base, modules, expected):
+    tensors = {k: mf.T("F16", v.shape) for k, v in lora(modules).items()}
+    md = mf.kohya_metadata(base)
+    info = inspect_path(mf.write_safetensors(tmp_path / "te.safetensors", tensors, md))
+    assert info.architecture == expected, info.architecture_evidence
+    if expected != A.SD2:
+        assert info.architecture_evidence.startswith("metadata: modelspec.architecture=")
+        assert not any("guess" in n for n in info.notes)
+
+
+def test_svd_merged_lora_with_integer_alphas(tmp_path):
+    # kohya's svd_merge_lora.py stores `.alpha` as torch.tensor(rank): I64 scalars
+    import struct
+
+    tensors: dict[str, mf.T] = {}
+    for i in range(3):
+        m = f"lora_unet_input_blocks_4_1_transformer_blocks_{i}_attn2_to_k"
+        tensors[f"{m}.lora_down.weight"] = mf.T("F16", (16, 2048))
+        tensors[f"{m}.lora_up.weight"] = mf.T("F16", (640, 16))
+        tensors[f"{m}.alpha"] = mf.T("I64", (), struct.pack("<q", 16))
+    info = inspect_path(mf.write_safetensors(tmp_path / "merged.safetensors", tensors))
+    assert (info.kind, info.architecture, info.rank, info.alpha) == (K.LORA, A.SDXL, 16, 16.0)
+
+
+@pytest.mark.parametrize(
+    ("key", "channels", "words"),
+    [
+        ("model.diffusion_model.input_blocks.0.0.weight", 9, "inpainting"),
+        ("conv_in.weight", 9, "inpainting"),
+        ("model.diffusion_model.input_blocks.0.0.weight", 8, "image-editing"),
+    ],
+)
+def test_special_purpose_unets_are_noted(tmp_path, key, channels, words):
+    prefix = "model.diffusion_model." if key.startswith("model.") else ""
+    ctx_key = (
+        prefix + "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"
+        if prefix
+        else "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight"
+    )
+    tensors = {key: mf.T("F16", (320, channels, 3, 3)), ctx_key: mf.T("F16", (640, 2048))}
+    info = inspect_path(mf.write_safetensors(tmp_path / "c.safetensors", tensors))
+    assert (info.kind, info.architecture) == (K.CHECKPOINT, A.SDXL)
+    assert any(words in n for n in info.notes)
+    normal = {key: mf.T("F16", (320, 4, 3, 3)), ctx_key: mf.T("F16", (640, 2048))}
+    assert not any("channels" in n for n in inspect_path(mf.write_safetensors(tmp_path / "n.safetensors", normal)).notes)
+
+
+def test_diffusers_inpainting_folder_is_noted_and_kolors_is_not_sdxl(tmp_path):
+    root = mf.write_diffusers_folder(tmp_path / "inpaint", "sdxl")
+    config = json.loads((root / "unet" / "config.json").read_text())
+    (root / "unet" / "config.json").write_text(json.dumps({**config, "in_channels": 9}))
+    assert any("inpainting" in n for n in inspect_path(root).notes)
+
+    # Kolors: cross_attention_dim 2048 like SDXL, but fed by a projected ChatGLM
+    kolors = mf.write_diffusers_folder(tmp_path / "kolors", "sdxl")
+    (kolors / "unet" / "config.json").write_text(
+        json.dumps({**config, "encoder_hid_dim": 4096, "encoder_hid_dim_type": "text_proj"})
+    )
+    info = inspect_path(kolors)
+    assert info.architecture == A.OTHER and "Kolors" in info.architecture_evidence
+
+
+def test_early_ai_toolkit_flux_lora_has_no_false_sd15_claim(tmp_path):
+    # ai-toolkit wrote ss_base_model_version "sd_1.5" into its first Flux LoRAs
+    md = {
+        "ss_base_model_version": "sd_1.5",
+        "software": json.dumps({"name": "ai-toolkit", "repo": "https://github.com/ostris/ai-toolkit", "version": "0.1.0"}),
+        "format": "pt",
+    }
+    path = mf.write_peft_lora(tmp_path / "l.safetensors", "flux", metadata=md)
+    info = inspect_path(path)
+    assert info.architecture == A.FLUX
+    assert not any("metadata says" in n for n in info.notes)
+
+
+def test_sharded_diffusers_unet_is_read_across_its_shards(tmp_path):
+    root = mf.write_diffusers_folder(tmp_path / "pipe", "sdxl", with_configs=False)
+    unet = root / "unet"
+    (unet / "diffusion_pytorch_model.safetensors").unlink()
+    mf.write_safetensors(
+        unet / "diffusion_pytorch_model-00001-of-00002.safetensors",
+        {"down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": mf.T("F16", (640, 2048))},
+    )
+    mf.write_safetensors(
+        unet / "diffusion_pytorch_model-00002-of-00002.safetensors",
+        {"add_embedding.linear_1.weight": mf.T("F16", (1280, 2816))},
+    )
+    weight_map = {
+        "down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k.weight": "diffusion_pytorch_model-00001-of-00002.safetensors",
+        "add_embedding.linear_1.weight": "diffusion_pytorch_model-00002-of-00002.safetensors",
+    }
+    (unet / "diffusion_pytorch_model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": 0}, "weight_map": weight_map})
+    )
+    info = inspect_path(root)
+    assert info.architecture == A.SDXL and "2048" in info.architecture_evidence
+    assert info.tensor_count == 3  # two shards + the VAE
+
+
+@pytest.mark.parametrize(
+    "modules",
+    [
+        # diffusers names: single blocks fuse qkv + mlp, double blocks use ff.linear_in
+        {
+            "transformer.single_transformer_blocks.0.attn.to_qkv_mlp_proj": (3072, 27648),
+            "transformer.single_transformer_blocks.0.attn.to_out": (12288, 3072),
+        },
+        {"transformer.transformer_blocks.0.ff.linear_in": (3072, 18432), "transformer.transformer_blocks.0.attn.to_q": (3072, 3072)},
+        # BFL names as Flux.1's, but linear1's output is not q, k, v + a 4x MLP
+        {"diffusion_model.single_blocks.0.linear1": (3072, 27648), "diffusion_model.double_blocks.0.img_attn.qkv": (3072, 9216)},
+    ],
+)
+def test_flux2_klein_loras_with_flux1_hidden_size_are_not_flux(modules):
+    found, evidence = detect_architecture(lora(modules, part="lora_A.weight"))
+    assert found == A.OTHER and "Flux.2" in evidence
+
+
+def test_flux2_checkpoint_is_not_flux():
+    keys = {
+        "double_blocks.0.img_attn.qkv.weight": ti(9216, 3072),
+        "single_blocks.0.linear1.weight": ti(27648, 3072),
+        "double_stream_modulation_img.lin.weight": ti(18432, 3072),
+    }
+    found, evidence = detect_architecture(keys)
+    assert found == A.OTHER and "Flux.2" in evidence

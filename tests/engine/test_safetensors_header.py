@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import pathlib
 import pickle
+import struct
 import tarfile
 
 import numpy as np
@@ -119,6 +120,10 @@ def test_hostile_files_are_refused_as_corrupt_with_a_useful_message(tmp_path, ca
         ("bad_shape", "shape"),
         ("size_mismatch", "needs 16 bytes"),
         ("overlapping", "overlap"),
+        ("gap", "belong to no tensor"),
+        ("trailing_bytes", "after its last tensor"),
+        ("duplicate_tensor", "belong to no tensor"),
+        ("gguf", "GGUF"),
         ("html", "web page"),
     ],
 )
@@ -234,9 +239,24 @@ def test_read_tensor_bytes_refuses_big_tensors_and_notices_truncation(tmp_path):
 
 def test_decode_scalar_rejects_unknown_dtypes_and_sizes():
     with pytest.raises(ValueError):
-        decode_scalar("I32", b"\0\0\0\0")
+        decode_scalar("F8_E4M3", b"\0")
+    with pytest.raises(ValueError):
+        decode_scalar("BOOL", b"\1")
     with pytest.raises(ValueError):
         decode_scalar("F32", b"\0\0")
+    with pytest.raises(ValueError):
+        decode_scalar("I64", b"\0\0\0\0")
+
+
+@pytest.mark.parametrize(("dtype", "value"), [("I64", 8), ("I32", 16), ("U8", 4), ("I16", -2)])
+def test_integer_alpha_scalars_are_read(tmp_path, dtype, value):
+    # kohya's svd_merge_lora.py writes `.alpha` as torch.tensor(rank): an I64 scalar
+    fmt = {"I64": "<q", "I32": "<i", "U8": "<B", "I16": "<h"}[dtype]
+    path = mf.write_safetensors(
+        tmp_path / "s.safetensors",
+        {"m.alpha": mf.T(dtype, (), struct.pack(fmt, value)), "m.lora_down.weight": mf.T("F16", (4, 768))},
+    )
+    assert read_scalars(read_header(path), ["m.alpha"]) == {"m.alpha": float(value)}
 
 
 def test_lone_surrogates_in_metadata_become_encodable_text(tmp_path):
@@ -279,3 +299,29 @@ def test_factory_random_fill_is_deterministic_small_and_finite(tmp_path):
         value = decode_scalar(dtype, read_tensor_bytes(a, name))
         assert value == decode_scalar(dtype, read_tensor_bytes(b, name))
         assert 0 < abs(value) < 1
+
+
+@pytest.mark.parametrize("case", ["gap", "trailing_bytes", "duplicate_tensor", "overlapping"])
+def test_data_the_tensors_do_not_tile_exactly_is_refused_like_the_reference_loader(tmp_path, case):
+    # diffusers and ComfyUI open files with safe_open: a file it refuses must not pass the
+    # scan as usable and fail only when someone draws with it
+    path = mf.CORRUPT_WRITERS[case](tmp_path / f"{case}.safetensors")
+    with pytest.raises(Exception, match="offset|covered"):
+        with safe_open(path, framework="numpy"):
+            pass
+    with pytest.raises(CorruptFileError):
+        read_header(path)
+
+
+def test_empty_marker_tensors_and_identical_duplicates_are_fine_as_for_the_reference(tmp_path):
+    # NoobAI v-pred checkpoints carry empty `v_pred` / `ztsnr` tensors
+    path = mf.write_safetensors(
+        tmp_path / "v.safetensors",
+        {"w": mf.T("F16", (2, 2)), "v_pred": mf.T("F32", (0,)), "ztsnr": mf.T("F32", (0,))},
+    )
+    assert set(read_header(path).tensors) == {"w", "v_pred", "ztsnr"}
+    raw = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
+    same = mf.write_raw(tmp_path / "same.safetensors", raw, b"\1")
+    with safe_open(same, framework="numpy") as f:
+        assert list(f.keys()) == ["w"]
+    assert list(read_header(same).tensors) == ["w"]

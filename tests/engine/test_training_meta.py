@@ -255,3 +255,25 @@ def test_round_trips_through_a_dict():
     meta = parse_training_metadata(kohya_metadata("sdxl", new_sd_model_hash=SHA, trigger_phrase="abc"))
     data = json.loads(json.dumps(meta.to_dict()))
     assert TrainingMetadata.from_dict(data) == meta
+
+
+AI_TOOLKIT = json.dumps({"name": "ai-toolkit", "repo": "https://github.com/ostris/ai-toolkit", "version": "0.1.0"})
+
+
+def test_ai_toolkit_default_sd15_claim_is_not_an_architecture_hint():
+    # ai-toolkit long wrote "sd_1.5" for any model that was not SD 2 or SDXL (its Flux LoRAs)
+    early = parse_training_metadata({"ss_base_model_version": "sd_1.5", "software": AI_TOOLKIT})
+    assert early.architecture_hint is None
+    assert early.base_model_version == "sd_1.5"  # still shown as written
+    # its later versions name the model, and other trainers' "sd_1.5" means SD 1.5
+    later = parse_training_metadata({"ss_base_model_version": "flux.1", "software": AI_TOOLKIT})
+    assert later.architecture_hint == Architecture.FLUX
+    assert parse_training_metadata({"ss_base_model_version": "sd_1.5"}).architecture_hint == Architecture.SD1
+    # what it puts beside it is still read
+    xl = parse_training_metadata({"ss_base_model_version": "sdxl_1.0", "software": AI_TOOLKIT})
+    assert xl.architecture_hint == Architecture.SDXL
+
+
+@pytest.mark.parametrize(("value", "expected"), [("SD 1.5", Architecture.SD1), ("SD 2.1 768", Architecture.SD2)])
+def test_base_model_words_with_spaces(value, expected):
+    assert arch_from_ss_base_model_version(value) == expected

@@ -810,6 +810,40 @@ def write_overlapping_offsets(path: str | Path) -> Path:
     return write_raw(path, header, b"\x00" * 24)
 
 
+def write_gap_between_tensors(path: str | Path) -> Path:
+    """Offsets that skip 8 bytes: the reference loader refuses the file ("invalid offset")."""
+    header = {
+        "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+        "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]},
+    }
+    return write_raw(path, header, b"\x00" * 24)
+
+
+def write_trailing_bytes(path: str | Path) -> Path:
+    """A real LoRA with its bytes written twice (a resumed download that started over):
+    the reference loader refuses it ("file not fully covered")."""
+    write_kohya_lora(path, "sd1", text_encoder=False, metadata={})
+    data = Path(path).read_bytes()
+    Path(path).write_bytes(data + data)
+    return Path(path)
+
+
+def write_duplicate_tensor_name(path: str | Path) -> Path:
+    """The same tensor name twice: JSON keeps the last, leaving the first one's bytes
+    unclaimed, and the reference loader refuses it."""
+    raw = (
+        b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},'
+        b' "w": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}}'
+    )
+    return write_raw(path, raw, b"\x00" * 16)
+
+
+def write_gguf_file(path: str | Path) -> Path:
+    """The start of a GGUF file (magic, version 3, counts) saved under a .safetensors name."""
+    Path(path).write_bytes(b"GGUF" + (3).to_bytes(4, "little") + (0).to_bytes(16, "little") + b"\x00" * 64)
+    return Path(path)
+
+
 def write_html_file(path: str | Path) -> Path:
     """What a failed CivitAI download leaves behind: a login page saved as the model."""
     Path(path).write_bytes(b"<!DOCTYPE html><html><head><title>Sign in</title></head><body></body></html>")
@@ -848,6 +882,10 @@ CORRUPT_WRITERS: dict[str, Callable[[Path], Path]] = {
     "bad_shape": write_bad_shape,
     "size_mismatch": write_size_mismatch,
     "overlapping": write_overlapping_offsets,
+    "gap": write_gap_between_tensors,
+    "trailing_bytes": write_trailing_bytes,
+    "duplicate_tensor": write_duplicate_tensor_name,
+    "gguf": write_gguf_file,
     "html": write_html_file,
 }
 # ...and every one it must refuse with UnsafeFileError.
