@@ -4,6 +4,11 @@ Pony checkpoints learned `score_9, score_8_up, ...`, `source_anime`, `rating_exp
 to an Illustrious checkpoint those are noise that dilutes the prompt. `lint_prompt` flags
 such tags, whatever their weight syntax (`(score_9:1.2)`), underscores or case, and stays
 quiet when the checkpoint's own lineage uses them or its family is unknown.
+
+Written with underscores (`score_9`) a vocabulary tag is unmistakable wherever it stands;
+written with spaces it must be the whole tag ("score 9", "score 9 score 8 up"), because
+plain SDXL prompts are often sentences ("the scoreboard shows score 9 to 7", "rating safe
+for kids") whose words are not tags.
 """
 
 from __future__ import annotations
@@ -128,7 +133,7 @@ def lint_prompt(
         return []
     table = table or default_table()
     own = {f.id for f in table.lineage(checkpoint_family.id)} or {checkpoint_family.id}
-    vocab = [(fam, _vocabulary_regex(fam.vocabulary)) for fam in table.families() if fam.vocabulary]
+    vocab = [(fam, _vocabulary_rules(fam.vocabulary)) for fam in table.families() if fam.vocabulary]
     suggestion = suggest_quality_tags(checkpoint_family)
     warnings: list[LintWarning] = []
     seen: set[tuple[str, bool]] = set()
@@ -137,7 +142,7 @@ def lint_prompt(
             key = normalize_tag(tag)
             if not key or (key, is_negative) in seen:
                 continue
-            claimed_by = [fam for fam, regex in vocab if regex is not None and regex.search(key)]
+            claimed_by = [fam for fam, rules in vocab if _claims(rules, tag, key)]
             if not claimed_by or any(fam.id in own for fam in claimed_by):
                 continue
             seen.add((key, is_negative))
@@ -160,11 +165,31 @@ def _warning(
     return LintWarning(tag=tag, family=tag_family, text=text, params=params, negative=negative)
 
 
+@dataclass(frozen=True)
+class _Rules:
+    whole: re.Pattern[str] | None  # the normalized tag is made only of vocabulary words
+    joined: re.Pattern[str] | None  # an underscore-joined vocabulary tag anywhere in it
+
+
+def _claims(rules: _Rules, tag: str, key: str) -> bool:
+    if rules.whole is not None and rules.whole.fullmatch(key):
+        return True
+    return rules.joined is not None and rules.joined.search(tag.casefold()) is not None
+
+
 @lru_cache(maxsize=256)
-def _vocabulary_regex(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    # Vocabulary is written with underscores; prompts are compared with spaces, and a
-    # tag must match as whole words ("score_9" yes, "highscore 9x" no).
-    parts = [p.replace("_", " ") for p in patterns if p]
-    if not parts:
-        return None
-    return re.compile(r"(?<![\w])(?:" + "|".join(f"(?:{p})" for p in parts) + r")(?![\w])", re.IGNORECASE)
+def _vocabulary_rules(patterns: tuple[str, ...]) -> _Rules:
+    # Vocabulary is written with underscores; normalized tags use spaces.
+    spaced = [p.replace("_", " ") for p in patterns if p]
+    joined = [p for p in patterns if p and "_" in p]
+    whole = None
+    if spaced:
+        term = "(?:" + "|".join(f"(?:{p})" for p in spaced) + ")"
+        whole = re.compile(f"{term}(?: {term})*", re.IGNORECASE)
+    near = None
+    if joined:
+        # "score_9" yes, "highscore_9x" no: letters and digits around it end the match.
+        near = re.compile(
+            r"(?<![a-z0-9])(?:" + "|".join(f"(?:{p})" for p in joined) + r")(?![a-z0-9])", re.IGNORECASE
+        )
+    return _Rules(whole, near)

@@ -25,10 +25,16 @@ elsewhere from the library, CivitAI and the file itself) and decides, in this or
 Each side's family comes from base-model claims, most trusted first: an admin's setting,
 CivitAI, the file's metadata, a file-name pattern (the tensors give the architecture,
 never the family). For a LoRA, the base model of the checkpoint it was trained on
-(`trained_on_base_model`, found on CivitAI by hash) counts as a CivitAI claim, and the
-training checkpoint's name (`ss_sd_model_name`) as a file-name claim. The first claim the
-family table knows wins; a claim whose family contradicts the file's own layers is set
-aside (unless it is an admin's). Every claim, agreeing or not, is listed as evidence, and
+(`trained_on_base_model`, found on CivitAI by hash) counts as a CivitAI claim (or, when
+that checkpoint is in the library, as file metadata that outranks what the LoRA's own
+metadata suggests), and the training checkpoint's name (`ss_sd_model_name`) as a
+file-name claim. The first claim the
+family table knows wins, with one refinement: a later claim about the LoRA's training
+checkpoint that names a *descendant* of the winning family takes over (a LoRA CivitAI
+files under the generic "SDXL 1.0" but trained on an Illustrious checkpoint is an
+Illustrious LoRA; "SDXL 1.0" said less, not something else), except over an admin's
+setting. A claim whose family contradicts the file's own layers is set aside (unless it
+is an admin's). Every claim, agreeing or not, is listed as evidence, and
 the evidence is sorted in that order of trust.
 """
 
@@ -74,6 +80,12 @@ _SOURCE_WORDS = {
     Source.FILENAME: ("the file name", "檔名"),
     Source.TENSORS: ("the file's layers", "檔案的網路層"),
 }
+
+
+# ... when the winner is as trusted a source, but speaks for the training checkpoint, or
+# for the file itself while the outranked claim speaks for its training checkpoint.
+_TRAINING_CHECKPOINT_WORDS = ("the checkpoint it was trained on", "它的訓練用模型")
+_OWN_LABEL_WORDS = ("the label of “{name}” itself", "「{name}」本身的標示")
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,10 @@ _CLAIM_FAMILY = (" That is the {family} family.", "屬於 {family} 家族。")
 _CLAIM_NOT_IN_TABLE = (" Loracle's family table does not know that base model.", "Loracle 的家族表不認得這個基礎模型。")
 _CLAIM_SAYS_NOTHING = (" That says nothing about which family it belongs to.", "這無法看出它屬於哪個家族。")
 _CLAIM_OUTRANKED = (" That would be the {family} family, but {winner} is trusted more.", "這會是 {family} 家族，但{winner}較可信。")
+_CLAIM_REFINES = (
+    " That is the {family} family, a lineage within {parent_family}: more specific, so it is the one used.",
+    "屬於 {family} 家族，是 {parent_family} 之下的分支：資訊更具體，因此採用它。",
+)
 _CLAIM_CONTRADICTS = (
     " But {family} models are {family_arch} and the file's layers are {arch}, so this label is ignored.",
     "但 {family} 是 {family_arch_zh} 模型，而檔案的網路層是 {arch_zh}，因此忽略這個標示。",
@@ -479,13 +495,13 @@ def _resolve(facts: ModelFacts, role: str, table: FamilyTable) -> _Side:
     chosen: Family | None = None
     for claim in claims:
         info = table.lookup(claim.base_model)
-        chosen, winner, arch = _weigh(side, claim, info, chosen, winner, arch, arch_source)
+        chosen, winner, arch = _weigh(side, claim, info, chosen, winner, arch, arch_source, table)
 
     if chosen is None:
         # Names are only consulted when nothing better named a family.
         for claim in _name_claims(facts, role, table):
             info = table.lookup(claim.base_model)
-            chosen, winner, arch = _weigh(side, claim, info, chosen, winner, arch, arch_source)
+            chosen, winner, arch = _weigh(side, claim, info, chosen, winner, arch, arch_source, table)
             if chosen is not None:
                 break
 
@@ -511,8 +527,14 @@ def _claims(facts: ModelFacts, role: str) -> list[_Claim]:
             claims.append(_Claim(Source.METADATA, facts.trained_on_base_model, "trained_on_library"))
         else:
             claims.append(_Claim(Source.CIVITAI, facts.trained_on_base_model, "trained_on"))
-    claims.sort(key=lambda c: c.source.rank)  # stable: own before trained-on at equal trust
+    claims.sort(key=lambda c: (c.source.rank, _KIND_ORDER.get(c.kind, 1)))
     return claims
+
+
+# At equal trust a file's own claim comes before its training checkpoint's (stable sort),
+# except that a library checkpoint found by the SHA-256 the LoRA recorded is firmer file
+# metadata than anything inferred from the LoRA's own metadata (its captions' tags).
+_KIND_ORDER = {"trained_on_library": 0}
 
 
 def _name_claims(facts: ModelFacts, role: str, table: FamilyTable) -> list[_Claim]:
@@ -535,6 +557,7 @@ def _weigh(
     winner: _Claim | None,
     arch: Architecture,
     arch_source: Source,
+    table: FamilyTable,
 ) -> tuple[Family | None, _Claim | None, Architecture]:
     """Record one claim as evidence and decide whether it sets the family."""
     facts = side.facts
@@ -556,11 +579,19 @@ def _weigh(
             side.reason, side.reason_value = "says_nothing", info.name
     elif chosen is not None:
         params["family"] = fam.label
+        assert winner is not None
         if fam.id == chosen.id:
             en2, zh2 = _CLAIM_FAMILY
+        elif _refines(winner, claim, chosen, fam, table):
+            params["parent_family"] = chosen.label
+            en2, zh2 = _CLAIM_REFINES
+            chosen, winner = fam, claim
         else:
-            assert winner is not None
             w_en, w_zh = _SOURCE_WORDS[winner.source]
+            if winner.source == claim.source and winner.kind.startswith("trained_on"):
+                w_en, w_zh = _TRAINING_CHECKPOINT_WORDS
+            elif winner.source == claim.source and claim.kind.startswith("trained_on"):
+                w_en, w_zh = _OWN_LABEL_WORDS
             en2, zh2 = _CLAIM_OUTRANKED[0].replace("{winner}", w_en), _CLAIM_OUTRANKED[1].replace("{winner}", w_zh)
     elif arch not in (Architecture.UNKNOWN, fam.architecture):
         params["family"] = fam.label
@@ -579,6 +610,19 @@ def _weigh(
         chosen, winner = fam, claim
     side.evidence.append(Evidence(claim.source, Text(en + en2, zh + zh2), params))
     return chosen, winner, arch
+
+
+def _refines(winner: _Claim, claim: _Claim, chosen: Family, fam: Family, table: FamilyTable) -> bool:
+    """Whether a less trusted claim about the checkpoint a LoRA was trained on names a
+    descendant of the family chosen so far: CivitAI's generic "SDXL 1.0" on a LoRA trained
+    on an Illustrious checkpoint does not contradict it, it just says less (many Pony and
+    Illustrious LoRAs were filed as "SDXL 1.0" before CivitAI had those base models).
+    An admin's setting is never refined: it says exactly what the admin meant."""
+    if winner.source == Source.ADMIN or not claim.kind.startswith("trained_on"):
+        return False
+    if fam.architecture != chosen.architecture:
+        return False
+    return chosen.id in {f.id for f in table.lineage(fam.id)[1:]}
 
 
 def _arch_evidence(name: str, arch: Architecture, source: Source) -> Evidence:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.civitai.cache import CacheEntry, CivitaiCache, by_hash_key, model_key, version_key
 from engine.civitai.client import CivitaiClient, Lookup, parse_retry_after
-from engine.civitai.download import download_version, pick_file, safe_file_name
+from engine.civitai.download import disposition_name, download_version, pick_file, safe_file_name
 from engine.civitai.models import (
     AIR_ECOSYSTEMS,
     FileHashes,
@@ -36,6 +36,7 @@ __all__ = [
     "VersionModel",
     "air_architecture",
     "by_hash_key",
+    "disposition_name",
     "download_version",
     "model_key",
     "parse_civitai_ref",

@@ -7,10 +7,15 @@ can read when the answer is second-hand ("CivitAI is rate-limiting us; using dat
 errors, nonsense bodies, a refused key) the last answer we had is used however old it is.
 
 The API key travels only in the Authorization header, only to the configured CivitAI
-origin (or civitai.com itself), and never follows a redirect to another origin: CivitAI
+origin or CivitAI's own domains (civitai.com, and civitai.red / civitai.green, which
+redirect downloads to civitai.com), and never follows a redirect anywhere else: CivitAI
 answers downloads with a redirect to signed storage URLs on other hosts. Redirects are
 followed by hand rather than by aiohttp so that this rule does not depend on the aiohttp
 version (3.x strips the header on cross-origin redirects today, but that is its choice).
+
+CivitAI sits behind Cloudflare, whose refusals are HTML pages (403 "Attention Required",
+503 challenges, sometimes a 200 page): an HTML answer is never read as "CivitAI does not
+know this file" nor as "our API key is wrong".
 """
 
 from __future__ import annotations
@@ -50,7 +55,12 @@ Source = Literal["network", "cache", "stale_cache", "none"]
 BATCH_SIZE = 100  # the by-hash POST endpoint refuses more than 100 hashes
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 32 * 1024 * 1024
-CIVITAI_HOSTS = frozenset({"civitai.com", "www.civitai.com"})
+# CivitAI's own domains (2026: civitai.red for 18+ content, civitai.green for SFW); the
+# REST API answers on all of them, downloads on the others redirect to civitai.com.
+CIVITAI_HOSTS = frozenset(
+    {"civitai.com", "www.civitai.com", "civitai.red", "www.civitai.red", "civitai.green", "www.civitai.green"}
+)
+_PEEK_BYTES = 16 * 1024  # enough of an error body to read CivitAI's {"error": ...}
 _HASH_RE = re.compile(r"^[0-9A-F]{8,64}$")
 
 # -- messages ---------------------------------------------------------------------------
@@ -81,6 +91,27 @@ REFUSED = Text(
     "CivitAI refused the request (HTTP {status}).", "CivitAI 拒絕了這個請求（HTTP {status}）。"
 )
 NO_SUCH_FILE = Text("CivitAI has no such file (HTTP 404).", "CivitAI 上沒有這個檔案（HTTP 404）。")
+BLOCKED = Text(
+    "CivitAI's firewall turned the request away (HTTP {status}, a web page instead of an answer); "
+    "this is not about the API key. Try again later.",
+    "CivitAI 的防火牆擋下了這個請求（HTTP {status}，回傳的是網頁而不是資料）；這與 API 金鑰無關，請稍後再試。",
+)
+EARLY_ACCESS = Text(
+    "This CivitAI version is in early access: only those who unlocked it can download it{until}.",
+    "這個 CivitAI 版本仍在搶先體驗期：只有已解鎖的使用者可以下載{until_zh}。",
+)
+DOWNLOADS_DISABLED = Text(
+    "The creator has turned off downloads of this file on CivitAI.",
+    "作者已關閉這個檔案在 CivitAI 上的下載。",
+)
+ARCHIVED = Text(
+    "This model is archived on CivitAI: its files are no longer offered for download.",
+    "這個模型在 CivitAI 上已封存：檔案不再提供下載。",
+)
+WEB_PAGE = Text(
+    "CivitAI sent a web page instead of the file; download it by hand from the CivitAI page and add it with its path.",
+    "CivitAI 回傳的是網頁而不是檔案；請從 CivitAI 頁面手動下載，再以路徑加入。",
+)
 BAD_ANSWER = Text(
     "CivitAI sent an answer we could not read.", "CivitAI 回傳了我們無法解讀的內容。"
 )
@@ -132,6 +163,11 @@ class Lookup(Generic[T]):
 class _Reply:
     status: int
     body: bytes
+    content_type: str = ""
+
+    @property
+    def is_html(self) -> bool:
+        return _is_html(self.content_type, self.body)
 
 
 @dataclass(frozen=True)
@@ -262,8 +298,9 @@ class CivitaiClient:
         """Look many hashes up at once; keys of the answer are the upper-cased hashes.
 
         SHA256 hashes go to CivitAI's batch endpoint 100 at a time (it matches SHA256 only,
-        so any 64-digit hash is taken to be one); shorter hashes (AutoV2, ...) are asked
-        one by one.
+        so any 64-digit hash is taken to be one: ask for a BLAKE3 with `version_by_hash`);
+        shorter hashes (AutoV2, ...) are asked one by one. The batch answer is a list of
+        versions in no particular order, with nothing for unknown hashes.
         """
         wanted = list(dict.fromkeys(normalize_hash(h) for h in hashes if h and h.strip()))
         results: dict[str, Lookup[ModelVersion]] = {}
@@ -376,9 +413,19 @@ class CivitaiClient:
         if isinstance(resp, _Trouble):
             raise resp.error()
         try:
+            if _is_html(resp.headers.get("Content-Type", ""), b""):
+                raise self._web_page_instead_of_file(resp.url).error()
             yield resp
         finally:
             resp.release()
+
+    def _web_page_instead_of_file(self, final: URL) -> _Trouble:
+        # Browsers (and clients CivitAI takes for one) are sent to the login page when the
+        # creator requires a login, or to the version page during early access; both are
+        # 200 HTML on civitai.com. Saving that page as a .safetensors helps nobody.
+        if final.path.rstrip("/").endswith("/login"):
+            return _Trouble(KEY_REFUSED if self._api_key() else KEY_NEEDED, {"status": 401}, 401)
+        return _Trouble(WEB_PAGE)
 
     # -- internals ----------------------------------------------------------------------
 
@@ -414,14 +461,14 @@ class CivitaiClient:
     ) -> aiohttp.ClientResponse:
         """Send, following redirects by hand; the caller releases the response."""
         session = self._get_session()
-        start = URL(url)
-        key_allowed = self.is_civitai_url(start)
-        current = start
+        current = URL(url)
+        key_allowed = True
         for _ in range(MAX_REDIRECTS + 1):
-            # The key goes only to the CivitAI origin we first asked, never to a host a
+            # The key goes only to CivitAI itself (civitai.red and civitai.green send
+            # downloads on to civitai.com, which needs the key), never to another host a
             # redirect names (signed storage URLs need no key and must not see it), and
-            # once a redirect has left that origin it stays off for the rest of the chain.
-            key_allowed = key_allowed and current.origin() == start.origin()
+            # once a redirect has left CivitAI it stays off for the rest of the chain.
+            key_allowed = key_allowed and self.is_civitai_url(current)
             resp = await session.request(
                 method,
                 current,
@@ -476,25 +523,48 @@ class CivitaiClient:
                 if status in accept:
                     return resp
                 retry_after = resp.headers.get("Retry-After")
+                content_type = resp.headers.get("Content-Type", "")
+                detail = await _peek(resp) if status in (401, 403, 410) else b""
                 resp.release()
                 if status in (401, 403):
-                    return _Trouble(KEY_REFUSED if self._api_key() else KEY_NEEDED, {"status": status}, status)
-                if status == 429:
+                    return self._refusal(status, content_type, detail, resp.url)
+                if status in (429, 503) and retry_after is not None:
                     asked = parse_retry_after(retry_after)
                     if asked is not None and asked > self.max_retry_wait_s:
                         log.warning("CivitAI asks us to wait %.0f s; giving up", asked)
+                        if status == 503:
+                            return _Trouble(SERVER_ERROR, {"status": status}, status)
                         return _Trouble(RATE_LIMITED_LONG, {"seconds": _num(asked)}, status)
-                    trouble = _Trouble(RATE_LIMITED, status=status)
                     wait = asked if asked is not None else wait
+                if status == 429:
+                    trouble = _Trouble(RATE_LIMITED, status=status)
                 elif status >= 500:
                     trouble = _Trouble(SERVER_ERROR, {"status": status}, status)
                 elif download and status == 404:
                     return _Trouble(NO_SUCH_FILE, status=status)
+                elif download and status == 410:
+                    return _Trouble(ARCHIVED, status=status)
                 else:
                     return _Trouble(REFUSED, {"status": status}, status)
             if not last:
                 await self._sleep(wait)
         return trouble
+
+    def _refusal(self, status: int, content_type: str, body: bytes, where: URL) -> _Trouble:
+        """What a 401/403 means: CivitAI names its reason in JSON; Cloudflare sends HTML;
+        a storage host (after CivitAI's redirect) never saw our key, so it is not that."""
+        if _is_html(content_type, body):
+            return _Trouble(BLOCKED, {"status": status}, status)
+        if not self.is_civitai_url(where):
+            return _Trouble(REFUSED, {"status": status}, status)
+        error = _json_error(body)
+        if error.get("error", "").strip().lower() == "early access":
+            until = _date(error.get("deadline"))
+            params = {"until": f" until {until}" if until else "", "until_zh": f"（至 {until} 為止）" if until else ""}
+            return _Trouble(EARLY_ACCESS, params, status)
+        if "disabled download" in error.get("message", "").lower():
+            return _Trouble(DOWNLOADS_DISABLED, status=status)
+        return _Trouble(KEY_REFUSED if self._api_key() else KEY_NEEDED, {"status": status}, status)
 
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_s * (2**attempt), self.max_retry_wait_s)
@@ -516,7 +586,7 @@ class CivitaiClient:
             return _Trouble(BAD_ANSWER)
         finally:
             got.release()
-        return _Reply(got.status, body)
+        return _Reply(got.status, body, got.headers.get("Content-Type", ""))
 
     async def _lookup(
         self,
@@ -555,6 +625,11 @@ class CivitaiClient:
         reply = await self._call("GET", path)
         if isinstance(reply, _Trouble):
             return self._fallback(entry, parse, reply)
+        if reply.status == 404 and reply.is_html:
+            # CivitAI's API says "not found" in JSON; an HTML 404 is a proxy's or a wrong
+            # base URL's page, and caching it as a miss would hide the file for a day.
+            log.warning("CivitAI answered %s with an HTML 404 page", key)
+            return self._fallback(entry, parse, _Trouble(BAD_ANSWER))
         if reply.status == 404:
             stored = self.cache.put(key, 404, None, self._miss_ttl())
             return Lookup(None, "not_found", "network", fetched_at=stored.fetched_at)
@@ -589,8 +664,8 @@ class CivitaiClient:
 
         requested = {h for h, _ in chunk}
         out: dict[str, Lookup[ModelVersion]] = {}
+        unplaced: list[tuple[ModelVersion, Any]] = []
         incomplete = False
-        now = self.cache.clock()
         for item in items:
             if item is None:  # CivitAI nulls a version that has no usable file
                 continue
@@ -599,18 +674,27 @@ class CivitaiClient:
             except ValidationError:
                 incomplete = True
                 continue
-            hashes = version.all_hashes()
-            matched = requested & hashes
+            matched = requested & version.all_hashes()
             if not matched:
+                # Every entry answers one of our hashes, but an archived model's version
+                # comes without its files (CivitAI strips them), so it does not say which.
+                unplaced.append((version, item))
                 continue
-            self.cache.put_version(
-                version.id, hashes, json.dumps(item, ensure_ascii=False), self._hit_ttl()
-            )
             for h in matched:
-                out[h] = Lookup(version, "found", "network", fetched_at=now)
-        for h, entry in chunk:
-            if h in out:
-                continue
+                out[h] = self._keep_batch_hit(version, item, h)
+        missing = [(h, e) for h, e in chunk if h not in out]
+        if unplaced and missing and not incomplete:
+            if len(missing) == 1:
+                version, item = unplaced[0]
+                out[missing[0][0]] = self._keep_batch_hit(version, item, missing[0][0])
+                return out
+            # Ask again in halves until each such entry is down to one hash: a few more
+            # requests instead of caching "CivitAI does not know it" for a known file.
+            half = len(missing) // 2
+            out.update(await self._batch(missing[:half]))
+            out.update(await self._batch(missing[half:]))
+            return out
+        for h, entry in missing:
             if incomplete:
                 # An entry we could not read might have been this file's: do not claim
                 # CivitAI does not know it.
@@ -619,6 +703,11 @@ class CivitaiClient:
                 stored = self.cache.put(by_hash_key(h), 404, None, self._miss_ttl())
                 out[h] = Lookup(None, "not_found", "network", fetched_at=stored.fetched_at)
         return out
+
+    def _keep_batch_hit(self, version: ModelVersion, item: Any, requested: str) -> Lookup[ModelVersion]:
+        hashes = version.all_hashes() | {requested}
+        self.cache.put_version(version.id, hashes, json.dumps(item, ensure_ascii=False), self._hit_ttl())
+        return Lookup(version, "found", "network", fetched_at=self.cache.clock())
 
     def _from_entry(
         self, entry: CacheEntry, parse: Callable[[Any], Any], source: Source, note: Text | None = None
@@ -652,6 +741,46 @@ class CivitaiClient:
 
 def _num(value: float) -> str:
     return f"{value:g}" if value < 10 else f"{value:.0f}"
+
+
+async def _peek(resp: aiohttp.ClientResponse) -> bytes:
+    """The start of an error body, for the reason in it; b"" when it cannot be read."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while size < _PEEK_BYTES:
+            chunk = await resp.content.read(_PEEK_BYTES - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except (TimeoutError, aiohttp.ClientError, OSError):
+        pass  # the status alone still says something
+    return b"".join(chunks)
+
+
+def _is_html(content_type: str, body: bytes) -> bool:
+    """A web page (Cloudflare, a login page, a proxy's 404) rather than an API answer."""
+    if "html" in content_type.lower():
+        return True
+    return body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
+
+
+def _json_error(body: bytes) -> dict[str, str]:
+    """CivitAI's {"error": ..., "message": ...}, as strings; {} for anything else."""
+    try:
+        data = json.loads(body.decode("utf-8")) if body else None
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def _date(value: str | None) -> str | None:
+    """'2026-03-01T12:00:00.000Z' -> '2026-03-01' (an early-access deadline)."""
+    match = re.match(r"\s*(\d{4}-\d{2}-\d{2})", value or "")
+    return match.group(1) if match else None
 
 
 def _safe_url(url: str | URL) -> str:

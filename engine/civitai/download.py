@@ -9,6 +9,7 @@ loading them can run arbitrary code.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 import re
@@ -16,10 +17,11 @@ import tempfile
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
 import aiohttp
 
-from engine.civitai.client import CivitaiClient
+from engine.civitai.client import ARCHIVED, CivitaiClient
 from engine.civitai.models import ModelFile, ModelVersion
 from engine.errors import CivitaiError, CorruptFileError, LibraryError, LimitError, UnsafeFileError
 from engine.i18n import Text
@@ -64,6 +66,8 @@ WRITE_FAILED = Text(
 
 def pick_file(version: ModelVersion) -> ModelFile:
     """The .safetensors model file to download, the primary one first."""
+    if not version.files and version.model is not None and version.model.archived:
+        raise CivitaiError(ARCHIVED)
     files = [f for f in version.files if (f.type or "Model") in _MODEL_FILE_TYPES]
     files.sort(key=lambda f: not f.primary)
     for file in files:
@@ -74,6 +78,28 @@ def pick_file(version: ModelVersion) -> ModelFile:
         name = pickled.name or f"version {version.id}"
         raise UnsafeFileError(PICKLED, name=name, format=pickled.metadata.format or Path(name).suffix)
     raise CivitaiError(NO_SAFETENSORS, version=version.id)
+
+
+# RFC 6266 Content-Disposition: filename*=UTF-8''%E8%A3%B8... (RFC 5987) beats filename="...".
+_DISPOSITION_EXT = re.compile(r"filename\*\s*=\s*([\w!#$%&+^`{}~-]+)'[^']*'([^;\s]+)", re.IGNORECASE)
+_DISPOSITION = re.compile(r'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.IGNORECASE)
+
+
+def disposition_name(header: str | None) -> str | None:
+    """The file name a Content-Disposition header gives, decoded; None when it gives none."""
+    if not header:
+        return None
+    ext = _DISPOSITION_EXT.search(header)
+    if ext:
+        try:
+            codecs.lookup(ext.group(1))
+            return unquote(ext.group(2), encoding=ext.group(1), errors="strict")
+        except (LookupError, UnicodeDecodeError):
+            pass  # a charset we do not know: fall back to the plain filename
+    plain = _DISPOSITION.search(header)
+    if not plain:
+        return None
+    return re.sub(r"\\(.)", r"\1", plain.group(1)) if plain.group(1) is not None else plain.group(2)
 
 
 def safe_file_name(name: str | None, fallback: str) -> str:
@@ -116,10 +142,14 @@ async def download_version(
         raise LibraryError(WRITE_FAILED, name=name, reason=exc.strerror or type(exc).__name__) from None
     tmp = Path(tmp_name)
     try:
-        digest = await _stream(client, url, fd, name, max_bytes, file.size_bytes, progress)
+        digest, served_name = await _stream(client, url, fd, name, max_bytes, file.size_bytes, progress)
         expected = file.hashes.sha256
         if expected and digest != expected:
             raise CorruptFileError(HASH_MISMATCH, name=name)
+        if not file.name and served_name:
+            # CivitAI's files[].name is the name its storage serves; only when the body
+            # lacks it is the Content-Disposition worth reading.
+            name = safe_file_name(served_name, name[: -len(SUFFIX)])
         final = _free_path(dest_dir, name, version.id)
         os.replace(tmp, final)
     except OSError as exc:
@@ -140,13 +170,15 @@ async def _stream(
     max_bytes: int,
     expected_size: int | None,
     progress: Progress | None,
-) -> str:
+) -> tuple[str, str | None]:
+    """Stream `url` into `fd`: the upper-case SHA256 and the name the server gave it."""
     digest = hashlib.sha256()
     done = 0
     # Plain blocking writes: chunks are 1 MiB and land in the page cache, which costs
     # less than handing every chunk to a thread.
     with os.fdopen(fd, "wb") as out:
         async with client.open_download(url) as resp:
+            served_name = disposition_name(resp.headers.get("Content-Disposition"))
             length = resp.content_length
             if length is not None and length > max_bytes:
                 raise LimitError(TOO_BIG, name=name, size=_size(length), limit=_size(max_bytes))
@@ -168,7 +200,7 @@ async def _stream(
                 raise CivitaiError(BROKE_OFF, name=name)
         out.flush()
         os.fsync(out.fileno())
-    return digest.hexdigest().upper()
+    return digest.hexdigest().upper(), served_name
 
 
 def _free_path(dest_dir: Path, name: str, version_id: int) -> Path:

@@ -158,12 +158,20 @@ class VersionModel(_Body):
     type: Opt[str] = None  # "LORA" | "Checkpoint" | "LoCon" | "DoRA" | ...
     nsfw: Opt[bool] = None
     poi: Opt[bool] = None
+    # "Archived" (CivitAI then serves no files and no download link) | "TakenDown"
+    # (no images); absent for ordinary models.
+    mode: Opt[str] = None
+
+    @property
+    def archived(self) -> bool:
+        return (self.mode or "").strip().lower() == "archived"
 
 
 # Older bodies describe an image's nsfw-ness as a bool or a word; newer ones as a level
 # bit (1 PG, 2 PG-13, 4 R, 8 X, 16 the strictest rating, 32 blocked). An unknown "true" is
 # treated as the strictest level so that it is never shown where nsfw is not allowed.
 _NSFW_WORDS = {"none": 1, "false": 1, "soft": 2, "mature": 4, "x": 8, "true": 16}
+_SFW_LEVELS = 1 | 2  # CivitAI's sfwBrowsingLevelsFlag: PG and PG-13
 
 
 class Image(_Body):
@@ -213,8 +221,10 @@ AIR_ECOSYSTEMS: dict[str, Architecture] = {
     "flux1": Architecture.FLUX,
     "fluxkrea": Architecture.FLUX,
     "flux1kontext": Architecture.FLUX,
+    "chroma": Architecture.FLUX,
     "sd3": Architecture.SD3,
     "sd3_5m": Architecture.SD3,
+    "playgroundv2": Architecture.SDXL,
     "auraflow": Architecture.AURAFLOW,
     "ponyv7": Architecture.AURAFLOW,
     "other": Architecture.UNKNOWN,
@@ -252,6 +262,18 @@ class ModelVersion(_Body):
     images: Items[Image] = Field(default_factory=list)
     model: Opt[VersionModel] = None
     stats: Opt[Stats] = None
+    # Bit flags CivitAI computes from the content (1 PG, 2 PG-13, 4 R, 8 X, 16 XXX,
+    # 32 blocked); 2024+ bodies only. The model's `nsfw` is the creator's own flag and
+    # is often false for versions CivitAI rates R or X.
+    nsfw_level: Opt[int] = None
+
+    @property
+    def is_nsfw(self) -> bool:
+        """NSFW by the creator's flag or by CivitAI's rating (anything above PG-13, which
+        is what CivitAI hides on its safe-for-work domain)."""
+        if self.model is not None and self.model.nsfw:
+            return True
+        return bool(self.nsfw_level and self.nsfw_level & ~_SFW_LEVELS)
 
     @property
     def primary_file(self) -> ModelFile | None:

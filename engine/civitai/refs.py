@@ -10,8 +10,11 @@ from yarl import URL
 from engine.errors import RequestError
 from engine.i18n import Text
 
-# civitai.green is CivitAI's safe-for-work domain; its links have the same paths.
-KNOWN_HOSTS = frozenset({"civitai.com", "www.civitai.com", "civitai.green", "www.civitai.green"})
+# CivitAI's domains: civitai.green for safe-for-work content and, since April 2026,
+# civitai.red for 18+ content; their links have the same paths and ids as civitai.com's.
+KNOWN_HOSTS = frozenset(
+    {"civitai.com", "www.civitai.com", "civitai.green", "www.civitai.green", "civitai.red", "www.civitai.red"}
+)
 
 NOT_A_REF = Text(
     "“{text}” is not a CivitAI link. Paste a model page link "
@@ -31,6 +34,8 @@ _PATHS = (
     re.compile(r"^/api/v1/models/(?P<model>\d+)/?$"),
     re.compile(r"^/api/download/models/(?P<version>\d+)/?$"),
     re.compile(r"^/api/v1/model-versions/(?P<version>\d+)/?$"),
+    # CivitAI's own short page for a version (it redirects there during early access).
+    re.compile(r"^/model-versions/(?P<version>\d+)/?$"),
 )
 _DIGITS = re.compile(r"[0-9]{1,16}")
 _MAX_ID = 2**53  # CivitAI ids are JavaScript numbers

@@ -165,3 +165,53 @@ async def test_civitai_info_sidecar_is_used_offline(tmp_path: Path) -> None:
     assert info["trigger_words"] == ["choke hold \\(rnc\\)"]
     assert info["civitai_url"].endswith("/models/902206?modelVersionId=1421739")
     assert stranger["base_model"] is None
+
+
+async def test_a_library_training_checkpoint_beats_score_tags_in_the_captions(tmp_path: Path) -> None:
+    """Illustrious LoRAs trained on datasets captioned for Pony carry score_* tags; the
+    checkpoint the LoRA names by SHA-256, found in the library, decides its family."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "loras").mkdir()
+    base = write_checkpoint(tmp_path / "models" / "someBase_v1.safetensors", "sdxl")
+    write_checkpoint(tmp_path / "models" / "someMerge_v2.safetensors", "sdxl", metadata={"merge": "v2"})
+    tags = {"score_9": 40, "score_8_up": 40, "1girl": 30}
+    write_kohya_lora(
+        tmp_path / "loras" / "il_with_pony_captions.safetensors", "sdxl",
+        metadata=no_name_metadata("sdxl", new_sd_model_hash=sha(base).lower(), tags=tags),
+    )
+    engine = Engine(settings_for("http://127.0.0.1:9", tmp_path, offline=True))
+    try:
+        await engine.scan()
+        engine.set_entry("someBase_v1", base_model="Illustrious")
+        engine.set_entry("someMerge_v2", base_model="Illustrious")
+        check = await engine.family_check("someMerge_v2", ["il_with_pony_captions"])
+    finally:
+        await engine.close()
+    item = check.to_json()["loras"][0]
+    assert (item["verdict"], item["family"], item["base_model"]) == ("same_family", "illustrious", "Illustrious")
+
+
+async def test_a_lora_filed_as_sdxl_follows_its_training_checkpoint_on_civitai(
+    tmp_path: Path, fake_civitai: tuple[FakeCivitai, str]
+) -> None:
+    fake, base_url = fake_civitai
+    (tmp_path / "models").mkdir()
+    (tmp_path / "loras").mkdir()
+    merge = write_checkpoint(tmp_path / "models" / "someIllustriousMerge.safetensors", "sdxl")
+    fake.register_hash(sha(merge), base_model="Illustrious", model_type="Checkpoint", version_id=7001)
+    training_ckpt = hashlib.sha256(b"illustrious-xl v0.1").hexdigest().upper()
+    fake.register_hash(training_ckpt, base_model="Illustrious", model_type="Checkpoint", version_id=795765)
+    old = write_kohya_lora(
+        tmp_path / "loras" / "old_upload.safetensors", "sdxl",
+        metadata=no_name_metadata("sdxl", new_sd_model_hash=training_ckpt.lower()),
+    )
+    fake.register_hash(sha(old), base_model="SDXL 1.0", version_id=7002)  # filed before "Illustrious" existed
+    engine = Engine(settings_for(base_url, tmp_path))
+    try:
+        await engine.scan()
+        check = await engine.family_check("someIllustriousMerge", ["old_upload"])
+    finally:
+        await engine.close()
+    item = check.to_json()["loras"][0]
+    assert (item["verdict"], item["family"], item["base_model"]) == ("same_family", "illustrious", "Illustrious")
+    assert any("SDXL 1.0" in e for e in item["evidence"])

@@ -125,6 +125,40 @@ def test_words_that_only_contain_vocabulary_are_not_flagged(table: FamilyTable, 
     assert lint_prompt(prompt, None, illustrious, table) == []
 
 
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "a basketball scoreboard that shows score 9 to 7",
+        "a vintage movie poster, rating safe for kids",
+        "photo of a river source anime style lighting",
+        "the final score 8 up from last year",
+    ],
+)
+def test_sentences_that_happen_to_contain_the_words_are_not_flagged(
+    table: FamilyTable, illustrious: Family, sentence: str
+) -> None:
+    # Plain SDXL prompts are often sentences; only whole tags count when written with spaces.
+    assert lint_prompt(f"1girl, {sentence}, smile", None, illustrious, table) == []
+
+
+@pytest.mark.parametrize(
+    ("written", "flagged"),
+    [
+        ("score_9 score_8_up score_7_up, 1girl", "score_9 score_8_up score_7_up"),  # no commas
+        ("score 9 score 8 up, 1girl", "score 9 score 8 up"),
+        ("(score_9, score_8_up:1.1), 1girl", "score_9"),
+        ("1girl with score_9 quality", "1girl with score_9 quality"),
+        ("score_9,score_8_up,1girl", "score_9"),
+        ("  SCORE_9 ,  1girl", "SCORE_9"),
+    ],
+)
+def test_tags_are_still_found_without_commas_or_inside_text(
+    table: FamilyTable, illustrious: Family, written: str, flagged: str
+) -> None:
+    warnings = lint_prompt(written, None, illustrious, table)
+    assert warnings and warnings[0].tag == flagged and warnings[0].family.id == "pony"
+
+
 def test_admin_vocabulary_is_used(tmp_path: Path, illustrious: Family) -> None:
     path = tmp_path / "families.toml"
     path.write_text("[families.pony]\nvocabulary = ['pony_style_[a-z]+']\n", encoding="utf-8")

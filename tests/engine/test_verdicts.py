@@ -233,6 +233,52 @@ def test_lora_family_from_its_training_checkpoint(table: FamilyTable) -> None:
     assert any("was trained on a checkpoint that CivitAI lists as “Illustrious”" in t for t in by_source(result, Source.CIVITAI))
 
 
+def test_a_library_training_checkpoint_outranks_caption_tags(table: FamilyTable) -> None:
+    # Knowledge turns Pony score tags in the captions into a weak metadata claim; the
+    # checkpoint the LoRA recorded by SHA-256, found in the library, is firmer metadata.
+    trained = lora(
+        "ilStyle",
+        "Pony",
+        source=Source.METADATA,
+        trained_on_sha256=SHA_OTHER,
+        trained_on_base_model="Illustrious",
+        trained_on_library_checkpoint="illustriousXL_v01",
+    )
+    result = judge(trained, ckpt("plantMilk_v10", "Illustrious"), table)
+    assert result.verdict == Verdict.SAME_FAMILY and result.lora_base_model == "Illustrious"
+    meta = by_source(result, Source.METADATA)
+    assert any("illustriousXL_v01" in t and "Illustrious family" in t for t in meta)
+    assert any("“Pony”" in t and "would be the Pony family, but the checkpoint it was trained on is trusted more" in t for t in meta)
+
+
+def test_a_generic_sdxl_label_is_refined_by_the_training_checkpoint(table: FamilyTable) -> None:
+    # Many Illustrious and Pony LoRAs were filed on CivitAI as "SDXL 1.0" before those
+    # base models existed there; the checkpoint they were trained on says more.
+    filed = lora("oldUpload", "SDXL 1.0", trained_on_sha256=SHA_OTHER, trained_on_base_model="Illustrious")
+    result = judge(filed, ckpt(), table)
+    assert result.verdict == Verdict.SAME_FAMILY and result.lora_base_model == "Illustrious"
+    civitai = by_source(result, Source.CIVITAI)
+    assert any("“SDXL 1.0”" in t for t in civitai)
+    assert any("“Illustrious”" in t and "more specific" in t for t in civitai)
+    zh = [e.render(ZH_TW) for e in result.evidence if e.source == Source.CIVITAI]
+    assert any("更具體" in t for t in zh)
+
+
+def test_a_specific_label_is_not_overruled_by_a_generic_or_sibling_training_checkpoint(table: FamilyTable) -> None:
+    plain = judge(lora("il", "Illustrious", trained_on_sha256=SHA_OTHER, trained_on_base_model="SDXL 1.0"), ckpt(), table)
+    assert plain.verdict == Verdict.SAME_FAMILY and plain.lora_base_model == "Illustrious"
+    sibling = judge(lora("pn", "Pony", trained_on_sha256=SHA_OTHER, trained_on_base_model="Illustrious"), ckpt(), table)
+    assert sibling.verdict == Verdict.OTHER_FAMILY and sibling.lora_base_model == "Pony"
+    # Both facts come from CivitAI: the evidence says which of them counts.
+    assert any("but the label of “pn” itself is trusted more" in t for t in by_source(sibling, Source.CIVITAI))
+
+
+def test_an_admin_plain_sdxl_setting_is_not_refined(table: FamilyTable) -> None:
+    admin = lora("x", "SDXL 1.0", source=Source.ADMIN, trained_on_sha256=SHA_OTHER, trained_on_base_model="Illustrious")
+    result = judge(admin, ckpt(), table)
+    assert result.verdict == Verdict.OTHER_FAMILY and result.lora_base_model == "SDXL 1.0"
+
+
 # -- other family ---------------------------------------------------------------------------
 def test_pony_lora_on_illustrious(table: FamilyTable) -> None:
     result = judge(lora("ponyStyle", "Pony"), ckpt(), table)

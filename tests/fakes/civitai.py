@@ -11,8 +11,15 @@ folders use it by importing the fixture into their conftest.py:
 
 Programmable faults per route and per hash/id (`add_fault`): any status (404, 401, 429
 with Retry-After, 5xx), slow answers (to hit client timeouts), raw bodies (malformed
-JSON), truncated downloads. Every request is recorded (`requests`, `count`) with its
-headers and body. `register_hash` makes CivitAI "know" any file under a chosen base model.
+JSON, Cloudflare-style HTML pages via `content_type`), truncated downloads. Every request
+is recorded (`requests`, `count`) with its headers and body. `register_hash` makes CivitAI
+"know" any file under a chosen base model.
+
+CivitAI's own refusals are reproduced as its handlers write them: `archive(version_id)`
+(the API then serves the version without files, as it does for archived models, and the
+download answers 410), `early_access` (403 "Early Access" with a deadline),
+`downloads_disabled`, and `download_requires_key` (401 JSON for API clients, a redirect to
+the HTML login page for browsers).
 """
 
 from __future__ import annotations
@@ -39,7 +46,7 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data" / "civitai"
 REAL_ORIGIN = "https://civitai.com"
 
 # Routes faults and recordings are keyed by.
-ROUTES = ("by-hash", "by-hash-batch", "version", "model", "download", "storage", "image", "bounce")
+ROUTES = ("by-hash", "by-hash-batch", "version", "model", "download", "login", "storage", "image", "bounce")
 
 # baseModel -> the AIR ecosystem CivitAI writes (its root ecosystem, lower-cased).
 _ECOSYSTEMS = {
@@ -154,6 +161,7 @@ class Fault:
     delay_s: float = 0.0
     body: str | bytes | None = None  # sent instead of the real body
     truncate_at: int | None = None  # storage only: send this many bytes, then drop the line
+    content_type: str = "application/json"  # e.g. "text/html" for a Cloudflare page
     times: int | None = 1  # how many requests it applies to; None: forever
     hits: int = 0
 
@@ -194,6 +202,9 @@ class FakeCivitai:
     requests: list[RecordedRequest] = field(default_factory=list)
     api_key: str | None = None  # when set, any other bearer token is answered 401
     download_requires_key: bool = False  # like a creator who requires a login to download
+    archived: set[int] = field(default_factory=set)  # version ids of archived models
+    early_access: dict[int, str] = field(default_factory=dict)  # version id -> deadline
+    downloads_disabled: set[int] = field(default_factory=set)  # version ids
     base_url: str = ""
     storage_url: str = ""
     load_samples: bool = True
@@ -234,6 +245,7 @@ class FakeCivitai:
         delay_s: float = 0.0,
         body: str | bytes | None = None,
         truncate_at: int | None = None,
+        content_type: str = "application/json",
         times: int | None = 1,
     ) -> Fault:
         if route != "*" and route not in ROUTES:
@@ -247,6 +259,7 @@ class FakeCivitai:
             delay_s=delay_s,
             body=body,
             truncate_at=truncate_at,
+            content_type=content_type,
             times=times,
         )
         self.faults.append(fault)
@@ -277,6 +290,11 @@ class FakeCivitai:
         body = version_body(sha256, **body_args)
         return self.add_version(body, content)
 
+    def archive(self, version_id: int) -> None:
+        """Archive the model of this version: CivitAI keeps answering lookups (the hashes
+        still match) but strips the files and the download link, and refuses downloads."""
+        self.archived.add(int(version_id))
+
     def add_image(self, name: str, data: bytes) -> str:
         """Serve `data` on the storage server; returns its URL (valid once serving)."""
         self.images[name] = data
@@ -300,6 +318,7 @@ class FakeCivitai:
         app.router.add_get("/api/v1/model-versions/{id}", self._version)
         app.router.add_get("/api/v1/models/{id}", self._model)
         app.router.add_get("/api/download/models/{id}", self._download)
+        app.router.add_get("/login", self._login_page)
         return app
 
     def _storage_app(self) -> web.Application:
@@ -342,7 +361,8 @@ class FakeCivitai:
             for file in body.get("files") or []:
                 if ((file.get("hashes") or {}).get("SHA256") or "").upper() in wanted:
                     found.append(body)
-        return web.Response(text=self._rewrite(json.dumps(found)), content_type="application/json")
+        served = [self._served(b) for b in found]
+        return web.Response(text=self._rewrite(json.dumps(served)), content_type="application/json")
 
     async def _version(self, request: web.Request) -> web.StreamResponse:
         vid = request.match_info["id"]
@@ -369,11 +389,36 @@ class FakeCivitai:
         early = await self._begin(request, "api", "download", vid)
         if early is not None:
             return early
-        if self.download_requires_key and "Authorization" not in request.headers:
-            return _json({"error": "Unauthorized", "message": "The creator requires login"}, status=401)
         body = self._all_versions_by_id().get(int(vid)) if vid.isdigit() else None
         if body is None:
-            return _json({"error": "Model not found"}, status=404)
+            return _json({"error": "File not found"}, status=404)
+        # The order of CivitAI's checks (src/pages/api/download/models/[modelVersionId].ts).
+        if int(vid) in self.archived:
+            return _json({"error": "Model archived, not available for download"}, status=410)
+        if int(vid) in self.early_access:
+            return _json(
+                {
+                    "error": "Early Access",
+                    "deadline": self.early_access[int(vid)],
+                    "message": "This asset is in Early Access. You can use Buzz access it now!",
+                },
+                status=403,
+            )
+        if self.download_requires_key and "Authorization" not in request.headers:
+            if _is_browser(request):
+                raise web.HTTPTemporaryRedirect(f"/login?returnUrl=/model-versions/{vid}&reason=download-auth")
+            return _json(
+                {
+                    "error": "Unauthorized",
+                    "message": "The creator of this asset requires you to be logged in to download it",
+                },
+                status=401,
+            )
+        if int(vid) in self.downloads_disabled:
+            return _json(
+                {"error": "Unauthorized", "message": "The creator of this asset has disabled downloads on this file"},
+                status=401,
+            )
         files = body.get("files") or []
         fmt = request.query.get("format")
         chosen = next(
@@ -386,6 +431,10 @@ class FakeCivitai:
         target = f"{self.storage_url}/files/{chosen['id']}/{quote(chosen.get('name') or 'file', safe='')}"
         raise web.HTTPTemporaryRedirect(target + "?X-Amz-Signature=fake-signature&X-Amz-Expires=86400")
 
+    async def _login_page(self, request: web.Request) -> web.StreamResponse:
+        self._record(request, "api", "login", None, b"")
+        return web.Response(text=_LOGIN_HTML, content_type="text/html")
+
     async def _storage(self, request: web.Request) -> web.StreamResponse:
         file_id = request.match_info["file_id"]
         fault = self._take_fault("storage", file_id)
@@ -397,7 +446,7 @@ class FakeCivitai:
         data = self.file_bytes.get(int(file_id)) if file_id.isdigit() else None
         if data is None:
             data = f"fake bytes for file {file_id}\n".encode()
-        headers = {"Content-Disposition": f'attachment; filename="{request.match_info["name"]}"'}
+        headers = {"Content-Disposition": _disposition(request.match_info["name"])}
         if fault is not None and fault.truncate_at is not None:
             resp = web.StreamResponse(headers=headers)
             resp.content_length = len(data)
@@ -463,7 +512,7 @@ class FakeCivitai:
             body = fault.body if isinstance(fault.body, bytes) else fault.body.encode()
         else:
             body = json.dumps({"error": f"fake fault {status}"}).encode()
-        return web.Response(status=status, body=body, headers=headers, content_type="application/json")
+        return web.Response(status=status, body=body, headers=headers, content_type=fault.content_type)
 
     def _record(
         self, request: web.Request, server: str, route: str, key: str | None, body: bytes
@@ -482,7 +531,14 @@ class FakeCivitai:
         )
 
     def _json_text(self, body: Any) -> web.Response:
-        return web.Response(text=self._rewrite(json.dumps(body)), content_type="application/json")
+        return web.Response(text=self._rewrite(json.dumps(self._served(body))), content_type="application/json")
+
+    def _served(self, body: Any) -> Any:
+        """A version body as the API serves it: archived models lose files and link."""
+        if isinstance(body, dict) and int(body.get("id", -1)) in self.archived:
+            body = {**body, "files": [], "model": {**(body.get("model") or {}), "mode": "Archived"}}
+            body.pop("downloadUrl", None)
+        return body
 
     def _rewrite(self, text: str) -> str:
         # CivitAI builds download links from the host that was asked; so does the fake.
@@ -534,6 +590,26 @@ def _version_from_model(model: dict[str, Any], version: dict[str, Any]) -> dict[
     )
     body.setdefault("air", air_for(version.get("baseModel"), model.get("type"), model["id"], version["id"]))
     return body
+
+
+_LOGIN_HTML = (
+    "<!DOCTYPE html><html lang=\"en\"><head><title>Sign in to Civitai</title></head>"
+    "<body><p>The creator of this asset requires you to be logged in to download it</p></body></html>"
+)
+
+
+def _disposition(name: str) -> str:
+    # Like CivitAI's storage: an ASCII filename, plus RFC 5987 filename* for the real one.
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_")
+    if ascii_name == name:
+        return f'attachment; filename="{name}"'
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _is_browser(request: web.Request) -> bool:
+    # CivitAI's isRequestFromBrowser: a User-Agent naming a browser engine.
+    agent = request.headers.get("User-Agent", "").lower()
+    return any(b in agent for b in ("mozilla", "chrome", "safari", "firefox", "opera", "edge"))
 
 
 def _json(data: Any, *, status: int = 200) -> web.Response:

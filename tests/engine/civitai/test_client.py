@@ -493,3 +493,153 @@ async def test_an_owned_session_is_closed(fake_civitai, cache: CivitaiCache, tmp
         await client.version_by_hash(FLUX_SHA)
         session = client._session
     assert session is not None and session.closed
+
+
+# -- what real CivitAI and Cloudflare send back -------------------------------------------
+
+CLOUDFLARE_403 = (
+    "<!DOCTYPE html>\n<!--[if lt IE 7]> <html class=\"no-js ie6 oldie\" lang=\"en-US\"> <![endif]-->\n"
+    "<head><title>Attention Required! | Cloudflare</title></head><body>Sorry, you have been blocked</body></html>"
+)
+
+
+@pytest.mark.parametrize("with_key", [False, True])
+async def test_a_cloudflare_block_page_is_not_blamed_on_the_api_key(
+    fake: FakeCivitai, make_client, sleeps, with_key
+):
+    fake.add_fault("by-hash", status=403, body=CLOUDFLARE_403, content_type="text/html", times=None)
+    client = await make_client(civitai_api_key=SECRET if with_key else None)
+    got = await client.version_by_hash(FLUX_SHA)
+    assert got.status == "unavailable" and fake.count("by-hash") == 1 and sleeps == []
+    assert "firewall" in _note(got) and "HTTP 403" in _note(got)
+    assert "API key" not in _note(got).replace("not about the API key", "")
+    assert "防火牆" in got.note.render(ZH_TW)
+
+
+async def test_a_cloudflare_block_falls_back_to_the_stale_cache(
+    fake: FakeCivitai, make_client, clock: Clock
+):
+    client = await make_client()
+    await client.version_by_hash(FLUX_SHA)
+    clock.advance(8 * 24 * 3600)
+    fake.add_fault("by-hash", status=403, body=CLOUDFLARE_403, content_type="text/html")
+    got = await client.version_by_hash(FLUX_SHA)
+    assert (got.status, got.source) == ("found", "stale_cache") and "firewall" in _note(got)
+
+
+async def test_an_html_404_page_is_not_cached_as_a_miss(
+    fake: FakeCivitai, make_client, cache: CivitaiCache
+):
+    # A wrong base URL or a proxy answers with a web page; CivitAI's API says
+    # {"error": "Model not found"} in JSON.
+    fake.add_fault(
+        "by-hash", status=404, body="<!DOCTYPE html><html><body>404: This page could not be found.</body></html>",
+        content_type="text/html",
+    )
+    client = await make_client()
+    got = await client.version_by_hash(UNKNOWN_SHA)
+    assert got.status == "unavailable" and cache.get(f"by-hash:{UNKNOWN_SHA}") is None
+    real = await client.version_by_hash(UNKNOWN_SHA)
+    assert real.status == "not_found" and cache.get(f"by-hash:{UNKNOWN_SHA}").status == 404
+
+
+async def test_503_honours_retry_after(fake: FakeCivitai, make_client, sleeps):
+    fake.add_fault("by-hash", status=503, retry_after=4)
+    client = await make_client()
+    assert (await client.version_by_hash(FLUX_SHA)).found and sleeps == [4.0]
+
+
+async def test_503_asking_for_a_long_wait_is_a_server_problem_not_a_rate_limit(
+    fake: FakeCivitai, make_client, sleeps
+):
+    fake.add_fault("by-hash", status=503, retry_after=7200)
+    client = await make_client()
+    got = await client.version_by_hash(FLUX_SHA)
+    assert got.status == "unavailable" and sleeps == [] and _note(got) == "CivitAI had a problem on its side (HTTP 503)."
+
+
+async def test_an_archived_model_in_a_batch_is_found_not_cached_as_a_miss(
+    fake: FakeCivitai, make_client, cache: CivitaiCache
+):
+    # CivitAI serves an archived model's version without its files, so a batch entry
+    # does not say which of the hashes asked for it answers.
+    archived_sha = "A1" * 32
+    fake.register_hash(archived_sha, base_model="Pony", version_id=4242, model_id=4241)
+    fake.archive(4242)
+    unknown = [f"{i:064X}" for i in range(1, 8)]
+    client = await make_client()
+    answers = await client.versions_by_hashes([*unknown[:3], archived_sha, FLUX_SHA, *unknown[3:]])
+    hit = answers[archived_sha]
+    assert hit.found and hit.value.id == 4242 and hit.value.base_model == "Pony" and hit.value.files == []
+    assert answers[FLUX_SHA].value.id == 1387174
+    assert all(answers[h].status == "not_found" for h in unknown)
+    assert fake.count("by-hash-batch") <= 1 + 2 * 3  # a few halvings, not one request per hash
+    assert fake.count("by-hash") == 0
+    assert client.cached_version_by_hash(archived_sha).value.id == 4242
+    assert cache.get(f"by-hash:{unknown[0]}").status == 404
+
+
+async def test_an_archived_model_alone_in_a_batch_needs_no_second_request(fake: FakeCivitai, make_client):
+    archived_sha = "A2" * 32
+    fake.register_hash(archived_sha, base_model="Illustrious", version_id=4343)
+    fake.archive(4343)
+    client = await make_client()
+    answers = await client.versions_by_hashes([archived_sha, FLUX_SHA])
+    assert answers[archived_sha].value.id == 4343 and answers[FLUX_SHA].found
+    assert fake.count("by-hash-batch") == 1
+
+
+async def test_an_archived_model_by_hash_is_found(fake: FakeCivitai, make_client):
+    archived_sha = "A3" * 32
+    fake.register_hash(archived_sha, base_model="Illustrious", version_id=4444)
+    fake.archive(4444)
+    client = await make_client()
+    got = await client.version_by_hash(archived_sha)
+    assert got.found and got.value.files == [] and got.value.model.mode == "Archived"
+    assert client.cached_version_by_hash(archived_sha).found
+
+
+class _StubResponse:
+    def __init__(self, status: int, location: str | None = None) -> None:
+        self.status = status
+        self.headers = {"Location": location} if location else {}
+
+    def release(self) -> None:
+        pass
+
+
+class _StubSession:
+    """Records where each request went and with which headers; answers from a script."""
+
+    closed = False
+
+    def __init__(self, script: dict[str, _StubResponse]) -> None:
+        self.script = script
+        self.sent: list[tuple[str, str | None]] = []
+
+    async def request(self, method, url, *, headers, **kwargs):
+        self.sent.append((str(url), headers.get("Authorization")))
+        return self.script[str(url)]
+
+
+async def test_the_key_follows_civitai_red_to_civitai_com_but_not_to_storage(
+    cache: CivitaiCache, tmp_path
+):
+    # civitai.red and civitai.green send downloads on to civitai.com (CivitAI's
+    # download handler redirects every non-blue domain), which needs the key.
+    red = "https://civitai.red/api/download/models/7"
+    com = "https://civitai.com/api/download/models/7"
+    storage = "https://b2.civitai.com.example-storage.net/file.safetensors?X-Amz-Signature=s"
+    session = _StubSession({red: _StubResponse(307, com), com: _StubResponse(307, storage), storage: _StubResponse(200)})
+    settings = settings_for("https://civitai.red", tmp_path, civitai_api_key=SECRET)
+    client = CivitaiClient(settings, cache, session=session)  # type: ignore[arg-type]
+    await client._send("GET", red, timeout=aiohttp.ClientTimeout(total=1))
+    assert session.sent == [(red, f"Bearer {SECRET}"), (com, f"Bearer {SECRET}"), (storage, None)]
+
+
+def test_civitai_own_domains_are_civitai(cache: CivitaiCache, tmp_path):
+    client = CivitaiClient(settings_for("https://civitai.com", tmp_path), cache)
+    for url in ("https://civitai.red/api/download/models/1", "https://civitai.green/x", "https://www.civitai.com/x"):
+        assert client.is_civitai_url(url)
+    for url in ("http://civitai.red/x", "https://civitai.red.evil.example/x", "https://notcivitai.com/x"):
+        assert not client.is_civitai_url(url)

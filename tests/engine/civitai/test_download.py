@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
-from engine.civitai.download import download_version, pick_file, safe_file_name
+from engine.civitai.download import disposition_name, download_version, pick_file, safe_file_name
 from engine.civitai.models import ModelVersion, parse_model, parse_version
 from engine.errors import CivitaiError, CorruptFileError, LimitError, UnsafeFileError
 from tests.engine.civitai.conftest import SECRET
@@ -158,6 +158,9 @@ async def test_a_creator_requiring_login_needs_a_key(fake: FakeCivitai, make_cli
     with pytest.raises(CivitaiError) as info:
         await download_version(client, version, tmp_path, max_bytes=10**6)
     assert "LORACLE_CIVITAI_API_KEY" in str(info.value)
+    # CivitAI answers API clients with 401 JSON and browsers with its login page; our
+    # User-Agent must not look like a browser's.
+    assert fake.count("login") == 0
     keyed = await make_client(civitai_api_key=SECRET)
     assert (await download_version(keyed, version, tmp_path, max_bytes=10**6)).read_bytes() == CONTENT
 
@@ -273,3 +276,113 @@ def test_safe_file_name_bounds_the_length_in_bytes():
 def test_content_hash_helper_matches_registration(fake: FakeCivitai):
     body = fake.register_hash(content=b"abc")
     assert body["files"][0]["hashes"]["SHA256"] == hashlib.sha256(b"abc").hexdigest().upper()
+
+
+# -- CivitAI's refusals, as its download handler writes them ----------------------------
+
+
+async def test_a_login_page_is_not_saved_as_the_file(fake: FakeCivitai, make_client, tmp_path):
+    # Clients CivitAI takes for a browser are sent to its HTML login page (200) when the
+    # creator requires a login; without a SHA256 to compare, that page used to be kept.
+    body = fake.register_hash(content=CONTENT, base_url=fake.base_url)
+    body["files"][0]["hashes"] = {}
+    fake.add_fault("download", status=307, headers={"Location": "/login?returnUrl=/model-versions/1&reason=download-auth"})
+    client = await make_client()
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, parse_version(body), tmp_path, max_bytes=10**6)
+    assert "LORACLE_CIVITAI_API_KEY" in str(info.value)
+    assert fake.count("login") == 1 and _listing(tmp_path) == []
+
+
+async def test_a_web_page_from_storage_is_not_saved_as_the_file(fake: FakeCivitai, make_client, tmp_path):
+    version = _version(fake)
+    fake.add_fault("storage", status=200, body="<!DOCTYPE html><html>Just a moment...</html>", content_type="text/html")
+    client = await make_client()
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, version, tmp_path, max_bytes=10**6)
+    assert "web page instead of the file" in str(info.value) and "網頁" in info.value.localized("zh-TW")
+    assert _listing(tmp_path) == []
+
+
+async def test_a_refused_download_by_cloudflare_is_not_blamed_on_the_key(fake: FakeCivitai, make_client, tmp_path):
+    fake.add_fault("download", status=403, body="<html><title>Attention Required! | Cloudflare</title></html>", content_type="text/html")
+    client = await make_client(civitai_api_key=SECRET)
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, _version(fake), tmp_path, max_bytes=10**6)
+    assert "firewall" in str(info.value) and "refused our API key" not in str(info.value)
+
+
+async def test_an_early_access_version_says_so(fake: FakeCivitai, make_client, tmp_path):
+    version = _version(fake)
+    fake.early_access[version.id] = "2026-08-14T17:00:00.000Z"
+    client = await make_client(civitai_api_key=SECRET)
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, version, tmp_path, max_bytes=10**6)
+    assert "early access" in str(info.value) and "2026-08-14" in str(info.value)
+    assert "API key" not in str(info.value) and "2026-08-14" in info.value.localized("zh-TW")
+    assert _listing(tmp_path) == [] and fake.count("download") == 1
+
+
+async def test_disabled_downloads_say_so(fake: FakeCivitai, make_client, tmp_path):
+    version = _version(fake)
+    fake.downloads_disabled.add(version.id)
+    client = await make_client(civitai_api_key=SECRET)
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, version, tmp_path, max_bytes=10**6)
+    assert "turned off downloads" in str(info.value) and "API key" not in str(info.value)
+
+
+async def test_an_archived_model_is_refused_with_a_clear_reason(fake: FakeCivitai, make_client, tmp_path):
+    version = _version(fake)
+    fake.archive(version.id)
+    client = await make_client()
+    # A version fetched before the model was archived: CivitAI answers the download 410.
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, version, tmp_path, max_bytes=10**6)
+    assert "archived" in str(info.value) and "封存" in info.value.localized("zh-TW")
+    # A version fetched now has no files at all: refused before any request.
+    fresh = (await client.model_version(version.id, refresh=True)).value
+    asked = len(fake.requests)
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, fresh, tmp_path, max_bytes=10**6)
+    assert "archived" in str(info.value) and len(fake.requests) == asked
+    assert _listing(tmp_path) == []
+
+
+async def test_the_served_name_is_used_when_the_body_has_none(fake: FakeCivitai, make_client, tmp_path):
+    body = fake.register_hash(content=CONTENT, base_url=fake.base_url, file_name="裸絞め_IL.safetensors")
+    body = {**body, "files": [{**body["files"][0], "name": None}]}
+    client = await make_client()
+    path = await download_version(client, parse_version(body), tmp_path, max_bytes=10**6)
+    assert path.name == "裸絞め_IL.safetensors" and path.read_bytes() == CONTENT
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ('attachment; filename="Rear_Naked_Choke_IL_v1.0.safetensors"', "Rear_Naked_Choke_IL_v1.0.safetensors"),
+        ("attachment; filename=plain.safetensors", "plain.safetensors"),
+        ("attachment; filename*=UTF-8''%E8%A3%B8%E7%B5%9E%E3%82%81.safetensors", "裸絞め.safetensors"),
+        ('attachment; filename="fallback.safetensors"; filename*=UTF-8\'\'r%C3%A9al.safetensors', "réal.safetensors"),
+        ('attachment; filename="a \\"quoted\\" name.safetensors"', 'a "quoted" name.safetensors'),
+        ("attachment; filename*=x-unknown''abc.safetensors; filename=\"ok.safetensors\"", "ok.safetensors"),
+        ("attachment", None),
+        (None, None),
+    ],
+)
+def test_disposition_name(header, expected):
+    assert disposition_name(header) == expected
+    if expected:
+        assert "/" not in safe_file_name("../../" + expected, "x")
+
+
+async def test_storage_refusing_the_signed_link_is_not_blamed_on_the_key(fake: FakeCivitai, make_client, tmp_path):
+    fake.add_fault(
+        "storage", status=403, content_type="application/xml",
+        body="<?xml version='1.0'?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>",
+    )
+    client = await make_client(civitai_api_key=SECRET)
+    with pytest.raises(CivitaiError) as info:
+        await download_version(client, _version(fake), tmp_path, max_bytes=10**6)
+    assert "refused the request (HTTP 403)" in str(info.value) and "API key" not in str(info.value)
+    assert _listing(tmp_path) == []

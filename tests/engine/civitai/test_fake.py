@@ -52,3 +52,27 @@ def test_version_body_names_the_architecture_like_civitai():
     assert body["files"][0]["hashes"] == {"AutoV2": "ABABABABAB", "SHA256": "AB" * 32}
     assert air_for("Flux.1 D", "LORA", 1, 2) == "urn:air:flux1:lora:civitai:1@2"
     assert air_for("Pony V7", "LoCon", 1, 2) == "urn:air:auraflow:lycoris:civitai:1@2"
+
+
+async def test_refusals_follow_civitais_download_handler(fake_civitai):
+    fake, base = fake_civitai
+    body = fake.register_hash("ab" * 32, version_id=77, model_id=76)
+    fake.download_requires_key = True
+    async with aiohttp.ClientSession() as http:
+        url = f"{base}/api/download/models/77"
+        async with http.get(url, allow_redirects=False, headers={"User-Agent": "curl/8"}) as r:
+            assert r.status == 401 and "logged in" in (await r.json())["message"]
+        async with http.get(url, allow_redirects=False, headers={"User-Agent": "Mozilla/5.0"}) as r:
+            assert r.status == 307 and r.headers["Location"].startswith("/login?")
+        async with http.get(f"{base}/login") as r:
+            assert r.status == 200 and r.content_type == "text/html"
+        fake.archive(77)
+        async with http.get(url, allow_redirects=False) as r:
+            assert r.status == 410
+        async with http.get(f"{base}/api/v1/model-versions/by-hash/{'AB' * 32}") as r:
+            served = await r.json()
+            assert served["id"] == 77 and served["files"] == [] and served["model"]["mode"] == "Archived"
+            assert "downloadUrl" not in served
+        async with http.post(f"{base}/api/v1/model-versions/by-hash", json=["AB" * 32]) as r:
+            assert [v["files"] for v in await r.json()] == [[]]
+    assert body["files"]  # the stored body keeps its files: hashes still match

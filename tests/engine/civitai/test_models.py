@@ -185,3 +185,35 @@ def test_thumbnail_url_rewrites_the_cdn_width():
 def test_page_url_uses_the_given_base():
     v = parse_version({"id": 5, "modelId": 4})
     assert v.page_url("http://mirror.local/") == "http://mirror.local/models/4?modelVersionId=5"
+
+
+def test_new_air_ecosystems_map_to_their_architecture():
+    # CivitAI writes its root ecosystem key lower-cased: Chroma is its own root (a
+    # FLUX.1 schnell derivative), Playground v2 too (SDXL layout).
+    assert air_architecture("urn:air:chroma:checkpoint:civitai:1@2") is Architecture.FLUX
+    assert air_architecture("urn:air:playgroundv2:checkpoint:civitai:1@2") is Architecture.SDXL
+    assert air_architecture("urn:air:sdxl:lora:civitai:1@2+3") is Architecture.SDXL  # with a file id
+
+
+def test_an_archived_model_version_body_parses_without_files():
+    body = load_sample("flux1d-lora-model-version-1387174")
+    body = {**body, "files": [], "model": {**body["model"], "mode": "Archived"}}
+    del body["downloadUrl"]
+    v = parse_version(body)
+    assert v.files == [] and v.primary_file is None and v.all_hashes() == set()
+    assert v.model is not None and v.model.archived and v.download_url is None
+    assert not parse_version(load_sample("flux1d-lora-model-version-1387174")).model.archived
+
+
+def test_nsfw_comes_from_the_creator_flag_or_civitai_rating():
+    sfw = load_sample("flux1d-lora-model-version-1387174")
+    assert parse_version(sfw).is_nsfw is False  # nsfw: false, no level (2025 body)
+    assert parse_version({**sfw, "nsfwLevel": 1}).is_nsfw is False
+    assert parse_version({**sfw, "nsfwLevel": 3}).is_nsfw is False  # PG + PG-13
+    # The creator left nsfw false, but CivitAI rates the version R (4) or X (8).
+    assert parse_version({**sfw, "nsfwLevel": 5}).is_nsfw is True
+    assert parse_version({**sfw, "nsfwLevel": 28}).is_nsfw is True
+    assert parse_version(load_sample("illustrious-lora-civitai-info-1421739")).is_nsfw is True  # nsfw: true
+    m = parse_model(load_sample("illustrious-lora-model-1580878"))
+    assert m.nsfw is False and [v.nsfw_level for v in m.model_versions] == [5, 6]
+    assert all(v.is_nsfw for v in m.model_versions)

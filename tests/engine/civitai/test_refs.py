@@ -16,6 +16,11 @@ from engine.i18n import ZH_TW
         ("https://civitai.com/models/123/", 123, None),
         ("https://www.civitai.com/models/123/slug", 123, None),
         ("https://civitai.green/models/123?modelVersionId=456", 123, 456),
+        # civitai.red: CivitAI's 18+ domain since April 2026, same paths and ids
+        ("https://civitai.red/models/123/some-slug?modelVersionId=456", 123, 456),
+        ("civitai.red/models/123", 123, None),
+        ("https://www.civitai.red/api/download/models/456", None, 456),
+        ("https://civitai.com/model-versions/456", None, 456),
         ("civitai.com/models/123?modelVersionId=456", 123, 456),
         ("<https://civitai.com/models/123>", 123, None),
         ("https://civitai.com/api/download/models/456", None, 456),
