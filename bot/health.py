@@ -24,7 +24,9 @@ def check_database(path: Path) -> str | None:
     if not path.exists():
         return f"no database at {path} (the bot creates it on its first start)"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+        # as_uri() percent-encodes the path: a data dir with "#", "?" or "%" in its name
+        # would otherwise be cut short and a different file opened (or none).
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
         try:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             version = conn.execute("PRAGMA user_version").fetchone()[0]

@@ -58,17 +58,21 @@ class UnknownNameError(LibraryError):
         self.category = category
         self.name = name
         self.suggestions = list(suggestions or [])
+        # Names go in as parameters, never into the template: a file called "style{v2}"
+        # must not be read as a placeholder.
         hint_en = f" Did you mean: {', '.join(self.suggestions)}?" if self.suggestions else ""
         hint_zh = f" 您是不是要找：{'、'.join(self.suggestions)}？" if self.suggestions else ""
         cat_zh = {"checkpoint": "模型（checkpoint）", "lora": "LoRA"}.get(category, category)
         super().__init__(
             Text(
-                "No {category} named “{name}” in the library." + hint_en,
-                "模型庫中找不到名為「{name}」的{category_zh}。" + hint_zh,
+                "No {category} named “{name}” in the library.{hint_en}",
+                "模型庫中找不到名為「{name}」的{category_zh}。{hint_zh}",
             ),
             category=category,
             name=name,
             category_zh=cat_zh,
+            hint_en=hint_en,
+            hint_zh=hint_zh,
         )
 
 

@@ -22,7 +22,7 @@ from engine.text_input import clean_name
 from bot.discord_app import limits
 from bot.discord_app import texts as T
 from bot.discord_app.render import arch_label
-from bot.discord_app.replies import age_restricted
+from bot.discord_app.replies import age_restricted, is_nsfw
 from bot.discord_app.texts import locale_of
 
 log = logging.getLogger("loracle.bot")
@@ -79,8 +79,8 @@ def _matches(key: str, *names: str) -> int | None:
     return best
 
 
-def _visible(entry: Any, allow_nsfw: bool) -> bool:
-    return entry.error is None and entry.enabled and (allow_nsfw or not entry.nsfw)
+def _visible(engine: Any, entry: Any, allow_nsfw: bool) -> bool:
+    return entry.error is None and entry.enabled and (allow_nsfw or not is_nsfw(engine, entry))
 
 
 # -- checkpoints ----------------------------------------------------------------------
@@ -94,10 +94,8 @@ async def checkpoints(interaction: Any, current: str) -> list[Choice[str]]:
         default = engine.admin.default_checkpoint()
         ranked = []
         for entry in engine.entries("checkpoint"):
-            if not _visible(entry, allow_nsfw):
-                continue
             rank = _matches(key, entry.name, entry.label)
-            if rank is None:
+            if rank is None or not _visible(engine, entry, allow_nsfw):
                 continue
             is_default = entry.name == default
             ranked.append((rank, not is_default, entry.label.lower(), entry, is_default))
@@ -133,7 +131,8 @@ def split_list(current: str) -> tuple[str, str]:
 def _names_in(prefix: str) -> set[str]:
     names = set()
     for item in _SEPARATORS.split(prefix):
-        name = clean_name(item.rpartition(":")[0] if ":" in item else item).lower()
+        item = clean_name(item)  # "name：0.8" (full-width colon) -> "name:0.8"
+        name = (item.rpartition(":")[0] if ":" in item else item).strip().lower()
         if name:
             names.add(name)
     return names
@@ -146,7 +145,7 @@ async def lora_list(interaction: Any, current: str) -> list[Choice[str]]:
     locale = locale_of(interaction)
     allow_nsfw = age_restricted(interaction)
     prefix, typing = split_list(current)
-    if ":" in typing:
+    if ":" in clean_name(typing):  # a full-width "：" from a CJK keyboard counts too
         # Typing a weight: offer the text as it is, so Enter keeps it.
         choice = _choice(current.strip(), current.strip())
         return [choice] if choice else []
@@ -159,7 +158,7 @@ async def lora_list(interaction: Any, current: str) -> list[Choice[str]]:
         )
         out = []
         for entry, verdict in suggestions:
-            if entry.name.lower() in used or not _visible(entry, allow_nsfw):
+            if entry.name.lower() in used or not _visible(engine, entry, allow_nsfw):
                 continue
             name = f"{entry.label} — {T.verdict_label(str(verdict) if verdict is not None else None, locale)}"
             if entry.weight_override is not None:
@@ -175,25 +174,32 @@ async def lora_list(interaction: Any, current: str) -> list[Choice[str]]:
 
 
 # -- single names ---------------------------------------------------------------------
-async def _names(interaction: Any, current: str, category: str | None) -> list[Choice[str]]:
+async def _names(interaction: Any, current: str, category: str | None, *, listing: bool = False) -> list[Choice[str]]:
+    """Names of one category (None: every file, for admins). With `listing`, the option
+    holds several names separated by commas: the one being typed is completed and the
+    ones before it are kept."""
     engine = _engine(interaction)
     allow_nsfw = age_restricted(interaction)
-    key = clean_name(current).lower()
+    prefix, typing = split_list(current) if listing else ("", current)
+    used = _names_in(prefix)
+    key = clean_name(typing).lower()
     show_all = category is None  # admins manage disabled and NSFW files too
 
     def work() -> list[Choice[str]]:
         ranked = []
         for entry in engine.entries(category):
-            if not show_all and not _visible(entry, allow_nsfw):
-                continue
             rank = _matches(key, entry.name, entry.label)
-            if rank is not None:
-                ranked.append((rank, entry.label.lower(), entry))
+            if rank is None or entry.name.lower() in used:
+                continue
+            # After the match: the NSFW question may read the CivitAI cache.
+            if not show_all and not _visible(engine, entry, allow_nsfw):
+                continue
+            ranked.append((rank, entry.label.lower(), entry))
         ranked.sort(key=lambda item: item[:2])
         out = []
         for _, _, entry in ranked:
             label = entry.label if category else f"{entry.label} ({entry.category})"
-            choice = _choice(label, entry.name)
+            choice = _choice(label, prefix + entry.name)
             if choice is not None:
                 out.append(choice)
             if len(out) == limits.CHOICES:
@@ -205,6 +211,11 @@ async def _names(interaction: Any, current: str, category: str | None) -> list[C
 
 async def lora_names(interaction: Any, current: str) -> list[Choice[str]]:
     return await _names(interaction, current, "lora")
+
+
+async def lora_name_list(interaction: Any, current: str) -> list[Choice[str]]:
+    """`/family check lora`: "a, b, c" (several LoRAs at once)."""
+    return await _names(interaction, current, "lora", listing=True)
 
 
 async def checkpoint_names(interaction: Any, current: str) -> list[Choice[str]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections import OrderedDict
 from typing import Any
 
@@ -27,6 +28,7 @@ from bot.discord_app.replies import (
     ChannelReply,
     DeferredReply,
     Reply,
+    UploadRefused,
     age_restricted,
     error_text,
     log_unexpected,
@@ -37,6 +39,9 @@ from bot.discord_app.uploads import TooLargeError, fit_images
 from bot.discord_app.views import progress_view, result_view
 
 _TERMINAL = ("Done", "Failed", "Cancelled")
+UPLOAD_ATTEMPTS = 3  # the fitted pictures, then at most two smaller encodings
+
+log = logging.getLogger("loracle.bot")
 
 
 class RequestMemory:
@@ -165,20 +170,30 @@ class DrawService:
         await self.deliver(result, reply, requester, locale)
 
     async def deliver(self, result: Any, reply: Reply, requester: int, locale: str) -> None:
+        """Post the pictures within the interaction's upload limit; if Discord still
+        refuses them as too large (40005), encode them again into half that size."""
         limit = reply.upload_limit
-        try:
-            upload = await asyncio.to_thread(fit_images, list(result.images), limit, stem=f"loracle-{result.plan.params.seed}")
-        except TooLargeError:
-            await reply.private(T.TOO_BIG.render(locale, limit=T.human_size(limit)))
-            return
-        content = upload.note.render(locale) if upload.note else None
-        await reply.publish(
-            content=content,
-            embed=draw_embed(result, locale),
-            uploads=upload.files,
-            view=result_view(result.job_id, requester, locale),
-            fallback=T.LATE_DELIVERY.render(locale, mention=f"<@{requester}>"),
-        )
+        embed = draw_embed(result, locale)
+        for _ in range(UPLOAD_ATTEMPTS):
+            try:
+                upload = await asyncio.to_thread(
+                    fit_images, list(result.images), limit, stem=f"loracle-{result.plan.params.seed}"
+                )
+            except TooLargeError:
+                break
+            try:
+                await reply.publish(
+                    content=upload.note.render(locale) if upload.note else None,
+                    embed=embed,
+                    uploads=upload.files,
+                    view=result_view(result.job_id, requester, locale),
+                    fallback=T.LATE_DELIVERY.render(locale, mention=f"<@{requester}>"),
+                )
+                return
+            except UploadRefused as refused:
+                log.info("Discord refused %d bytes for job %s; sending smaller pictures", refused.size, result.job_id)
+                limit = min(limit, refused.size) // 2
+        await reply.private(T.TOO_BIG.render(locale, limit=T.human_size(limit)))
 
     # -- buttons ----------------------------------------------------------------------
     async def on_cancel(self, interaction: discord.Interaction, job_id: str, owner_id: int) -> None:
@@ -209,7 +224,7 @@ class DrawService:
 
     async def on_reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         locale = locale_of(interaction)
-        original = self.lookup(job_id)
+        original = await self.lookup(job_id)
         if original is None:
             await send_private(interaction, T.REROLL_UNKNOWN.render(locale))
             return
@@ -226,13 +241,14 @@ class DrawService:
         await interaction.response.defer(ephemeral=True, thinking=True)
         await self.run(DeferredReply(interaction), request, interaction.user.id, locale)
 
-    def lookup(self, job_id: str) -> DrawRequest | None:
+    async def lookup(self, job_id: str) -> DrawRequest | None:
         remembered = self.memory.get(job_id)
         if remembered is not None:
             return remembered
-        # Messages from before a restart: the engine's job table has the request.
+        # Messages from before a restart: the engine's job table (SQLite, so in a thread:
+        # the event loop must not wait on the disk) has the request.
         try:
-            return self.engine.job_request(job_id)
+            return await asyncio.to_thread(self.engine.job_request, job_id)
         except Exception as exc:  # noqa: BLE001
             log_unexpected(exc, f"looking up job {job_id}")
         return None
@@ -257,7 +273,7 @@ class DrawService:
             if request is not None:
                 self.memory.remember(handle.id, request)
             note = T.RECOVERED_DELIVERY.render(locale, mention=f"<@{requester}>")
-            reply = ChannelReply(self.client, int(channel_id), note)
+            reply = ChannelReply(self.client, int(channel_id), note, requester or None)
             task = asyncio.get_running_loop().create_task(self.follow(handle, reply, requester, locale))
             self._followers.add(task)
             task.add_done_callback(self._followers.discard)

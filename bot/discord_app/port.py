@@ -120,6 +120,8 @@ class EnginePort(Protocol):
 
     def summary(self, entry: Any) -> ModelSummary: ...
 
+    def is_nsfw(self, entry: Any) -> bool: ...  # an admin's flag or CivitAI's (cached)
+
     def set_entry(self, name: str, *, by: str | None = None, **values: Any) -> Any: ...
 
     def suggest_loras(

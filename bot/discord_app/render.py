@@ -7,6 +7,7 @@ accidental markdown or mentions) and clipped to Discord's limits.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,14 +30,19 @@ _VERDICT_ORDER = ["exact", "same_family", "other_family", "unknown", "incompatib
 DRAW_COLOUR = discord.Colour.blurple()
 
 
+# Direction overrides and isolates: a file named "x\u202eavol.safetensors" would reverse
+# the rest of its line (the weights after it, the verdict) in every embed that names it.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
 def safe(text: str | None) -> str:
-    """User- or file-provided text made inert: no markdown, no pings."""
-    return escape_mentions(escape_markdown(text or ""))
+    """User- or file-provided text made inert: no markdown, no pings, no reversed text."""
+    return escape_mentions(escape_markdown(_BIDI.sub("", text or "")))
 
 
 def code(text: str) -> str:
     # Inline code cannot contain backticks; a name with one is shown with it replaced.
-    return f"`{text.replace('`', 'ˋ')}`"
+    return f"`{_BIDI.sub('', text).replace('`', 'ˋ')}`"
 
 
 def arch_label(architecture: Any) -> str:

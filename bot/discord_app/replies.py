@@ -57,8 +57,16 @@ def age_restricted(interaction: Any) -> bool:
         return False
 
 
-async def send_private(interaction: discord.Interaction, content: str | None = None, **kwargs: Any) -> None:
-    """An ephemeral message, whether or not the interaction was answered yet."""
+def is_nsfw(engine: Any, entry: Any) -> bool:
+    """An admin's NSFW flag, or CivitAI's (the engine reads its cached answer): a model
+    CivitAI marks NSFW is as restricted as one an admin marked."""
+    check = getattr(engine, "is_nsfw", None)
+    return bool(check(entry)) if callable(check) else bool(getattr(entry, "nsfw", False))
+
+
+async def send_private(interaction: discord.Interaction, content: str | None = None, **kwargs: Any) -> bool:
+    """An ephemeral message, whether or not the interaction was answered yet; False if
+    Discord would not take it (e.g. the 15-minute interaction token has expired)."""
     if content is not None:
         content = limits.clip(content, limits.CONTENT)
     try:
@@ -68,6 +76,8 @@ async def send_private(interaction: discord.Interaction, content: str | None = N
             await interaction.response.send_message(content, ephemeral=True, **kwargs)
     except discord.HTTPException as exc:
         log.warning("could not answer %s: %s", describe(interaction), exc)
+        return False
+    return True
 
 
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
@@ -76,6 +86,20 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
     if isinstance(original, BaseException):
         error = original
     await send_private(interaction, error_text(error, locale_of(interaction), describe(interaction)))
+
+
+class UploadRefused(Exception):
+    """Discord answered 413 / 40005 "Request entity too large": the pictures must be sent
+    smaller (the announced `attachment_size_limit` is not always what a proxy or Discord
+    accepts). Raised by `Reply.publish` so the caller can encode them again."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__(f"Discord refused {size} bytes of attachments")
+        self.size = size
+
+
+def too_large(error: discord.HTTPException) -> bool:
+    return error.status == 413 or error.code == 40005
 
 
 def files_of(uploads: list[tuple[str, bytes]]) -> list[discord.File]:
@@ -174,8 +198,12 @@ class DeferredReply:
         try:
             await self.interaction.followup.send(limits.clip(content, limits.CONTENT) if content else None, **kwargs)
         except discord.HTTPException as exc:
+            if too_large(exc) and uploads:
+                raise UploadRefused(_size(uploads)) from exc
             log.info("result follow-up failed for %s (%s); posting to the channel", describe(self.interaction), exc)
-            await self._post_to_channel(content, embed, uploads, view, fallback)
+            if not await self._post_to_channel(content, embed, uploads, view, fallback):
+                # Never leave "✅ Done." as the last word when nobody got the picture.
+                await self.private(T.NOT_DELIVERED.render(locale_of(self.interaction)))
             return
         try:
             await self.interaction.delete_original_response()
@@ -189,11 +217,24 @@ class DeferredReply:
         uploads: list[tuple[str, bytes]],
         view: discord.ui.View | None,
         fallback: str | None,
-    ) -> None:
+    ) -> bool:
         try:
-            await _send_to_channel(self.interaction.channel, (fallback, content), embed, uploads, view)
-        except (discord.HTTPException, AttributeError) as exc:
+            await _send_to_channel(
+                self.interaction.channel, (fallback, content), embed, uploads, view, ping=self.interaction.user.id
+            )
+        except discord.HTTPException as exc:
+            if too_large(exc) and uploads:
+                raise UploadRefused(_size(uploads)) from exc
             log.warning("could not deliver the result of %s: %s", describe(self.interaction), exc)
+            return False
+        except AttributeError as exc:  # no channel to post to (e.g. a group DM of a user-installed app)
+            log.warning("could not deliver the result of %s: %s", describe(self.interaction), exc)
+            return False
+        return True
+
+
+def _size(uploads: list[tuple[str, bytes]]) -> int:
+    return sum(len(data) for _, data in uploads)
 
 
 async def _send_to_channel(
@@ -202,24 +243,32 @@ async def _send_to_channel(
     embed: discord.Embed | None,
     uploads: list[tuple[str, bytes]],
     view: discord.ui.View | None,
+    *,
+    ping: int | None,
 ) -> None:
     """A new channel message (the interaction can no longer answer): the parts joined,
-    mentions allowed so the requester is pinged."""
+    pinging the requester and nobody else. The text can carry what people typed (an
+    error naming a LoRA, say), so `users=True` would let a `<@id>` in it ping a
+    stranger."""
     text = limits.clip(" ".join(part for part in parts if part), limits.CONTENT) or None
     kwargs: dict[str, Any] = {"embed": embed, "files": files_of(uploads)}
     if view is not None:
         kwargs["view"] = view
-    await channel.send(text, allowed_mentions=discord.AllowedMentions(users=True), **kwargs)
+    mentions = discord.AllowedMentions(
+        everyone=False, roles=False, users=[discord.Object(id=ping)] if ping else False, replied_user=False
+    )
+    await channel.send(text, allowed_mentions=mentions, **kwargs)
 
 
 class ChannelReply:
     """A reply for jobs re-queued after a restart: their interaction is gone, so the result
     is posted to the channel they came from, mentioning the requester."""
 
-    def __init__(self, client: discord.Client, channel_id: int, note: str) -> None:
+    def __init__(self, client: discord.Client, channel_id: int, note: str, requester: int | None = None) -> None:
         self._client = client
         self._channel_id = channel_id
         self._note = note  # says whose picture this is, and why it comes as a new message
+        self._requester = requester  # the only user the message may ping
 
     @property
     def upload_limit(self) -> int:
@@ -239,10 +288,15 @@ class ChannelReply:
         view: discord.ui.View | None = None,
         fallback: str | None = None,
     ) -> None:
+        uploads = uploads or []
         try:
             channel = self._client.get_channel(self._channel_id) or await self._client.fetch_channel(self._channel_id)
-            await _send_to_channel(channel, (self._note, content), embed, uploads or [], view)
-        except (discord.HTTPException, AttributeError) as exc:
+            await _send_to_channel(channel, (self._note, content), embed, uploads, view, ping=self._requester)
+        except discord.HTTPException as exc:
+            if too_large(exc) and uploads:
+                raise UploadRefused(_size(uploads)) from exc
+            log.warning("could not deliver a recovered job to channel %s: %s", self._channel_id, exc)
+        except AttributeError as exc:
             log.warning("could not deliver a recovered job to channel %s: %s", self._channel_id, exc)
 
     async def private(self, content: str) -> None:

@@ -105,6 +105,11 @@ TOO_BIG = Text(
     "The pictures are too large to upload here even after compressing them (limit {limit}).",
     "即使壓縮後，圖片仍超過這裡的上傳上限（{limit}），無法上傳。",
 )
+NOT_DELIVERED = Text(
+    "It is ready, but Discord would not let me post it here. Please try again in another "
+    "channel, or ask an admin to check the bot's permissions in this one.",
+    "已經完成，但 Discord 不讓我在這裡張貼。請到其他頻道再試一次，或請管理員檢查機器人在這個頻道的權限。",
+)
 
 # -- buttons ----------------------------------------------------------------------------
 BUTTON_REROLL = Text("Reroll", "重畫")

@@ -74,7 +74,8 @@ class FakeEntry:
     architecture: Architecture = Architecture.SDXL
     kind: FileKind = FileKind.LORA
     trained_on: str | None = None
-    nsfw: bool = False
+    nsfw: bool = False  # set by an admin
+    civitai_nsfw: bool = False  # CivitAI marks the model NSFW (the real engine's cached answer)
     enabled: bool = True
     weight_override: float | None = None
     display_name: str | None = None
@@ -382,6 +383,10 @@ class FakeEngine:
             raise LibraryError(Text("“{name}” is disabled by an admin.", "「{name}」已被管理員停用。"), name=entry.name)
         return entry
 
+    def is_nsfw(self, entry: FakeEntry) -> bool:
+        """Like Engine.is_nsfw: flagged by an admin, or by CivitAI."""
+        return entry.nsfw or entry.civitai_nsfw
+
     def summary(self, entry: FakeEntry) -> ModelSummary:
         return ModelSummary(
             name=entry.name,
@@ -422,7 +427,7 @@ class FakeEngine:
         key = clean_name(text).lower()
         ranked = []
         for entry in self.entries(Category.LORA):
-            if not entry.enabled or (not allow_nsfw and entry.nsfw):
+            if not entry.enabled or (not allow_nsfw and self.is_nsfw(entry)):
                 continue
             if key and key not in entry.name.lower() and key not in entry.label.lower():
                 continue
@@ -498,7 +503,7 @@ class FakeEngine:
             civitai_url=f"https://civitai.com/models/1?modelVersionId={len(entry.name)}",
             civitai_name=f"{entry.name} — v1.0",
             preview_url="https://image.civitai.com/preview.jpeg",
-            nsfw=entry.nsfw,
+            nsfw=self.is_nsfw(entry),
             enabled=entry.enabled,
             trained_on={"name": entry.trained_on, "sha256": None, "base_model": "Illustrious", "in_library": [entry.trained_on]}
             if entry.trained_on
@@ -538,14 +543,14 @@ class FakeEngine:
                 raise RequestError(_BLOCKED, word=word)
         name = request.checkpoint or self.admin.default_checkpoint() or "nova_orange"
         ckpt = self.usable(name, Category.CHECKPOINT)
-        if ckpt.nsfw and not request.allow_nsfw:
+        if self.is_nsfw(ckpt) and not request.allow_nsfw:
             raise RequestError(_NSFW, name=ckpt.label)
         if ckpt.architecture != Architecture.SDXL:
             raise RequestError(_NOT_SDXL, name=ckpt.label, arch=ckpt.architecture.label)
         planned, warnings = [], []
         for req in request.loras:
             entry = self.usable(req.name, Category.LORA)
-            if entry.nsfw and not request.allow_nsfw:
+            if self.is_nsfw(entry) and not request.allow_nsfw:
                 raise RequestError(_NSFW, name=entry.label)
             v = verdict(entry, ckpt)
             decision = decide_weight(

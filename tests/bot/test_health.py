@@ -78,3 +78,12 @@ async def test_heartbeat_writes_only_when_ready_and_removes_its_file(tmp_path):
     await beat.stop()
     assert not path.exists()
     assert json.loads(json.dumps(data))  # plain JSON
+
+
+def test_a_data_dir_with_uri_characters_in_its_name(tmp_path):
+    # "#" and "?" end the path part of a SQLite "file:" URI unless they are encoded.
+    settings = settings_at(tmp_path / "loracle #1 ?data% 100")
+    connect(settings.db_path)
+    write_heartbeat(heartbeat_path(settings.root), {"guilds": 1})
+    ok, message = check_health(settings)
+    assert ok, message

@@ -9,6 +9,7 @@ The group is hidden from members without Manage Server, and the command tree che
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,8 @@ from bot.discord_app.translator import desc
 from bot.discord_app.views import ConfirmView
 
 CLEAR = "-"
+
+log = logging.getLogger("loracle.bot")
 
 
 class ProgressPump:
@@ -74,16 +77,25 @@ class ProgressPump:
             await asyncio.gather(self._task, return_exceptions=True)
 
 
-async def say(interaction: discord.Interaction, text: str) -> None:
-    """Show `text` as this admin command's (private) answer."""
+async def say(interaction: discord.Interaction, text: str, *, final: bool = False) -> None:
+    """Show `text` as this admin command's (private) answer.
+
+    The interaction's token lasts 15 minutes, and downloading a 7 GB checkpoint can take
+    longer: then progress simply stops showing, and the `final` outcome goes to the
+    admin's direct messages rather than nowhere."""
     text = limits.clip(text, limits.CONTENT)
     if interaction.response.is_done():
         try:
             await interaction.edit_original_response(content=text)
+            return
         except discord.HTTPException:
-            await send_private(interaction, text)
-    else:
-        await send_private(interaction, text)
+            pass
+    if await send_private(interaction, text) or not final:
+        return
+    try:
+        await interaction.user.send(text)
+    except discord.HTTPException as exc:
+        log.warning("could not tell %s the outcome: %s", describe(interaction), exc)
 
 
 async def act(interaction: discord.Interaction, body: Callable[[str], Awaitable[str | None]], *, defer: bool = True) -> None:
@@ -96,7 +108,7 @@ async def act(interaction: discord.Interaction, body: Callable[[str], Awaitable[
     except Exception as exc:  # noqa: BLE001 - every failure gets an answer
         text = error_text(exc, locale, describe(interaction))
     if text is not None:
-        await say(interaction, text)
+        await say(interaction, text, final=True)
 
 
 def split_words(text: str) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -14,13 +15,23 @@ from engine.text_input import clean_name
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
 from bot.discord_app.render import family_check_embed, lora_info_embed
-from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text
+from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text, is_nsfw
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 
 
 def split_names(text: str) -> list[str]:
     return [name for name in (clean_name(part) for part in re.split(r"[,;\n，；]", text)) if name]
+
+
+def refuse_nsfw(engine: Any, checkpoint: str, loras: list[str]) -> None:
+    """Outside age-restricted channels, refuse a check naming an NSFW checkpoint or LoRA,
+    as /draw and /lora info do: the verdict card is posted for everyone. Touches the
+    library: call it in a thread."""
+    for name, category in [(checkpoint, "checkpoint"), *((lora, "lora") for lora in loras)]:
+        entry = engine.find(name, category)
+        if is_nsfw(engine, entry):
+            raise RequestError(T.NSFW_HERE, name=entry.label)
 
 
 def register(client: Any) -> None:
@@ -45,7 +56,7 @@ def register(client: Any) -> None:
 
     @family.command(name="check", description=desc("Does a LoRA suit a checkpoint? Verdict, evidence and explanation"))
     @app_commands.describe(checkpoint=desc("Checkpoint name"), lora=desc("LoRA name (several: separate with commas)"))
-    @app_commands.autocomplete(checkpoint=autocomplete.checkpoint_names, lora=autocomplete.lora_names)
+    @app_commands.autocomplete(checkpoint=autocomplete.checkpoint_names, lora=autocomplete.lora_name_list)
     async def check(interaction: discord.Interaction, checkpoint: str, lora: str) -> None:
         locale = locale_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -54,6 +65,8 @@ def register(client: Any) -> None:
             names = split_names(lora)
             if not names:
                 raise RequestError(T.LORA_NAME_MISSING)
+            if not age_restricted(interaction):
+                await asyncio.to_thread(refuse_nsfw, client.engine, checkpoint, names)
             answer = await client.engine.family_check(checkpoint, names)
         except Exception as exc:  # noqa: BLE001
             await reply.refuse(error_text(exc, locale, describe(interaction)))
