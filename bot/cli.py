@@ -14,8 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from engine.errors import LoracleError, UnknownNameError
-from engine.i18n import EN, normalize_locale
+from engine.errors import LoracleError, RequestError, UnknownNameError
+from engine.i18n import EN, Text, normalize_locale
 
 T = TypeVar("T")
 
@@ -48,7 +48,9 @@ def _settings() -> Any:
     return load_settings()
 
 
-def _run(body: Callable[[Any], Awaitable[T]], *, json_mode: bool = False, scan: bool = True) -> T:
+def _run(
+    body: Callable[[Any], Awaitable[T]], *, json_mode: bool = False, scan: bool = True, locale: str = EN
+) -> T:
     """Open the engine, run `body(engine)`, close it; user errors exit 1 with their message.
 
     Commands first bring the library up to date with the files on disk (a rescan of an
@@ -68,21 +70,28 @@ def _run(body: Callable[[Any], Awaitable[T]], *, json_mode: bool = False, scan: 
     try:
         return asyncio.run(main())
     except LoracleError as exc:
-        _fail(exc, json_mode)
+        _fail(exc, json_mode, locale)
     except KeyboardInterrupt:
         err.print("interrupted")
         raise typer.Exit(130) from None
 
 
-def _fail(exc: LoracleError, json_mode: bool) -> None:
+def _fail(exc: LoracleError, json_mode: bool, locale: str = EN) -> None:
+    message = exc.localized(locale)
     if json_mode:
-        payload: dict[str, Any] = {"error": str(exc), "type": type(exc).__name__}
+        payload: dict[str, Any] = {"error": message, "type": type(exc).__name__}
         if isinstance(exc, UnknownNameError):
             payload["suggestions"] = exc.suggestions
         print(json.dumps(payload, ensure_ascii=False), file=sys.stderr)
     else:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(1)
+
+
+_OUT_DIR = Text(
+    "Cannot write the images to “{path}” ({reason}).",
+    "無法把圖片寫入「{path}」（{reason}）。",
+)
 
 
 def _print_json(data: Any) -> None:
@@ -272,7 +281,7 @@ def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
     async def body(engine: Any) -> Any:
         return await engine.lora_info(name)
 
-    info = _run(body, json_mode=as_json)
+    info = _run(body, json_mode=as_json, locale=locale)
     data = info.to_json(locale)
     if as_json:
         _print_json(data)
@@ -312,7 +321,7 @@ def family_check(
     async def body(engine: Any) -> Any:
         return await engine.family_check(checkpoint, lora)
 
-    check = _run(body, json_mode=as_json)
+    check = _run(body, json_mode=as_json, locale=locale)
     data = check.to_json(locale)
     if as_json:
         _print_json(data)
@@ -350,6 +359,12 @@ def draw(
     from engine.weights import parse_lora_list
 
     locale = normalize_locale(lang)
+    if out_dir is not None:
+        # Checked before drawing: a typo here must not cost a GPU job and end in a traceback.
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            _fail(RequestError(_OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
 
     async def body(engine: Any) -> Any:
         from engine.requests import DrawRequest
@@ -370,16 +385,19 @@ def draw(
             user_id="cli",
             locale=locale,
         )
-        await engine.start()
+        # Jobs a crash left behind belong to the bot, which re-queues them when it starts.
+        await engine.start(recover=False)
         handle = await engine.submit(request)
         return await _follow(handle, quiet=as_json)
 
-    result = _run(body, json_mode=as_json)
+    result = _run(body, json_mode=as_json, locale=locale)
     if out_dir is not None:
         import shutil
 
-        out_dir.mkdir(parents=True, exist_ok=True)
-        result.images = [Path(shutil.copy2(p, out_dir / p.name)) for p in result.images]
+        try:
+            result.images = [Path(shutil.copy2(p, out_dir / p.name)) for p in result.images]
+        except OSError as exc:
+            _fail(RequestError(_OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
     data = result.to_json(locale)
     if as_json:
         _print_json(data)

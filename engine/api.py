@@ -25,7 +25,9 @@ from engine.db import ThreadLocalDB
 from engine.errors import (
     LibraryError,
     LimitError,
+    LoracleError,
     RequestError,
+    WeightError,
 )
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
@@ -71,6 +73,10 @@ _PROMPT_TOO_LONG = Text(
     "The prompt is {length} characters long; the limit is {limit}.",
     "提示詞長度為 {length} 個字元，上限是 {limit}。",
 )
+_NEGATIVE_TOO_LONG = Text(
+    "The negative prompt is {length} characters long; the limit is {limit}.",
+    "負面提示詞長度為 {length} 個字元，上限是 {limit}。",
+)
 _EMPTY_PROMPT = Text("The prompt is empty.", "提示詞是空的。")
 _OUT_OF_RANGE = Text(
     "{what} must be between {low} and {high} (you asked for {value}).",
@@ -83,6 +89,22 @@ _SIZE_STEP = Text(
 _REFUSED = Text(
     "{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint; their layers do not fit together.",
     "{name} 未套用：它是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型，兩者的網路層對不上。",
+)
+_SAME_LORA_TWICE = Text(
+    "“{first}” and “{second}” are the same LoRA ({name}); give it once with one weight.",
+    "「{first}」和「{second}」是同一個 LoRA（{name}）；請只列一次、給一個權重。",
+)
+_VAE_BORROWED = Text(
+    "“{name}” has no VAE of its own; its images are decoded with the VAE of “{donor}” "
+    "(SDXL checkpoints share one VAE design).",
+    "「{name}」沒有自己的 VAE；它的圖片改用「{donor}」的 VAE 解碼（SDXL 主模型共用同一種 VAE 設計）。",
+)
+_NO_VAE = Text(
+    "“{name}” has no VAE (the part that turns the result into pixels) baked in, and the library "
+    "has no other SDXL checkpoint to borrow one from. Add any SDXL checkpoint that includes a "
+    "VAE, or use a version of this one with the VAE included.",
+    "「{name}」沒有內建 VAE（把結果轉成像素的部分），而模型庫裡也沒有其他 SDXL 主模型可以借用。"
+    "請加入任何一個內含 VAE 的 SDXL 主模型，或改用此模型內含 VAE 的版本。",
 )
 _CANCEL_NOT_YOURS = Text(
     "Only the person who asked for this image (or an admin) can cancel it.",
@@ -104,10 +126,16 @@ class Engine:
         self.job_store: Any = None
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
+        self._has_vae: dict[tuple[str, int, float], bool] = {}  # (path, size, mtime) -> answer
 
     # -- lifecycle -------------------------------------------------------------------
-    async def start(self, *, generator: Any = None) -> None:
-        """Start the GPU worker (imports torch/diffusers: only front ends that draw)."""
+    async def start(self, *, generator: Any = None, recover: bool = True) -> None:
+        """Start the GPU worker (imports torch/diffusers: only front ends that draw).
+
+        `recover` re-queues the jobs a crash left in the database. Only the process that
+        owns the queue (the bot) may do so: a one-off `loracle draw` next to a running bot
+        would otherwise take over the bot's queued jobs and restart its running one.
+        """
         from engine.lora.cache import LoraCache
         from engine.pipeline.device import pristine_on_cpu, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
@@ -138,7 +166,8 @@ class Engine:
             loaded_checkpoint=self.runner.loaded_checkpoint,
         )
         await self.queue.start()
-        self.recovered = await self._recover(store)
+        if recover:
+            self.recovered = await self._recover(store)
 
     async def _recover(self, store: Any) -> list[Any]:
         report = await asyncio.to_thread(store.recover)
@@ -380,9 +409,9 @@ class Engine:
         negative = clean_prompt(request.negative or "")
         if not prompt:
             raise RequestError(_EMPTY_PROMPT)
-        for text in (prompt, negative):
+        for text, too_long in ((prompt, _PROMPT_TOO_LONG), (negative, _NEGATIVE_TOO_LONG)):
             if len(text) > self.settings.max_prompt_chars:
-                raise LimitError(_PROMPT_TOO_LONG, length=len(text), limit=self.settings.max_prompt_chars)
+                raise LimitError(too_long, length=len(text), limit=self.settings.max_prompt_chars)
         lowered = f"{prompt}\n{negative}".lower()
         for word in self.admin.blocklist(request.guild_id):
             if word in lowered:
@@ -407,13 +436,26 @@ class Engine:
             family_label=ckpt_summary.family_label,
             v_prediction=ckpt_entry.v_prediction,
         )
+        warnings: list[Message] = []
+        if ckpt_entry.format == "safetensors" and not self._has_baked_vae(ckpt_entry):
+            donor = self._vae_donor(ckpt_entry, ckpt_summary.family)
+            if donor is None:
+                raise LibraryError(_NO_VAE, name=ckpt_entry.label)
+            checkpoint.vae_path, checkpoint.vae_from = donor.path, donor.name
+            warnings.append(Message.of(_VAE_BORROWED, name=ckpt_entry.label, donor=donor.label))
 
         if len(request.loras) > self.settings.max_loras:
             raise LimitError(_OUT_OF_RANGE, what="LoRAs", low=0, high=self.settings.max_loras, value=len(request.loras))
-        warnings: list[Message] = []
         planned: list[PlannedLora] = []
+        asked_as: dict[str, str] = {}  # file -> the name it was first asked for by
         for req in request.loras:
             entry = self.library.get_usable(clean_name(req.name), Category.LORA)
+            # A file name and a display name (or two spellings) can reach the same file;
+            # applied twice, its weights would add up past the clamp range.
+            same = entry.sha256 or entry.rel_path  # two copies of one file count as one
+            if same in asked_as:
+                raise WeightError(_SAME_LORA_TWICE, first=asked_as[same], second=req.name, name=entry.name)
+            asked_as[same] = req.name
             if not request.allow_nsfw and self.is_nsfw(entry):
                 raise RequestError(_NSFW_HERE, name=entry.label)
             result = self.knowledge.verdict(entry, ckpt_entry)
@@ -456,6 +498,33 @@ class Engine:
 
         params = self._params(request, prompt, negative, limits)
         return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
+
+    def _has_baked_vae(self, entry: LibraryEntry) -> bool:
+        """Whether a single-file checkpoint carries its VAE (header only, remembered)."""
+        from engine.pipeline.loader import single_file_has_vae
+        from engine.pipeline.single_file import read_header
+
+        key = (str(entry.path), entry.size, entry.mtime)
+        if key not in self._has_vae:
+            try:
+                self._has_vae[key] = single_file_has_vae(read_header(entry.path))
+            except (LoracleError, OSError):
+                return True  # unreadable now: the loader reports it properly
+        return self._has_vae[key]
+
+    def _vae_donor(self, entry: LibraryEntry, family: str | None) -> LibraryEntry | None:
+        """Another SDXL checkpoint whose VAE a checkpoint pruned of its own can use; one of
+        the same family first. All SDXL fine-tunes keep the SDXL VAE's layout."""
+        candidates = [
+            e
+            for e in self.library.entries(Category.CHECKPOINT, include_broken=False)
+            if e.enabled and e.architecture == Architecture.SDXL and e.format == "safetensors"
+            and e.path != entry.path and self._has_baked_vae(e)
+        ]
+        if not candidates:
+            return None
+        same_family = [e for e in candidates if family and self.summary(e).family == family]
+        return (same_family or candidates)[0]
 
     def _checkpoint_for(self, name: str | None) -> LibraryEntry:
         if name:

@@ -54,6 +54,9 @@ class PlannedCheckpoint:
     family: str | None  # family id
     family_label: str | None
     v_prediction: bool = False
+    # A checkpoint pruned of its VAE borrows another library checkpoint's (file, name).
+    vae_path: Path | None = None
+    vae_from: str | None = None
 
 
 @dataclass
@@ -142,6 +145,7 @@ class DrawResult:
                 "architecture": str(cp.architecture),
                 "base_model": cp.base_model,
                 "family": cp.family,
+                "vae_from": cp.vae_from,
             },
             "loras": [l.to_json(locale) for l in self.plan.loras],
             "warnings": [w.render(locale) for w in self.warnings],

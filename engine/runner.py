@@ -21,6 +21,7 @@ from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
 from engine.pipeline.generator import Generator
 from engine.pipeline.loader import CheckpointSpec
+from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_parameters, save_png
 from engine.queue.worker import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult
@@ -59,8 +60,17 @@ class GpuRunner:
         progress.check_cancelled()
         cp = plan.checkpoint
         spec = CheckpointSpec(
-            name=cp.name, path=cp.path, format=cp.format, sha256=cp.sha256, v_prediction=cp.v_prediction
+            name=cp.name,
+            path=cp.path,
+            format=cp.format,
+            sha256=cp.sha256,
+            v_prediction=cp.v_prediction,
+            vae_path=cp.vae_path,
         )
+        if self.generator.loaded != spec:
+            # The patcher holds the old pipeline and its pristine copies; dropped only
+            # after the load, they would keep two SDXLs on the GPU while the new one loads.
+            self._patcher = None
         loaded = self.generator.ensure_checkpoint(spec)
         if loaded or self._patcher is None or self._patcher.pipe is not self.generator.pipe:
             self._patcher = LoraPatcher(self.generator.pipe, self.lora_cache, pristine_on_cpu=self.pristine_on_cpu)
@@ -94,12 +104,14 @@ class GpuRunner:
         folder = self.outputs_dir / date.today().isoformat()
         paths: list[Path] = []
         text = ""
+        sampler, schedule_type = get_sampler(p.sampler).infotext
         for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
             text = format_parameters(
                 prompt=p.prompt,
                 negative=p.negative,
                 steps=p.steps,
-                sampler=p.sampler,
+                sampler=sampler,
+                schedule_type=schedule_type,
                 cfg=p.cfg,
                 seed=seed,
                 width=p.width,

@@ -68,6 +68,20 @@ _ROLE_SUFFIXES: dict[str, str] = {
     ".b_norm": "b_norm",
 }
 _SUFFIXES_LONGEST_FIRST = sorted(_ROLE_SUFFIXES, key=len, reverse=True)
+# The spellings diffusers writes. Its `lora_adapter_metadata` alpha covers them all:
+# training scripts pass peft's state dict through convert_state_dict_to_diffusers, which
+# renames the text encoders' attention layers to `.lora_linear_layer.down` and leaves
+# their MLP layers `.lora_A`, so one file mixes both.
+_DIFFUSERS_SUFFIXES = (
+    ".lora_A.weight",
+    ".lora_B.weight",
+    ".lora.down.weight",
+    ".lora.up.weight",
+    "_lora.down.weight",
+    "_lora.up.weight",
+    ".lora_linear_layer.down.weight",
+    ".lora_linear_layer.up.weight",
+)
 
 # LyCORIS algorithms whose maths we do not implement: refusing beats applying half a file.
 _UNSUPPORTED_SUFFIXES: dict[str, str] = {
@@ -474,6 +488,14 @@ def _check_consistent(name: str, module: LoraModule) -> None:
         raise LoraFormatError(_MSG_INCONSISTENT, name=name, module=module.alias, detail=problem)
 
 
+def _all_finite(tensor: torch.Tensor) -> bool:
+    # torch has no isfinite for the float8 formats some LoRAs are stored in (one byte per
+    # value: upcasting costs little).
+    if tensor.element_size() == 1:
+        tensor = tensor.to(torch.float16)
+    return bool(torch.isfinite(tensor).all())
+
+
 def load_lora(path: Path | str, *, name: str | None = None) -> ParsedLora:
     """Read a .safetensors LoRA into a ParsedLora (tensors stay on the CPU, stored dtype)."""
     path = Path(path)
@@ -514,14 +536,14 @@ def parse_state_dict(
             unparsed.append(key)
             continue
         alias, role = split
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        if tensor.is_floating_point() and not _all_finite(tensor):
             raise LoraFormatError(_MSG_NOT_FINITE, name=name, key=key)
         if role in grouped.get(alias, {}):
             # Two spellings of the same part in one file: ambiguous, so report both.
             unparsed.append(key)
             continue
         grouped.setdefault(alias, {})[role] = (key, tensor)
-        if key.endswith((".lora_A.weight", ".lora_B.weight")):
+        if key.endswith(_DIFFUSERS_SUFFIXES):
             peft_style.add(alias)
 
     modules: dict[str, LoraModule] = {}

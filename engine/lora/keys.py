@@ -179,19 +179,32 @@ def clip_canonical_name(encoder: Any, name: str) -> str:
 
 
 def text_encoder_aliases(component: str, name: str) -> list[str]:
-    """Every spelling of one text-encoder module in LoRA files (normalized form)."""
-    if component == "text_encoder":
-        return [
-            f"text_encoder.{name}",
-            f"lora_te1_{_underscored(name)}",
-            f"lora_te_{_underscored(name)}",  # SD 1.5-style prefix, CLIP-L on SDXL as in ComfyUI
-            f"text_encoders.clip_l.transformer.{name}",
-        ]
-    return [
-        f"text_encoder_2.{name}",
-        f"lora_te2_{_underscored(name)}",
-        f"text_encoders.clip_g.transformer.{name}",
-    ]
+    """Every spelling of one text-encoder module in LoRA files (normalized form).
+
+    `name` is the canonical `text_model.encoder...` form. Files written by a trainer that
+    runs transformers >= 5 (diffusers' training scripts save `text_encoder.encoder.layers.0
+    .self_attn.q_proj.lora_A.weight`) lack the `text_model.` level, so each spelling is
+    also registered without it.
+    """
+    names = [name]
+    if name.startswith("text_model."):
+        names.append(name[len("text_model.") :])
+    aliases: list[str] = []
+    for n in names:
+        if component == "text_encoder":
+            aliases += [
+                f"text_encoder.{n}",
+                f"lora_te1_{_underscored(n)}",
+                f"lora_te_{_underscored(n)}",  # SD 1.5-style prefix, CLIP-L on SDXL as in ComfyUI
+                f"text_encoders.clip_l.transformer.{n}",
+            ]
+        else:
+            aliases += [
+                f"text_encoder_2.{n}",
+                f"lora_te2_{_underscored(n)}",
+                f"text_encoders.clip_g.transformer.{n}",
+            ]
+    return aliases
 
 
 def build_key_map(pipe: Any) -> dict[str, ModuleTarget]:

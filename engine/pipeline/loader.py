@@ -55,13 +55,18 @@ _SD_CROSS_ATTN = UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """Which checkpoint to load; two equal specs mean the same loaded pipeline."""
+    """Which checkpoint to load; two equal specs mean the same loaded pipeline.
+
+    `vae_path` names where to take the VAE from when the single file has none baked in:
+    another SDXL checkpoint (its `first_stage_model.*`) or a VAE file of its own.
+    """
 
     name: str
     path: Path
     format: CheckpointFormat = "safetensors"
     sha256: str | None = None
     v_prediction: bool = False
+    vae_path: Path | None = None
 
 
 # ------------------------------------------------------------------ classification ---
@@ -76,6 +81,7 @@ class SingleFileInfo:
     variant: Literal["sdxl", "tiny"] | None  # which config folder fits; None if not SDXL
     v_prediction: bool
     zero_terminal_snr: bool
+    has_vae: bool = True
 
 
 def _is_lora(header: Header) -> bool:
@@ -109,15 +115,27 @@ def checkpoint_architecture(header: Header) -> Architecture:
     return Architecture.UNKNOWN
 
 
-def _v_prediction_marked(header: Header) -> bool:
-    if V_PRED_KEY in header.tensors:
-        return True
-    prediction = header.metadata.get("modelspec.prediction_type", "").strip().lower()
-    return prediction in {"v", "v_prediction", "v-prediction"}
+def _prediction_marks(header: Header) -> tuple[bool, bool]:
+    """(v-prediction, zero terminal SNR) as the file states them: the `v_pred` / `ztsnr`
+    marker tensors, or the training metadata (modelspec.prediction_type,
+    ss_v_parameterization, ss_zero_terminal_snr) the library reads the same way."""
+    from engine.training_meta import parse_training_metadata
+
+    training = parse_training_metadata(header.metadata)
+    v_pred = V_PRED_KEY in header.tensors or training.prediction_type == "v"
+    return v_pred, v_pred and (ZTSNR_KEY in header.tensors or training.zero_terminal_snr)
 
 
-def inspect_single_file(path: Path) -> SingleFileInfo:
-    """Read and classify a checkpoint's header; LibraryError if we cannot draw with it."""
+def single_file_has_vae(header: Header) -> bool:
+    """Whether a single-file checkpoint carries its VAE (files "pruned" of it do not)."""
+    return header.has_prefix(VAE_PREFIX)
+
+
+def inspect_single_file(path: Path, *, vae_elsewhere: bool = False) -> SingleFileInfo:
+    """Read and classify a checkpoint's header; LibraryError if we cannot draw with it.
+
+    `vae_elsewhere`: a VAE comes from another file, so a checkpoint without one is fine.
+    """
     path = Path(path)
     # Only this exact suffix: diffusers picks its reader by extension and hands anything
     # else (".sft" included) to torch.load, i.e. to the unpickler.
@@ -163,18 +181,19 @@ def inspect_single_file(path: Path) -> SingleFileInfo:
             name=path.name,
             arch=arch.label,
         )
-    _require_sdxl_base(path.name, header)
-    v_pred = _v_prediction_marked(header)
+    _require_sdxl_base(path.name, header, vae_elsewhere=vae_elsewhere)
+    v_pred, zero_snr = _prediction_marks(header)
     return SingleFileInfo(
         header=header,
         architecture=arch,
         variant=_variant(path.name, header),
         v_prediction=v_pred,
-        zero_terminal_snr=v_pred and ZTSNR_KEY in header.tensors,
+        zero_terminal_snr=zero_snr,
+        has_vae=single_file_has_vae(header),
     )
 
 
-def _require_sdxl_base(name: str, header: Header) -> None:
+def _require_sdxl_base(name: str, header: Header, *, vae_elsewhere: bool = False) -> None:
     def refuse(en: str, zh: str) -> LibraryError:
         return LibraryError(Text(en, zh), name=name)
 
@@ -197,12 +216,13 @@ def _require_sdxl_base(name: str, header: Header) -> None:
             "「{name}」是 SDXL 局部重繪（inpainting）或其他特殊用途的主模型。Loracle 只能以文字提示繪圖，"
             "請選擇一般的 SDXL 主模型。",
         )
-    if not header.has_prefix(VAE_PREFIX):
+    if not vae_elsewhere and not single_file_has_vae(header):
         raise refuse(
-            "“{name}” has no VAE (the part that turns the result into pixels) baked in, and "
-            "Loracle cannot add a separate one yet. Use a version of the checkpoint with the VAE included.",
-            "「{name}」沒有內建 VAE（把結果轉成像素的部分），而 Loracle 目前無法另外加上 VAE。"
-            "請改用內含 VAE 的版本。",
+            "“{name}” has no VAE (the part that turns the result into pixels) baked in, and no "
+            "other VAE was given to use with it. Add any SDXL checkpoint that includes a VAE to "
+            "the library (Loracle borrows its VAE), or use a version of this one with the VAE included.",
+            "「{name}」沒有內建 VAE（把結果轉成像素的部分），也沒有指定其他 VAE。請在模型庫加入任何一個"
+            "內含 VAE 的 SDXL 主模型（Loracle 會借用它的 VAE），或改用此模型內含 VAE 的版本。",
         )
     if _CLIP_L_POS not in header.tensors or _CLIP_G_POS not in header.tensors:
         raise refuse(
@@ -341,15 +361,24 @@ def load_pipeline(
         )
     with hub_offline(), _quiet_diffusers():
         try:
+            # The file's own markers say whether a v-prediction model also wants zero
+            # terminal SNR (ComfyUI's rule: `v_pred` alone is v-prediction on the usual
+            # schedule, `ztsnr` adds rescaled betas). `spec.v_prediction` comes from the
+            # library, which sets it from those same markers; only when the file itself
+            # says nothing does it mean "v-pred + ztsnr", as NoobAI-XL v-pred uses.
             if spec.format == "diffusers":
                 pipe = _load_diffusers_folder(spec, path, dtype)
-                v_pred, zero_snr = spec.v_prediction, spec.v_prediction
+                folder_config = pipe.scheduler.config
+                if folder_config.get("prediction_type") == "v_prediction":
+                    v_pred, zero_snr = True, bool(folder_config.get("rescale_betas_zero_snr"))
+                else:
+                    v_pred, zero_snr = spec.v_prediction, spec.v_prediction
             else:
-                info = inspect_single_file(path)
+                info = inspect_single_file(path, vae_elsewhere=spec.vae_path is not None)
                 folder = (config_dir_for or ConfigFolders(cache_dir))(info)
-                pipe = _load_single_file(path, info, folder, dtype)
+                pipe = _load_single_file(path, info, folder, dtype, spec.vae_path)
                 v_pred = spec.v_prediction or info.v_prediction
-                zero_snr = spec.v_prediction or info.zero_terminal_snr
+                zero_snr = info.zero_terminal_snr if info.v_prediction else spec.v_prediction
         except (LoracleError, MemoryError):
             raise
         except Exception as exc:
@@ -391,20 +420,30 @@ def _quiet_diffusers() -> Iterator[None]:
 
 
 def apply_v_prediction(pipe: StableDiffusionXLPipeline, *, zero_terminal_snr: bool = True) -> None:
-    """Switch the scheduler to v-prediction (and zero terminal SNR, as NoobAI-XL v-pred uses)."""
-    pipe.scheduler = type(pipe.scheduler).from_config(
-        pipe.scheduler.config,
-        prediction_type="v_prediction",
-        rescale_betas_zero_snr=zero_terminal_snr,
-    )
+    """Switch the scheduler to v-prediction (and zero terminal SNR, as NoobAI-XL v-pred uses).
+
+    Zero terminal SNR needs "trailing" timesteps (Lin et al., "Common Diffusion Noise
+    Schedules and Sample Steps are Flawed"): SDXL's "leading" spacing starts at t=946 of
+    999 for 28 steps, so the sampler would never start from the pure-noise step the
+    rescaled betas exist for. Every sampler is built from this config, so all inherit it.
+    """
+    options: dict[str, object] = {
+        "prediction_type": "v_prediction",
+        "rescale_betas_zero_snr": zero_terminal_snr,
+    }
+    if zero_terminal_snr:
+        options["timestep_spacing"] = "trailing"
+    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, **options)
 
 
 def _load_single_file(
-    path: Path, info: SingleFileInfo, folder: Path, dtype: torch.dtype
+    path: Path, info: SingleFileInfo, folder: Path, dtype: torch.dtype, vae_path: Path | None = None
 ) -> StableDiffusionXLPipeline:
     from diffusers import StableDiffusionXLPipeline
 
     extra = {}
+    if not info.has_vae and vae_path is not None:
+        extra["vae"] = _load_vae(Path(vae_path), folder / "vae", dtype)
     widths = (info.header.shape(_CLIP_L_POS) or (0,))[-1], (info.header.shape(_CLIP_G_POS) or (1,))[-1]
     if widths[0] == widths[1]:
         # diffusers tells the two text encoders apart by width alone; when they are equal
@@ -418,6 +457,43 @@ def _load_single_file(
         add_watermarker=False,
         **extra,
     )
+
+
+# Top-level names of a VAE saved on its own in the LDM layout (sdxl_vae.safetensors).
+_LDM_VAE_PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
+
+
+def _load_vae(path: Path, config_dir: Path, dtype: torch.dtype):
+    """The VAE of another file: a checkpoint's `first_stage_model.*`, or a VAE file in the
+    LDM or diffusers layout. Only those tensors are read, not a whole 7 GB checkpoint."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+    from safetensors import safe_open
+
+    if path.suffix != ".safetensors":
+        raise UnsafeFileError(
+            Text(
+                "The VAE file “{name}” is not a .safetensors file, so Loracle does not open it.",
+                "VAE 檔案「{name}」不是 .safetensors 檔，Loracle 不會開啟它。",
+            ),
+            name=path.name,
+        )
+    header = read_header(path)
+    wanted = (VAE_PREFIX,) if single_file_has_vae(header) else _LDM_VAE_PARTS
+    with safe_open(str(path), framework="pt") as fh:
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(wanted)}
+    if not weights:
+        raise LibraryError(
+            Text("“{name}” has no VAE in it to borrow.", "「{name}」裡沒有可借用的 VAE。"), name=path.name
+        )
+    config = AutoencoderKL.load_config(config_dir)
+    vae = AutoencoderKL.from_config(config)
+    if any(k.startswith("encoder.down_blocks.") for k in weights):  # already diffusers names
+        state = weights
+    else:
+        state = convert_ldm_vae_checkpoint(weights, config)
+    vae.load_state_dict(state, strict=True)
+    return vae.to(dtype).eval()
 
 
 def _load_open_clip(path: Path, config_dir: Path, dtype: torch.dtype):
@@ -462,8 +538,26 @@ def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype)
                 part=part,
             )
     return StableDiffusionXLPipeline.from_pretrained(
-        str(path), local_files_only=True, torch_dtype=dtype, use_safetensors=True, add_watermarker=False
+        str(path),
+        local_files_only=True,
+        torch_dtype=dtype,
+        use_safetensors=True,
+        add_watermarker=False,
+        variant=_fp16_only_variant(path),
     )
+
+
+def _fp16_only_variant(path: Path) -> str | None:
+    """"fp16" for a folder downloaded with only the `*.fp16.safetensors` weights (a
+    common way to halve an SDXL download); diffusers finds those only when asked to."""
+    plain = fp16 = False
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        for file in (path / part).glob("*.safetensors"):
+            if file.name.endswith(".fp16.safetensors"):
+                fp16 = True
+            else:
+                plain = True
+    return "fp16" if fp16 and not plain else None
 
 
 def _incomplete(name: str) -> CorruptFileError:

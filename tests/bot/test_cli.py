@@ -153,3 +153,33 @@ def test_demo_command_builds_checks_and_draws(tmp_path: Path, monkeypatch: pytes
     drawn = list((tmp_path / "demo-data" / "outputs").rglob("*.png"))
     assert len(drawn) == 1 and str(drawn[0]) in result.stdout.replace("\n", "")
     assert "demo_exact_style: requested 0.8 → applied 0.8 (applied, exact)" in result.stdout
+
+
+@pytest.mark.slow
+def test_draw_leaves_the_bots_queued_jobs_alone(cli, demo_dir: Path) -> None:
+    # `docker compose exec ... loracle draw` next to a running bot shares its database:
+    # the bot's waiting job must stay the bot's, not be run (again) by the CLI.
+    from engine.db import ThreadLocalDB
+    from engine.queue.job import QueuedJob
+    from engine.queue.store import JobStore
+
+    store = JobStore(ThreadLocalDB(demo_dir / "loracle.db"))
+    job = QueuedJob(user_id="1234", checkpoint="x", request={"prompt": "a bot job", "steps": 1}, channel_id="99")
+    store.insert(job)
+    data = json.loads(cli("draw", "1girl", "--steps", "1", "--width", "64", "--height", "64", "--json").stdout)
+    assert len(data["images"]) == 1
+    assert store.get(job.id).status == "queued"
+    assert len(list((demo_dir / "outputs").rglob("*.png"))) == 1
+
+
+def test_unwritable_out_dir_is_refused_before_drawing(cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = cli("draw", "1girl", "--out", str(blocker / "images"), "--json", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Cannot write the images" in json.loads(result.stderr)["error"]
+
+
+def test_errors_follow_the_chosen_language(cli) -> None:
+    result = cli("draw", "1girl", "--negative", "x" * 10_000, "--lang", "zh-TW", ok=False)
+    assert result.exit_code == 1 and "負面提示詞" in result.stderr

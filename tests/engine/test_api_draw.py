@@ -135,6 +135,22 @@ def test_bad_requests_are_refused_with_a_message(engine: Engine, kw, error) -> N
     assert str(err.value)
 
 
+def test_one_lora_named_twice_is_refused(engine: Engine) -> None:
+    # By file name and display name: applied twice, 2 + 2 would be 4, past the clamp range.
+    engine.set_entry("demo_pony_style", display_name="Ink Pony")
+    with pytest.raises(WeightError, match="same LoRA") as err:
+        engine.plan(request(("Ink Pony", 2.0), ("demo_pony_style", 2.0)))
+    assert "Ink Pony" in str(err.value) and "同一個 LoRA" in err.value.localized("zh-TW")
+    with pytest.raises(WeightError, match="same LoRA"):
+        engine.plan(request(("demo_pony_style", 1.0), ("demo_pony_style", -1.0)))
+
+
+def test_a_long_negative_prompt_is_called_the_negative_prompt(engine: Engine) -> None:
+    with pytest.raises(LimitError, match="negative prompt is 10000 characters") as err:
+        engine.plan(request(negative="x" * 10_000))
+    assert "負面提示詞" in err.value.localized("zh-TW")
+
+
 def test_prompt_lint_warns_about_pony_tags_on_illustrious(engine: Engine) -> None:
     plan = engine.plan(request(prompt="score_9, score_8_up, 1girl"))
     assert any("score_9" in w.render() for w in plan.warnings)
@@ -232,3 +248,66 @@ def test_autocomplete_hides_nsfw_loras_outside_age_restricted_channels(engine: E
     assert everywhere[0] == "demo_exact_style"  # exact first
     with pytest.raises(RequestError, match="NSFW"):
         engine.plan(request(("demo_pony_style", 1.0), allow_nsfw=False))
+
+
+async def test_png_names_sampler_and_schedule_as_a1111_does(engine: Engine) -> None:
+    # A1111 >= 1.9 (and CivitAI's reader of it) splits "DPM++ 2M Karras" in two.
+    from engine.png_info import parse_parameters
+
+    result = await engine.draw(request(sampler="DPM++ 2M Karras"))
+    parsed = parse_parameters(read_parameters(result.images[0]))
+    assert (parsed["Sampler"], parsed["Schedule type"]) == ("DPM++ 2M", "Karras")
+    assert result.to_json()["sampler"] == "DPM++ 2M Karras"  # what the user asked for
+
+
+async def test_switching_checkpoints_frees_the_old_pipeline_before_loading(
+    demo_settings: Settings, demo_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The LoRA patcher holds the pipeline and its pristine copies: kept until after the
+    # next load, two SDXLs would sit on the GPU at once.
+    import gc
+    import weakref
+
+    from engine.pipeline import generator as generator_module
+    from engine.pipeline.tiny import write_tiny_checkpoint
+
+    write_tiny_checkpoint(demo_dir / "models" / "otherXL_v10.safetensors", seed=5)
+    engine = Engine(demo_settings)
+    await engine.scan(civitai=False)
+    await engine.start()
+    try:
+        await engine.draw(request(("demo_exact_style", 0.8), steps=1))
+        old = weakref.ref(engine.runner.generator.pipe)
+        alive: list[bool] = []
+        real_load = generator_module.load_pipeline
+
+        def spy(*args, **kwargs):
+            gc.collect()
+            alive.append(old() is not None)
+            return real_load(*args, **kwargs)
+
+        monkeypatch.setattr(generator_module, "load_pipeline", spy)
+        result = await engine.draw(request(("demo_exact_style", 0.8), steps=1, checkpoint="otherXL_v10"))
+        assert alive == [False]
+        assert result.plan.loras[0].matched_modules > 0  # a fresh patcher on the new pipeline
+    finally:
+        await engine.close()
+
+
+async def test_checkpoint_pruned_of_its_vae_borrows_one_from_the_library(engine: Engine, demo_dir: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(demo_dir / "models" / f"{CKPT}.safetensors")
+    save_file({k: v for k, v in tensors.items() if not k.startswith("first_stage_model.")},
+              str(demo_dir / "models" / "prunedXL_noVAE.safetensors"))
+    await engine.scan(civitai=False)
+    borrowed = await engine.draw(request(checkpoint="prunedXL_noVAE", seed=21))
+    assert borrowed.plan.checkpoint.vae_from == CKPT
+    assert any("no VAE of its own" in w.render() for w in borrowed.warnings)
+    original = await engine.draw(request(seed=21))  # same UNet and text encoders, same VAE
+    assert np.array_equal(pixels(borrowed.images[0]), pixels(original.images[0]))
+
+    engine.set_entry(CKPT, enabled=False)  # nothing left to borrow from: refused at once
+    with pytest.raises(LibraryError, match="no other SDXL checkpoint") as err:
+        engine.plan(request(checkpoint="prunedXL_noVAE"))
+    assert "沒有內建 VAE" in err.value.localized("zh-TW")

@@ -133,6 +133,9 @@ EXPECTED = {
     "text_encoder_2.text_model.encoder.layers.0.self_attn.k_proj": (
         "text_encoder_2", "text_model.encoder.layers.0.self_attn.k_proj"),
     "lora_te2_text_projection": ("text_encoder_2", "text_projection"),
+    # written by trainers on transformers >= 5, whose CLIPTextModel has no `text_model.`
+    "text_encoder.encoder.layers.1.self_attn.q_proj": ("text_encoder", "text_model.encoder.layers.1.self_attn.q_proj"),
+    "text_encoder_2.encoder.layers.2.mlp.fc2": ("text_encoder_2", "text_model.encoder.layers.2.mlp.fc2"),
 }
 
 

@@ -187,6 +187,34 @@ def test_sd15_shaped_lora_raises_before_touching_any_weight(pipe, patcher_for, s
     assert_bit_identical(snapshot_weights(build_tiny_pipeline(0)), snapshot_weights(pipe))
 
 
+def test_a_failure_halfway_through_writing_leaves_pristine_weights(pipe, patcher_for, spec, lora_pool, monkeypatch):
+    # Out of memory on the 50th parameter of a new set: nothing half-applied survives, and
+    # the next apply starts from the pristine copies as if the failed one never happened.
+    from engine.lora import patcher as patcher_module
+
+    fresh = snapshot_weights(pipe)
+    patcher = patcher_for(pipe)
+    patcher.apply([spec(lora_pool["locon_diffusers"], 0.8)])
+    with_locon = snapshot_weights(pipe)
+    real, calls = patcher_module.contribution_delta, []
+
+    def out_of_memory_on_the_50th(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 50:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(patcher_module, "contribution_delta", out_of_memory_on_the_50th)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        patcher.apply([spec(lora_pool["locon_diffusers"], 0.8), spec(lora_pool["dora"], -0.5)])
+    monkeypatch.undo()
+    assert len(calls) == 50
+    assert_bit_identical(fresh, snapshot_weights(pipe))
+    assert patcher.active == () and patcher.touched_params == 0
+    patcher.apply([spec(lora_pool["locon_diffusers"], 0.8)])
+    assert_bit_identical(with_locon, snapshot_weights(pipe))
+
+
 def test_unchanged_set_costs_nothing(pipe, patcher_for, spec, lora_pool, monkeypatch):
     patcher = patcher_for(pipe)
     specs = [spec(lora_pool["lokr"], 0.8), spec(lora_pool["dora"], -0.4)]
@@ -261,3 +289,59 @@ def test_file_identity_key_when_no_hash(pipe, patcher_for, tmp_path):
     reports = patcher.apply([LoraSpec.from_file(path, 1.0)])
     assert reports[0].key.startswith("file:") and reports[0].name == "nohash"
     assert patcher.active == ((reports[0].key, 1.0),)
+
+
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_lora_saved_by_diffusers_training_scripts_matches_peft_merge(tmp_path, use_dora):
+    # What train_dreambooth_lora_sdxl.py writes: peft state dicts passed through
+    # convert_state_dict_to_diffusers (text-encoder attention becomes `.lora_linear_layer.`,
+    # the MLP stays `.lora_A`), CLIP-L named without `text_model.` under transformers 5,
+    # every alpha only in `lora_adapter_metadata`. peft's own merge is the reference.
+    from diffusers import StableDiffusionXLPipeline
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig, get_peft_model_state_dict, inject_adapter_in_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    source = build_tiny_pipeline(0)
+    unet_config = LoraConfig(r=4, lora_alpha=8, use_dora=use_dora, init_lora_weights="gaussian",
+                             target_modules=["to_q", "to_k", "to_v", "to_out.0", "proj_in", "conv1"],
+                             alpha_pattern={"to_q": 2})
+    text_config = LoraConfig(r=2, lora_alpha=6, use_dora=use_dora, init_lora_weights="gaussian",
+                             target_modules=["q_proj", "k_proj", "v_proj", "out_proj", "fc1"])
+    source.unet.add_adapter(unet_config)
+    inject_adapter_in_model(text_config, source.text_encoder)
+    inject_adapter_in_model(text_config, source.text_encoder_2)
+    components = ("unet", "text_encoder", "text_encoder_2")
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for component in components:
+            for name, param in getattr(source, component).named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=gen) * 0.05)
+    layers = {c: convert_state_dict_to_diffusers(get_peft_model_state_dict(getattr(source, c))) for c in components}
+    StableDiffusionXLPipeline.save_lora_weights(
+        tmp_path, unet_lora_layers=layers["unet"], text_encoder_lora_layers=layers["text_encoder"],
+        text_encoder_2_lora_layers=layers["text_encoder_2"], unet_lora_adapter_metadata=unet_config.to_dict(),
+        text_encoder_lora_adapter_metadata=text_config.to_dict(),
+        text_encoder_2_lora_adapter_metadata=text_config.to_dict(), safe_serialization=True,
+    )
+    path = tmp_path / "pytorch_lora_weights.safetensors"
+    for component in components:
+        for module in getattr(source, component).modules():
+            if isinstance(module, BaseTunerLayer):
+                module.merge()
+    expected = {
+        f"{c}.{n.replace('.base_layer', '')}": p.detach()
+        for c in components
+        for n, p in getattr(source, c).named_parameters()
+        if "lora_" not in n
+    }
+
+    ours = build_tiny_pipeline(0)
+    [report] = LoraPatcher(ours, LoraCache(2)).apply([LoraSpec.from_file(path, 1.0)])
+    assert report.unmatched_keys == [] and report.targets["text_encoder"] > 0
+    got, base = snapshot_weights(ours), snapshot_weights(build_tiny_pipeline(0))
+    changed = [k for k, v in expected.items() if not torch.equal(v, base[k])]
+    assert any(k.startswith("text_encoder.") for k in changed)
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6, msg=key)

@@ -19,7 +19,7 @@ from engine.pipeline.loader import (
     inspect_single_file,
     load_pipeline,
 )
-from engine.pipeline.samplers import make_scheduler
+from engine.pipeline.samplers import make_scheduler, sampler_names
 from engine.pipeline.single_file import read_header
 from engine.pipeline.tiny import write_tiny_checkpoint
 
@@ -119,11 +119,18 @@ def test_missing_file_says_so(tmp_path):
 
 @pytest.mark.parametrize(
     "metadata, expected",
-    [(None, False), ({"modelspec.prediction_type": "v"}, True), ({"modelspec.prediction_type": "epsilon"}, False)],
+    [
+        (None, (False, False)),
+        ({"modelspec.prediction_type": "v"}, (True, False)),
+        ({"modelspec.prediction_type": "epsilon"}, (False, False)),
+        # kohya's fine-tuning flags, which the library reads as v-prediction too
+        ({"ss_v_parameterization": "True"}, (True, False)),
+        ({"ss_v_parameterization": "True", "ss_zero_terminal_snr": "True"}, (True, True)),
+    ],
 )
 def test_v_prediction_from_metadata(tmp_path, metadata, expected):
     info = inspect_single_file(fake_checkpoint(tmp_path / "m.safetensors", SDXL_KEYS, metadata))
-    assert info.v_prediction is expected
+    assert (info.v_prediction, info.zero_terminal_snr) == expected
 
 
 # -- config folders ------------------------------------------------------------------------
@@ -228,14 +235,48 @@ def test_v_prediction_configures_the_scheduler(how, tiny_pipe, tmp_path, pipelin
     assert karras.config.prediction_type == "v_prediction" and karras.config.rescale_betas_zero_snr is True
 
 
-def test_v_pred_marker_without_ztsnr_keeps_the_usual_schedule(tiny_pipe, tmp_path, pipeline_cache):
+def test_zero_terminal_snr_starts_every_sampler_from_pure_noise(tiny_pipe, tmp_path, pipeline_cache):
+    # With SDXL's "leading" spacing a 28-step run starts at t=946, never at the t=999 step
+    # the rescaled betas make pure noise; ztsnr needs "trailing" timesteps. DPM++ SDE has no
+    # rescale option of its own and must still get the rescaled schedule.
+    path = write_tiny_checkpoint(tmp_path / "v.safetensors", pipe=tiny_pipe, v_prediction=True)
+    spec = CheckpointSpec("v", path, v_prediction=True)  # as the library plans it
+    pipe = load_pipeline(spec, device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)
+    assert pipe.scheduler.config.timestep_spacing == "trailing"
+    for name in sampler_names():
+        scheduler = make_scheduler(name, pipe.scheduler.config)
+        scheduler.set_timesteps(28)
+        assert round(float(scheduler.timesteps[0])) == 999, name
+        assert float(scheduler.alphas_cumprod[-1]) < 1e-6, name
+
+
+@pytest.mark.parametrize("spec_flag", [False, True])
+def test_v_pred_marker_without_ztsnr_keeps_the_usual_schedule(spec_flag, tiny_pipe, tmp_path, pipeline_cache):
+    # The library sets spec.v_prediction from this very marker: that must not add ztsnr.
     path = write_tiny_checkpoint(tmp_path / "v.safetensors", pipe=tiny_pipe, v_prediction=True)
     tensors = load_file(path)
     del tensors["ztsnr"]
     save_file(tensors, str(path))
-    pipe = load_pipeline(CheckpointSpec("v", path), device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)
+    spec = CheckpointSpec("v", path, v_prediction=spec_flag)
+    pipe = load_pipeline(spec, device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
     assert not pipe.scheduler.config.get("rescale_betas_zero_snr", False)
+    assert pipe.scheduler.config.timestep_spacing == "leading"
+
+
+@pytest.mark.parametrize("rescale, spacing", [(False, "leading"), (True, "trailing")])
+def test_v_pred_folder_keeps_its_own_zero_snr_choice(rescale, spacing, tiny_folder, tmp_path):
+    folder = tmp_path / "vpred"
+    shutil.copytree(tiny_folder, folder)
+    config_path = folder / "scheduler" / "scheduler_config.json"
+    config = json.loads(config_path.read_text())
+    config.update(prediction_type="v_prediction", rescale_betas_zero_snr=rescale)
+    config_path.write_text(json.dumps(config))
+    spec = CheckpointSpec("vpred", folder, format="diffusers", v_prediction=True)
+    pipe = load_pipeline(spec, device="cpu", dtype=torch.float32, cache_dir=tmp_path)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    assert bool(pipe.scheduler.config.get("rescale_betas_zero_snr")) is rescale
+    assert pipe.scheduler.config.timestep_spacing == spacing
 
 
 def test_incomplete_checkpoint_is_refused(tiny_checkpoint, tmp_path, pipeline_cache):
@@ -265,3 +306,36 @@ def test_folder_with_only_pickled_weights_is_refused(tiny_folder, tmp_path):
         weights.rename(weights.with_suffix(".bin"))
     with pytest.raises(UnsafeFileError, match="unet"):
         load_pipeline(CheckpointSpec("p", folder, format="diffusers"), device="cpu", dtype=torch.float32, cache_dir=tmp_path)
+
+
+def test_folder_with_only_fp16_variant_files_loads(tiny_pipe, tmp_path):
+    # `huggingface-cli download --include "*.fp16.safetensors"` leaves only the variant files.
+    folder = tmp_path / "fp16-only"
+    tiny_pipe.save_pretrained(folder, safe_serialization=True, variant="fp16")
+    assert not list(folder.glob("unet/diffusion_pytorch_model.safetensors"))
+    pipe = load_pipeline(CheckpointSpec("f", folder, format="diffusers"), device="cpu", dtype=torch.float32, cache_dir=tmp_path)
+    assert torch.equal(pipe.unet.conv_in.weight, tiny_pipe.unet.conv_in.weight)
+
+
+@pytest.mark.parametrize("donor", ["checkpoint", "ldm_vae_file", "diffusers_vae_file"])
+def test_checkpoint_pruned_of_its_vae_loads_with_a_borrowed_one(donor, tiny_pipe, tiny_checkpoint, tmp_path, pipeline_cache):
+    from engine.pipeline.single_file import vae_to_sgm
+
+    tensors = load_file(tiny_checkpoint)
+    pruned = tmp_path / "no_vae.safetensors"
+    save_file({k: v for k, v in tensors.items() if not k.startswith("first_stage_model.")}, str(pruned))
+    vae_state = {k: v.contiguous() for k, v in tiny_pipe.vae.state_dict().items()}
+    sources = {
+        "checkpoint": tiny_checkpoint,
+        "ldm_vae_file": tmp_path / "vae_ldm.safetensors",
+        "diffusers_vae_file": tmp_path / "vae_diffusers.safetensors",
+    }
+    save_file({k: v.contiguous() for k, v in vae_to_sgm(vae_state, tiny_pipe.vae.config).items()}, str(sources["ldm_vae_file"]))
+    save_file(vae_state, str(sources["diffusers_vae_file"]))
+    spec = CheckpointSpec("no_vae", pruned, vae_path=sources[donor])
+    pipe = load_pipeline(spec, device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)
+    loaded = pipe.vae.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in vae_state.items())
+    assert torch.equal(pipe.unet.conv_in.weight, tiny_pipe.unet.conv_in.weight)
+    with pytest.raises(LibraryError, match="has no VAE"):
+        load_pipeline(CheckpointSpec("no_vae", pruned), device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from engine.errors import RequestError
 from engine.pipeline.samplers import DEFAULT_SAMPLER, get_sampler, make_scheduler, sampler_names
@@ -67,3 +68,32 @@ def test_building_from_a_previous_scheduler_would_leak_its_options():
     karras = make_scheduler("DPM++ 2M Karras", TINY_SCHEDULER_CONFIG)
     assert make_scheduler("UniPC", karras.config).config.use_karras_sigmas is True
     assert make_scheduler("UniPC", TINY_SCHEDULER_CONFIG).config.use_karras_sigmas is False
+
+
+def test_dpm_sde_gets_zero_snr_betas_it_has_no_option_for():
+    plain = make_scheduler("DPM++ SDE Karras", TINY_SCHEDULER_CONFIG)
+    ztsnr = make_scheduler("DPM++ SDE Karras", {**V_PRED, "timestep_spacing": "trailing"})
+    euler = make_scheduler("Euler", {**V_PRED, "timestep_spacing": "trailing"})
+    assert plain.config.trained_betas is None and float(plain.alphas_cumprod[-1]) > 1e-3
+    assert torch.allclose(ztsnr.alphas_cumprod.double(), euler.alphas_cumprod.double(), rtol=1e-5, atol=1e-12)
+    ztsnr.set_timesteps(10)
+    euler.set_timesteps(10)
+    assert float(ztsnr.sigmas[0]) == pytest.approx(float(euler.sigmas[0]), rel=1e-4)  # ≈ 4096, pure noise
+
+
+@pytest.mark.parametrize(
+    "name, infotext",
+    [
+        ("Euler a", ("Euler a", "Automatic")),
+        ("Euler", ("Euler", "Automatic")),
+        # A1111 >= 1.9 writes the schedule apart, and its "Automatic" DPM++ 2M is Karras.
+        ("DPM++ 2M", ("DPM++ 2M", "Uniform")),
+        ("DPM++ 2M Karras", ("DPM++ 2M", "Karras")),
+        ("DPM++ 2M SDE Karras", ("DPM++ 2M SDE", "Karras")),
+        ("DPM++ SDE Karras", ("DPM++ SDE", "Karras")),
+        ("DDIM", ("DDIM", "Automatic")),
+        ("UniPC", ("UniPC", "Automatic")),
+    ],
+)
+def test_infotext_names_are_a1111s(name, infotext):
+    assert get_sampler(name).infotext == infotext
