@@ -153,7 +153,7 @@ def library_list(
                     "base_model": summary.base_model if summary else None,
                     "family": summary.family if summary else None,
                     "recommended_weight": entry.weight_override,
-                    "nsfw": entry.nsfw,
+                    "nsfw": engine.is_nsfw(entry),
                     "enabled": entry.enabled,
                     "size": entry.size,
                     "autov2": entry.autov2,
@@ -212,7 +212,7 @@ def library_set(
     async def body(engine: Any) -> dict[str, Any]:
         entry = await asyncio.to_thread(lambda: engine.set_entry(name, by="cli", **values))
         summary = engine.summary(entry)
-        return {**summary.to_json(), "recommended_weight": entry.weight_override, "nsfw": entry.nsfw, "enabled": entry.enabled}
+        return {**summary.to_json(), "recommended_weight": entry.weight_override, "nsfw": engine.is_nsfw(entry), "enabled": entry.enabled}
 
     result = _run(body, json_mode=as_json)
     if as_json:

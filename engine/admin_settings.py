@@ -13,6 +13,7 @@ from engine.db import ThreadLocalDB
 from engine.errors import LimitError
 from engine.i18n import Text
 from engine.settings import Settings
+from engine.text_input import clean_name
 
 
 @dataclass
@@ -87,7 +88,7 @@ class AdminSettings:
         return list(self._get(f"blocklist:{guild_id}") or [])
 
     def set_blocklist(self, guild_id: str, words: list[str]) -> list[str]:
-        cleaned = sorted({w.strip().lower() for w in words if w.strip()})
+        cleaned = sorted({clean_name(w).casefold() for w in words if clean_name(w)})
         self._set(f"blocklist:{guild_id}", cleaned or None)
         return cleaned
 

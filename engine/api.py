@@ -47,7 +47,7 @@ from engine.requests import (
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
 from engine.verdicts import Identity, Verdict, VerdictResult, identify
-from engine.weights import LoraStatus, decide_weight
+from engine.weights import LoraStatus, decide_weight, split_prompt_loras
 
 MAX_SEED = 2**32 - 1
 
@@ -106,6 +106,13 @@ _NO_VAE = Text(
     "「{name}」沒有內建 VAE（把結果轉成像素的部分），而模型庫裡也沒有其他 SDXL 主模型可以借用。"
     "請加入任何一個內含 VAE 的 SDXL 主模型，或改用此模型內含 VAE 的版本。",
 )
+_NOT_A_MODEL_TYPE = Text(
+    "“{name}” is a {type} on CivitAI; Loracle adds only checkpoints and LoRAs (LoRA, LoCon, DoRA).",
+    "「{name}」在 CivitAI 上是 {type}；Loracle 只能加入模型（checkpoint）與 LoRA（LoRA、LoCon、DoRA）。",
+)
+# CivitAI's model types Loracle can use; anything else (TextualInversion, VAE, Controlnet,
+# Upscaler, Workflows, ...) would land in loras/ and fail the scan after a long download.
+_ADDABLE_TYPES = {"checkpoint", "lora", "locon", "dora", "lycoris"}
 _CANCEL_NOT_YOURS = Text(
     "Only the person who asked for this image (or an admin) can cancel it.",
     "只有提出這張圖的人（或管理員）可以取消。",
@@ -228,13 +235,16 @@ class Engine:
         return self.library.set_override(entry, by=by, **values)
 
     async def remove(self, name: str) -> LibraryEntry:
-        entry = self.find(name)
+        entry = await asyncio.to_thread(self.find, name)
         await asyncio.to_thread(self.library.remove, entry)
         return entry
 
     async def refresh(self, name: str | None = None) -> list[Message]:
         """Ask CivitAI again, ignoring cached answers (for one file or all)."""
-        entries = [self.find(name)] if name else self.library.entries(include_broken=False)
+        if name:
+            entries = [await asyncio.to_thread(self.find, name)]
+        else:
+            entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
         return await self.knowledge.ensure_known(entries, refresh=True)
 
     async def add_from_civitai(
@@ -243,9 +253,12 @@ class Engine:
         ref = parse_civitai_ref(ref_text, base_url=self.settings.civitai_base_url)
         if ref.version_id:
             lookup = await self.civitai.model_version(ref.version_id)
-        else:  # a model page: its newest version comes first
+        else:  # a model page: its newest version comes first; one still in early access
+            # cannot be downloaded yet, so the newest public one is taken (or, with none,
+            # the newest, whose download then says when early access ends)
             model = await self.civitai.model(ref.model_id)
             versions = model.value.model_versions if model.value else []
+            versions = [v for v in versions if not v.early_access] or versions
             lookup = await self.civitai.model_version(versions[0].id) if versions else model
         if not isinstance(lookup.value, ModelVersion):
             raise LibraryError(
@@ -255,6 +268,9 @@ class Engine:
             )
         version = lookup.value
         kind = (version.model.type if version.model else "") or ""
+        if kind and kind.lower() not in _ADDABLE_TYPES:
+            name = version.model.name if version.model and version.model.name else ref_text
+            raise LibraryError(_NOT_A_MODEL_TYPE, name=name, type=kind)
         dest = self.settings.models_dir if kind.lower() == "checkpoint" else self.settings.loras_dir
         path = await download_version(
             self.civitai,
@@ -297,8 +313,10 @@ class Engine:
         return next(e for e in self.library.entries() if e.rel_path == rel)
 
     # -- knowledge -------------------------------------------------------------------
+    # The async methods look names up in a thread: a lookup may read SQLite, and the
+    # bot's event loop must never wait on the disk.
     async def lora_info(self, name: str) -> LoraInfo:
-        entry = self.find(name, Category.LORA)
+        entry = await asyncio.to_thread(self.find, name, Category.LORA)
         notes = await self.knowledge.ensure_known([entry])
         return await asyncio.to_thread(self._lora_info, entry, notes)
 
@@ -350,7 +368,7 @@ class Engine:
             civitai_url=version.page_url(self.settings.civitai_base_url) if version else None,
             civitai_name=(f"{version.model.name} — {version.name}" if version and version.model else None),
             preview_url=preview.url if preview else None,
-            nsfw=entry.nsfw or bool(version and version.model and version.model.nsfw),
+            nsfw=self.is_nsfw(entry),
             enabled=entry.enabled,
             trained_on=trained_on,
             top_tags=[(tag, training.tag_frequency.get(tag, 0)) for tag in training.top_tags(12)],
@@ -360,8 +378,9 @@ class Engine:
         )
 
     async def family_check(self, checkpoint: str, loras: list[str]) -> FamilyCheck:
-        ckpt = self.find(checkpoint, Category.CHECKPOINT)
-        entries = [self.find(name, Category.LORA) for name in loras]
+        ckpt, entries = await asyncio.to_thread(
+            lambda: (self.find(checkpoint, Category.CHECKPOINT), [self.find(name, Category.LORA) for name in loras])
+        )
         notes = await self.knowledge.ensure_known([ckpt, *entries])
         return await asyncio.to_thread(self._family_check, ckpt, entries, notes)
 
@@ -405,16 +424,18 @@ class Engine:
         """Resolve names, check compatibility and weights, apply limits: everything that
         can be refused is refused here, before any GPU work."""
         limits = self.admin.limits()
-        prompt = clean_prompt(request.prompt)
+        prompt, tagged = split_prompt_loras(clean_prompt(request.prompt))
+        loras = [*request.loras, *tagged]
         negative = clean_prompt(request.negative or "")
         if not prompt:
             raise RequestError(_EMPTY_PROMPT)
         for text, too_long in ((prompt, _PROMPT_TOO_LONG), (negative, _NEGATIVE_TOO_LONG)):
             if len(text) > self.settings.max_prompt_chars:
                 raise LimitError(too_long, length=len(text), limit=self.settings.max_prompt_chars)
-        lowered = f"{prompt}\n{negative}".lower()
+        # Both sides in NFKC and case-folded: "ｇｏｒｅ" or "GORE" must not slip past "gore".
+        folded = clean_name(f"{prompt}\n{negative}").casefold()
         for word in self.admin.blocklist(request.guild_id):
-            if word in lowered:
+            if clean_name(word).casefold() in folded:
                 raise RequestError(_BLOCKED, word=word)
 
         ckpt_entry = self._checkpoint_for(request.checkpoint)
@@ -444,11 +465,11 @@ class Engine:
             checkpoint.vae_path, checkpoint.vae_from = donor.path, donor.name
             warnings.append(Message.of(_VAE_BORROWED, name=ckpt_entry.label, donor=donor.label))
 
-        if len(request.loras) > self.settings.max_loras:
-            raise LimitError(_OUT_OF_RANGE, what="LoRAs", low=0, high=self.settings.max_loras, value=len(request.loras))
+        if len(loras) > self.settings.max_loras:
+            raise LimitError(_OUT_OF_RANGE, what="LoRAs", low=0, high=self.settings.max_loras, value=len(loras))
         planned: list[PlannedLora] = []
         asked_as: dict[str, str] = {}  # file -> the name it was first asked for by
-        for req in request.loras:
+        for req in loras:
             entry = self.library.get_usable(clean_name(req.name), Category.LORA)
             # A file name and a display name (or two spellings) can reach the same file;
             # applied twice, its weights would add up past the clamp range.
@@ -542,11 +563,12 @@ class Engine:
         return usable[0]
 
     def is_nsfw(self, entry: LibraryEntry) -> bool:
-        """Flagged by an admin, or by CivitAI (cached answer)."""
-        if entry.nsfw:
-            return True
+        """An admin's word (either way), else CivitAI's (cached answer): the creator's flag
+        or CivitAI's rating of the version above PG-13."""
+        if entry.nsfw is not None:
+            return entry.nsfw
         version = self.knowledge.civitai_version(entry.sha256)
-        return bool(version and version.model and version.model.nsfw)
+        return bool(version and version.is_nsfw)
 
     def _params(self, request: DrawRequest, prompt: str, negative: str, limits: Limits) -> GenerationParams:
         s = self.settings
@@ -582,7 +604,8 @@ class Engine:
             raise RuntimeError("Engine.start() must run before submit()")
         plan = await asyncio.to_thread(self.plan, request)
         request.seed = plan.params.seed  # a re-run after a restart gives the same image
-        return self.queue.submit(_queued_job(plan))
+        # In a thread too: queuing writes the job to SQLite, which may wait for a lock.
+        return await asyncio.to_thread(self.queue.submit, _queued_job(plan))
 
     async def draw(self, request: DrawRequest) -> DrawResult:
         handle = await self.submit(request)

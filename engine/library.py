@@ -64,7 +64,7 @@ class LibraryEntry:
     display_name: str | None = None
     base_model_override: str | None = None
     weight_override: float | None = None
-    nsfw: bool = False
+    nsfw: bool | None = None  # an admin's word; None: CivitAI's rating decides
     enabled: bool = True
 
     @property
@@ -330,7 +330,7 @@ class Library:
             display_name=row.get("display_name"),
             base_model_override=row.get("base_model_override"),
             weight_override=row.get("weight_override"),
-            nsfw=bool(row.get("nsfw") or 0),
+            nsfw=None if row.get("nsfw") is None else bool(row["nsfw"]),
             enabled=row.get("enabled") is None or bool(row["enabled"]),
         )
 

@@ -87,18 +87,42 @@ def decide_weight(
     return WeightDecision(requested, float(wanted), LoraStatus.APPLIED)
 
 
-_A1111_TAG = re.compile(r"<\s*lora\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.I)
+# `lyco` is the alias A1111 1.5+ keeps for LyCORIS tags written for the old extension.
+_A1111_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.I)
 
 
 def parse_weight(name: str, text: str) -> float:
     value = text.strip()
     try:
+        if "_" in value:  # Python reads "1_0" as 10; nobody typing a weight means that
+            raise ValueError(value)
         number = float(value)
     except ValueError:
         raise WeightError(_NOT_A_NUMBER, name=name, value=value[:40]) from None
     if not math.isfinite(number):
         raise WeightError(_NOT_FINITE, name=name, value=value[:40])
     return number
+
+
+def split_prompt_loras(prompt: str) -> tuple[str, list[LoraRequest]]:
+    """Take A1111's `<lora:name:weight>` tags out of a prompt, as A1111 does: prompts
+    copied from CivitAI carry them, and left in they would be drawn as words, with the
+    LoRA silently missing. Returns the prompt without them and the requests they make."""
+    requests: list[LoraRequest] = []
+
+    def take(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        weight = match.group(2)
+        requests.append(LoraRequest(name, parse_weight(name, weight) if weight and weight.strip() else None))
+        return "\0"
+
+    text = _A1111_TAG.sub(take, prompt)
+    if not requests:
+        return prompt, []
+    # Only the separators around a tag go ("a, <lora:x:1>, b" -> "a, b"); the rest of
+    # the prompt is left exactly as written.
+    text = re.sub(r"[\s,]*\0[\s,]*", ", ", text).strip(" ,\n\t")
+    return text, requests
 
 
 def parse_lora_list(text: str, *, max_loras: int | None = None) -> list[LoraRequest]:

@@ -266,6 +266,11 @@ class ModelVersion(_Body):
     # 32 blocked); 2024+ bodies only. The model's `nsfw` is the creator's own flag and
     # is often false for versions CivitAI rates R or X.
     nsfw_level: Opt[int] = None
+    availability: Opt[str] = None  # "Public" | "EarlyAccess" | "Private" | ...
+
+    @property
+    def early_access(self) -> bool:
+        return (self.availability or "").strip().lower() == "earlyaccess"
 
     @property
     def is_nsfw(self) -> bool:

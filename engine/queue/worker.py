@@ -226,6 +226,8 @@ class JobQueue:
             return self._enqueue(job, loop)
 
     def _bind_loop(self) -> asyncio.AbstractEventLoop:
+        # Once started, submit() may also be called from a helper thread (the engine does,
+        # so that the job's database insert never holds up the event loop).
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
         return self._loop

@@ -74,7 +74,7 @@ class FakeEntry:
     architecture: Architecture = Architecture.SDXL
     kind: FileKind = FileKind.LORA
     trained_on: str | None = None
-    nsfw: bool = False  # set by an admin
+    nsfw: bool | None = None  # set by an admin (either way); None: CivitAI decides
     civitai_nsfw: bool = False  # CivitAI marks the model NSFW (the real engine's cached answer)
     enabled: bool = True
     weight_override: float | None = None
@@ -384,8 +384,8 @@ class FakeEngine:
         return entry
 
     def is_nsfw(self, entry: FakeEntry) -> bool:
-        """Like Engine.is_nsfw: flagged by an admin, or by CivitAI."""
-        return entry.nsfw or entry.civitai_nsfw
+        """Like Engine.is_nsfw: an admin's word, else CivitAI's."""
+        return entry.nsfw if entry.nsfw is not None else entry.civitai_nsfw
 
     def summary(self, entry: FakeEntry) -> ModelSummary:
         return ModelSummary(

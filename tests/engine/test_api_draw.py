@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from engine.api import Engine
-from engine.errors import LibraryError, LoracleError, LimitError, RequestError, WeightError
+from engine.errors import LibraryError, LimitError, LoracleError, RequestError, UnknownNameError, WeightError
 from engine.lora.testing import assert_bit_identical, snapshot_weights
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
 from engine.png_info import read_parameters
@@ -143,6 +143,24 @@ def test_one_lora_named_twice_is_refused(engine: Engine) -> None:
     assert "Ink Pony" in str(err.value) and "同一個 LoRA" in err.value.localized("zh-TW")
     with pytest.raises(WeightError, match="same LoRA"):
         engine.plan(request(("demo_pony_style", 1.0), ("demo_pony_style", -1.0)))
+
+
+def test_lora_tags_pasted_into_the_prompt_are_applied_not_drawn_as_words(engine: Engine) -> None:
+    plan = engine.plan(request(("demo_exact_style", 0.5), prompt="1girl, <lora:demo_pony_style:-0.4>, smile"))
+    assert plan.params.prompt == "1girl, smile"
+    assert [(lora.name, lora.applied_weight) for lora in plan.loras] == [("demo_exact_style", 0.5), ("demo_pony_style", -0.4)]
+    with pytest.raises(UnknownNameError, match="demo_pony_styl"):
+        engine.plan(request(prompt="1girl <lora:demo_pony_styl:1>"))
+    with pytest.raises(WeightError, match="same LoRA"):
+        engine.plan(request(("demo_pony_style", 1.0), prompt="1girl <lora:demo_pony_style:0.5>"))
+
+
+def test_the_blocklist_sees_through_case_and_full_width_letters(engine: Engine) -> None:
+    engine.admin.set_blocklist("42", ["Gore"])
+    for prompt in ("GORE everywhere", "ｇｏｒｅ", "go\u200bre"):
+        with pytest.raises(RequestError, match="gore"):
+            engine.plan(request(prompt=prompt, guild_id="42"))
+    assert engine.plan(request(prompt="gore", guild_id="7")).params.prompt == "gore"  # another server
 
 
 def test_a_long_negative_prompt_is_called_the_negative_prompt(engine: Engine) -> None:

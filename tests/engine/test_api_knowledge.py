@@ -215,3 +215,25 @@ async def test_a_lora_filed_as_sdxl_follows_its_training_checkpoint_on_civitai(
     item = check.to_json()["loras"][0]
     assert (item["verdict"], item["family"], item["base_model"]) == ("same_family", "illustrious", "Illustrious")
     assert any("SDXL 1.0" in e for e in item["evidence"])
+
+
+async def test_nsfw_follows_civitais_rating_unless_an_admin_says_otherwise(tmp_path: Path, fake_civitai) -> None:
+    fake, base_url = fake_civitai
+    (tmp_path / "loras").mkdir()
+    rated = write_kohya_lora(tmp_path / "loras" / "rated.safetensors", "sdxl", seed=11, metadata=no_name_metadata("sdxl"))
+    plain = write_kohya_lora(tmp_path / "loras" / "plain.safetensors", "sdxl", seed=12, metadata=no_name_metadata("sdxl"))
+    # The creator left `nsfw` false, but CivitAI rates the version R and X (4 | 8), as it
+    # does for many character LoRAs (sample 1580878: nsfw false, versions at levels 5, 6).
+    fake.register_hash(sha(rated), version_id=301)["nsfwLevel"] = 12
+    fake.register_hash(sha(plain), version_id=302)["nsfwLevel"] = 1
+    async with Engine(settings_for(base_url, tmp_path)) as engine:
+        await engine.scan()
+        assert engine.is_nsfw(engine.find("rated")) is True
+        assert engine.is_nsfw(engine.find("plain")) is False
+        assert (await engine.lora_info("rated")).nsfw is True
+
+        engine.set_entry("rated", nsfw=False)  # an admin has looked and says it is fine
+        engine.set_entry("plain", nsfw=True)
+        assert engine.is_nsfw(engine.find("rated")) is False
+        assert engine.is_nsfw(engine.find("plain")) is True
+        assert [e.name for e, _ in engine.suggest_loras(None, "", allow_nsfw=False)] == ["rated"]

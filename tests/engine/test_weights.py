@@ -5,7 +5,7 @@ import math
 import pytest
 
 from engine.errors import WeightError
-from engine.weights import LoraRequest, LoraStatus, decide_weight, parse_lora_list
+from engine.weights import LoraRequest, LoraStatus, decide_weight, parse_lora_list, split_prompt_loras
 
 
 def test_parse_list_forms() -> None:
@@ -20,7 +20,7 @@ def test_full_width_and_invisible_characters() -> None:
     assert parse_lora_list("ｓｔｙｌｅ：０．５，\u200bink\u202e") == [LoraRequest("style", 0.5), LoraRequest("ink", None)]
 
 
-@pytest.mark.parametrize("text", ["a:abc", "a:nan", "a:inf", "a:-inf", ":1", "a, A", "a:1:2x"])
+@pytest.mark.parametrize("text", ["a:abc", "a:nan", "a:inf", "a:-inf", ":1", "a, A", "a:1:2x", "a:1_0"])
 def test_parse_errors_are_clear(text: str) -> None:
     with pytest.raises(WeightError) as err:
         parse_lora_list(text)
@@ -46,3 +46,17 @@ def test_policy() -> None:
     assert small.applied == -2
     with pytest.raises(WeightError):
         decide_weight("x", math.nan, None, -2, 2)
+
+
+def test_prompt_tags_are_taken_out_and_the_rest_is_left_as_written() -> None:
+    prompt, loras = split_prompt_loras("1girl,smile, <lora:style_v2:0.7>, (best quality:1.2)\n<LyCO:ink:-0.5:0.3>")
+    assert prompt == "1girl,smile, (best quality:1.2)"
+    assert loras == [LoraRequest("style_v2", 0.7), LoraRequest("ink", -0.5)]
+    assert split_prompt_loras("<lora:x> masterpiece") == ("masterpiece", [LoraRequest("x", None)])
+    assert split_prompt_loras("a <b:1.2>, c") == ("a <b:1.2>, c", [])
+
+
+@pytest.mark.parametrize("tag", ["<lora:x:abc>", "<lora:x:nan>", "<lora:x:inf>"])
+def test_prompt_tags_with_bad_weights_are_refused(tag: str) -> None:
+    with pytest.raises(WeightError, match="“x”"):
+        split_prompt_loras(f"1girl, {tag}")

@@ -25,7 +25,7 @@ from bot.discord_app import autocomplete, limits
 from bot.discord_app import texts as T
 from bot.discord_app.progress import download_text
 from bot.discord_app.render import safe
-from bot.discord_app.replies import describe, error_text, send_private
+from bot.discord_app.replies import describe, error_text, is_nsfw, send_private
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 from bot.discord_app.views import ConfirmView
@@ -251,14 +251,14 @@ def register(client: Any) -> None:
                 raise RequestError(T.SET_NOTHING)
             who = f"discord:{interaction.user.id}"
             entry = await asyncio.to_thread(lambda: engine.set_entry(name, by=who, **values))
-            summary = await asyncio.to_thread(engine.summary, entry)
+            summary, flagged = await asyncio.to_thread(lambda: (engine.summary(entry), is_nsfw(engine, entry)))
             return T.SET_DONE.render(
                 locale,
                 name=safe(entry.label),
                 base_model=safe(summary.base_model) if summary.base_model else T.UNKNOWN.render(locale),
                 family=safe(summary.family_label) if summary.family_label else T.UNKNOWN.render(locale),
                 weight="-" if entry.weight_override is None else f"{entry.weight_override:g}",
-                nsfw=_yes_no(entry.nsfw, locale),
+                nsfw=_yes_no(flagged, locale),
                 enabled=_yes_no(entry.enabled, locale),
             )
 
