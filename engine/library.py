@@ -83,6 +83,12 @@ class LibraryEntry:
     def training(self) -> TrainingMetadata:
         return parse_training_metadata(self.metadata)
 
+    @cached_property
+    def folded_names(self) -> tuple[str, str, str]:
+        """Name, display name and file stem in the form typed names are compared in;
+        computed once per library snapshot, not on every lookup."""
+        return _fold(self.name), _fold(self.display_name or ""), _fold(Path(self.rel_path).stem)
+
 
 @dataclass
 class ScanProblem:
@@ -352,7 +358,7 @@ class Library:
     def _match(wanted: str, candidates: list[LibraryEntry]) -> LibraryEntry | None:
         typed = _fold(wanted)
         key = typed.removesuffix(".safetensors")
-        folded = [(e, _fold(e.name), _fold(e.display_name or ""), _fold(Path(e.rel_path).stem)) for e in candidates]
+        folded = [(e, *e.folded_names) for e in candidates]
         for match in (
             lambda e, name, _d, _s: name == typed,  # "x.ckpt" when it sits beside "x.safetensors"
             lambda e, name, _d, _s: name == key,
