@@ -12,7 +12,9 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich import box
+from rich.table import Column, Table
+from rich.text import Text as Styled
 
 from engine.errors import LoracleError, RequestError, UnknownNameError
 from engine.i18n import EN, Text, normalize_locale
@@ -34,9 +36,10 @@ app.add_typer(lora_app, name="lora")
 app.add_typer(family_app, name="family")
 
 # soft_wrap: long paths and explanations are left to the terminal to wrap, so they can be
-# copied whole; tables still fit the width.
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+# copied whole; tables still fit the width. No markup: names, prompts and CivitAI's words
+# are printed as written ("style[red]v2" is a real file name); colours go in as rich Text (`Styled`).
+out = Console(soft_wrap=True, markup=False, highlight=False)
+err = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 LangOpt = Annotated[str, typer.Option("--lang", help="Language of explanations: en or zh-TW.")]
@@ -84,7 +87,7 @@ def _fail(exc: LoracleError, json_mode: bool, locale: str = EN) -> None:
             payload["suggestions"] = exc.suggestions
         print(json.dumps(payload, ensure_ascii=False), file=sys.stderr)
     else:
-        err.print(f"[red]error:[/red] {message}", highlight=False)
+        err.print(Styled.assemble(("error:", "red"), f" {message}"))
     raise typer.Exit(1)
 
 
@@ -127,9 +130,9 @@ def library_scan(
         return
     out.print(report.summary())
     for problem in report.problems:
-        err.print(f"[yellow]skipped[/yellow] {problem.rel_path}: {problem.message}", highlight=False)
+        err.print(Styled.assemble(("skipped", "yellow"), f" {problem.rel_path}: {problem.message}"))
     for note in notes:
-        err.print(f"[dim]note:[/dim] {note}", highlight=False)
+        err.print(Styled.assemble(("note:", "dim"), f" {note}"))
 
 
 @library_app.command("list")
@@ -167,10 +170,27 @@ def library_list(
     if as_json:
         _print_json(rows)
         return
-    table = Table("name", "type", "arch", "base model", "family", "weight", "file")
+    # Names are what the other commands take, so they are never cut short with "…"; the
+    # file column, which repeats them, is shown only where there is room for it.
+    def width(key: str, title: str) -> int:
+        return max([len(title), *(len(str(row.get(key) or "")) for row in rows)])
+
+    wide = out.width >= 110
+    table = Table(
+        Column("name", no_wrap=True, min_width=min(width("name", "name"), 40)),
+        "type",
+        "arch",
+        Column("base model", min_width=min(width("base_model", "base model"), 16)),
+        Column("family", min_width=min(width("family", "family"), 12)),
+        "weight",
+        *([Column("file", overflow="fold")] if wide else []),
+        box=box.SIMPLE_HEAD,
+    )
+    broken = [row for row in rows if row["error"]]
     for row in rows:
+        file = [row["path"]] if wide else []
         if row["error"]:
-            table.add_row(row["name"], row["category"], "-", "-", "-", "-", f"[red]{row['error']}[/red]")
+            table.add_row(row["name"], row["category"], "-", "-", "-", "-", *file)
             continue
         table.add_row(
             row["name"] + ("" if row["enabled"] else " (disabled)"),
@@ -179,9 +199,11 @@ def library_list(
             row["base_model"] or "?",
             row["family"] or "unknown",
             "" if row["recommended_weight"] is None else f"{row['recommended_weight']:g}",
-            row["path"],
+            *file,
         )
     out.print(table)
+    for row in broken:  # below the table, where a long reason has the whole line
+        out.print(f"cannot use {row['name']} ({row['path']}): {row['error']}", style="red")
 
 
 @library_app.command("set")
@@ -286,9 +308,11 @@ def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
     if as_json:
         _print_json(data)
         return
-    out.print(f"[bold]{data['label']}[/bold]  ({data['kind']}, {data['architecture']})")
-    out.print(f"base model: {data['base_model'] or 'unknown'}  family: {data['family_label'] or 'unknown'}"
-              + (f"  [dim](from {data['base_model_source']})[/dim]" if data["base_model_source"] else ""))
+    out.print(Styled.assemble((data["label"], "bold"), f"  ({data['kind']}, {data['architecture']})"))
+    source = f"  (from {data['base_model_source']})" if data["base_model_source"] else ""
+    out.print(Styled.assemble(
+        f"base model: {data['base_model'] or 'unknown'}  family: {data['family_label'] or 'unknown'}", (source, "dim")
+    ))
     out.print(f"trigger words: {', '.join(data['trigger_words']) or '-'}")
     out.print(f"recommended weight: {data['recommended_weight']:g} ({data['recommended_weight_source']})")
     if data["civitai_url"]:
@@ -298,13 +322,13 @@ def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
         out.print(f"trained on: {t.get('name') or '?'} ({t.get('base_model') or 'base model unknown'})")
     out.print(f"file: {data['file']}  rank {data['rank']}  alpha {data['alpha']}  AutoV2 {data['autov2']}")
     for line in data["evidence"]:
-        out.print(f"  evidence: {line}", highlight=False)
+        out.print(f"  evidence: {line}")
     if data["suits"]:
         out.print("checkpoints in the library:")
         for s in data["suits"]:
             out.print(f"  {s['verdict']:<13} {s['checkpoint']} ({s['family'] or 'unknown family'})")
     for note in data["notes"]:
-        err.print(f"note: {note}", highlight=False)
+        err.print(f"note: {note}")
 
 
 # -- family check ----------------------------------------------------------------------
@@ -327,14 +351,15 @@ def family_check(
         _print_json(data)
         return
     cp = data["checkpoint"]
-    out.print(f"checkpoint [bold]{cp['name']}[/bold]: {cp['architecture']}, {cp['base_model'] or 'unknown base model'} ({cp['family_label'] or 'unknown family'})")
+    base = f"{cp['base_model'] or 'unknown base model'} ({cp['family_label'] or 'unknown family'})"
+    out.print(Styled.assemble("checkpoint ", (cp["name"], "bold"), f": {cp['architecture']}, {base}"))
     for item in data["loras"]:
-        out.print(f"\n[bold]{item['name']}[/bold] → [bold]{item['verdict']}[/bold]")
-        out.print(f"  {item['explanation']}", highlight=False)
+        out.print(Styled.assemble("\n", (item["name"], "bold"), " → ", (item["verdict"], "bold")))
+        out.print(f"  {item['explanation']}")
         for line in item["evidence"]:
-            out.print(f"  · {line}", highlight=False)
+            out.print(f"  · {line}")
     for note in data["notes"]:
-        err.print(f"note: {note}", highlight=False)
+        err.print(f"note: {note}")
 
 
 # -- draw ------------------------------------------------------------------------------
@@ -403,12 +428,12 @@ def draw(
         _print_json(data)
         return
     for path in data["images"]:
-        out.print(path, highlight=False)
+        out.print(path)
     for item in data["loras"]:
         requested = "default" if item["requested_weight"] is None else f"{item['requested_weight']:g}"
         out.print(f"  {item['name']}: {requested} → {item['applied_weight']:g} ({item['status']}, {item['verdict']})")
     for warning in data["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(Styled.assemble(("warning:", "yellow"), f" {warning}"))
     out.print(f"seed {data['seed']}, {data['steps']} steps, CFG {data['cfg']:g}, {data['width']}×{data['height']}, {data['seconds']:.1f} s")
 
 
@@ -438,7 +463,7 @@ def demo(
     from bot.demo import run_demo
 
     try:
-        run_demo(_settings(), draw=draw_image, console=out)
+        run_demo(_settings(), draw=draw_image)
     except LoracleError as exc:
         _fail(exc, False)
 
@@ -468,7 +493,7 @@ def main() -> None:
     try:
         app()
     except LoracleError as exc:  # settings errors raised before a command body runs
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(Styled.assemble(("error:", "red"), f" {exc}"))
         sys.exit(1)
 
 

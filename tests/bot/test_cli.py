@@ -18,8 +18,8 @@ def cli(demo_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("LORACLE_OFFLINE", "1")
     runner = CliRunner()
 
-    def run(*args: str, ok: bool = True):
-        result = runner.invoke(app, list(args))
+    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None):
+        result = runner.invoke(app, list(args), env=env)
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
         return result
@@ -40,6 +40,16 @@ def test_library_list_json(cli) -> None:
     assert by_name["demo_noob_character"]["kind"] == "locon"
     assert by_name["demo_sd15_detail"]["architecture"] == "sd1"
     assert by_name["demo_pony_style"]["family"] == "pony"
+
+
+def test_library_list_shows_names_whole_and_as_written(cli, demo_dir: Path) -> None:
+    # Square brackets are common in CivitAI file names; they must not be read as markup.
+    (demo_dir / "loras" / "style[red]v2.safetensors").write_bytes(b"x")
+    cli("library", "scan", ok=False)
+    out = cli("library", "list", env={"COLUMNS": "80"}).stdout
+    assert "loracleDemoXL_v10" in out and "demo_noob_character" in out  # not "loracleDe…"
+    assert "style[red]v2" in out
+    assert "cannot use style[red]v2 (loras/style[red]v2.safetensors): " in out
 
 
 def test_family_check_json_contract(cli) -> None:
