@@ -7,6 +7,7 @@ developer portal.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
@@ -23,6 +24,7 @@ from bot.discord_app.jobs import DrawService
 from bot.discord_app.permissions import AdminDirectory
 from bot.discord_app.progress import DEFAULT_INTERVAL
 from bot.discord_app.replies import describe, report_error, send_private
+from bot.discord_app.sync import CommandSync, state_path
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import LoracleTranslator
 from bot.discord_app.views import DYNAMIC_ITEMS
@@ -30,6 +32,8 @@ from bot.discord_app.views import DYNAMIC_ITEMS
 log = logging.getLogger("loracle.bot")
 
 ADMIN_GROUP = "admin"
+# Under docker compose's stop_grace_period (2 minutes), with time left to close.
+SHUTDOWN_GRACE_S = 100.0
 
 
 class LoracleTree(app_commands.CommandTree):
@@ -73,6 +77,10 @@ class LoracleBot(discord.Client):
         self.draws = DrawService(self, engine, interval=progress_interval)
         self.heartbeat = Heartbeat(heartbeat_path(settings.root), self._heartbeat_state, heartbeat_interval)
         self.synced: list[app_commands.AppCommand] = []
+        # discord.py keeps is_ready() true while it reconnects; the heartbeat must not.
+        self.gateway_connected = False
+        self._stop_task: asyncio.Task[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
         commands.register(self)
 
     async def setup_hook(self) -> None:
@@ -82,32 +90,46 @@ class LoracleBot(discord.Client):
             await self.sync()
         self.heartbeat.start()
 
-    async def sync(self) -> list[app_commands.AppCommand]:
-        """Register the commands with Discord: per guild in LORACLE_GUILD_IDS (visible at
-        once, for testing servers), otherwise globally (may take a while to appear)."""
-        if self.settings.guild_ids:
-            synced: list[app_commands.AppCommand] = []
-            for guild_id in self.settings.guild_ids:
-                guild = discord.Object(id=guild_id)
-                self.tree.copy_global_to(guild=guild)
-                synced += await self.tree.sync(guild=guild)
-            where = f"{len(self.settings.guild_ids)} server(s)"
-        else:
-            synced = await self.tree.sync()
-            where = "all servers"
-        self.synced = synced
-        log.info("synced %d commands to %s", len(synced), where)
-        return synced
+    async def sync(self, *, force: bool = False) -> list[app_commands.AppCommand]:
+        """Register the commands with Discord where they changed (see `sync.CommandSync`):
+        per guild in LORACLE_GUILD_IDS (visible at once, for testing servers), otherwise
+        globally (may take a while to appear)."""
+        guild_ids = list(self.settings.guild_ids)
+        report = await CommandSync(self, self.tree, state_path(self.settings.root)).run(guild_ids, force=force)
+        where = f"{len(guild_ids)} server(s)" if guild_ids else "all servers"
+        count = len(self.tree.get_commands())
+        if report.updated:
+            log.info("synced %d commands to %s", count, where if not report.unchanged else ", ".join(report.updated))
+        if report.unchanged:
+            log.info(
+                "commands unchanged since the last sync (%s), not syncing them again; delete %s to force a sync",
+                where if not report.updated else ", ".join(report.unchanged),
+                state_path(self.settings.root),
+            )
+        if report.cleared:
+            log.info("removed commands no longer wanted from %s", ", ".join(report.cleared))
+        self.synced = report.synced
+        return report.synced
 
     async def on_ready(self) -> None:
+        self.gateway_connected = True
         log.info("connected as %s to %d server(s)", self.user, len(self.guilds))
         await self.heartbeat.beat()
         recovered = self.draws.follow_recovered()
         if recovered:
             log.info("following %d job(s) re-queued after the restart", recovered)
 
+    async def on_disconnect(self) -> None:
+        # discord.py reconnects (and RESUMEs) by itself; until it has, the heartbeat
+        # stops, so a bot that cannot get back goes stale and the healthcheck says so.
+        self.gateway_connected = False
+
+    async def on_resumed(self) -> None:
+        self.gateway_connected = True
+        await self.heartbeat.beat()
+
     def _heartbeat_state(self) -> dict[str, Any] | None:
-        if self.is_closed() or not self.is_ready():
+        if self.is_closed() or not self.is_ready() or not self.gateway_connected:
             return None
         state: dict[str, Any] = {"guilds": len(self.guilds), "user": str(self.user)}
         try:
@@ -120,6 +142,30 @@ class LoracleBot(discord.Client):
         if jobs is not None:
             state["queue"] = jobs.size
         return state
+
+    # -- stopping --------------------------------------------------------------------
+    def request_stop(self, reason: str = "asked to stop") -> None:
+        """What SIGTERM (`docker stop`) and Ctrl-C do: the first starts `shutdown()`, a
+        second one closes the bot at once. Called from the loop's signal handler; the
+        tasks are kept here (the loop holds only weak references to them)."""
+        loop = asyncio.get_running_loop()
+        if self._stop_task is None:
+            log.info("%s: finishing the picture being drawn, then stopping (again to stop at once)", reason)
+            self._stop_task = loop.create_task(self.shutdown(), name="loracle-shutdown")
+        elif self._close_task is None:
+            log.warning("%s again: stopping now", reason)
+            self._close_task = loop.create_task(self.close(), name="loracle-close")
+
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop gracefully: take no new jobs, let the running picture finish and reach
+        its channel while still connected (closing first would draw it for nobody), tell
+        the waiting ones they are kept for the next start, then close."""
+        try:
+            if not await self.draws.drain(grace):
+                log.warning("jobs still running after %.0f s; stopping anyway", grace)
+        except Exception:  # noqa: BLE001 - stopping must not fail half-way
+            log.exception("could not finish the running jobs; stopping anyway")
+        await self.close()
 
     async def close(self) -> None:
         await self.heartbeat.stop()

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +31,9 @@ def heartbeat_path(data_root: Path) -> Path:
 def write_heartbeat(path: Path, state: dict[str, Any]) -> None:
     """Atomically replace the heartbeat file, so the reader never sees half of it."""
     payload = json.dumps({**state, "time": time.time(), "pid": os.getpid()})
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # One temporary file per writing thread: two writers sharing one name would replace
+    # each other's file and the second os.replace() would fail.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(payload, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -49,6 +52,9 @@ class Heartbeat:
         self._state = state
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
+        # The periodic beat and on_ready/on_resumed may beat at the same moment: one at a
+        # time, so an older state never lands after a newer one.
+        self._lock = asyncio.Lock()
 
     def start(self) -> None:
         if self._task is None or self._task.done():
@@ -56,15 +62,16 @@ class Heartbeat:
 
     async def beat(self) -> bool:
         """Write one heartbeat if the bot is ready; True if written."""
-        state = self._state()
-        if state is None:
-            return False
-        try:
-            await asyncio.to_thread(write_heartbeat, self.path, state)
-        except OSError:
-            log.warning("could not write the heartbeat file %s", self.path, exc_info=True)
-            return False
-        return True
+        async with self._lock:
+            state = self._state()
+            if state is None:
+                return False
+            try:
+                await asyncio.to_thread(write_heartbeat, self.path, state)
+            except OSError:
+                log.warning("could not write the heartbeat file %s", self.path, exc_info=True)
+                return False
+            return True
 
     async def _run(self) -> None:
         while True:

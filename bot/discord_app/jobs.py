@@ -67,8 +67,11 @@ class DrawService:
         self.engine = engine
         self.interval = interval
         self.memory = RequestMemory()
-        self._followers: set[asyncio.Task[None]] = set()
+        self._followers: set[asyncio.Task[None]] = set()  # recovered jobs (no interaction owns them)
+        self._following: set[asyncio.Task[Any]] = set()  # every task following a job now
         self._recovered_followed = False  # on_ready runs again after every reconnect
+        self.draining = False  # the bot is stopping (see drain)
+        self._stopping: asyncio.Task[Any] | None = None
 
     # -- /draw ------------------------------------------------------------------------
     def request_for(self, interaction: discord.Interaction, options: DrawOptions) -> DrawRequest:
@@ -112,6 +115,15 @@ class DrawService:
         await self.follow(handle, reply, requester, locale)
 
     async def follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._following.add(task)
+        try:
+            await self._follow(handle, reply, requester, locale)
+        finally:
+            self._following.discard(task)  # type: ignore[arg-type]
+
+    async def _follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
         view = progress_view(handle.id, requester, locale)
         throttle = Throttle(self.interval)
         pending: str | None = None
@@ -160,6 +172,11 @@ class DrawService:
             await reply.private(T.CANCELLED.render(locale))
             return
         if kind == "Failed":
+            if self.draining and isinstance(reply, ChannelReply):
+                # Kept for the next start, where it is drawn and posted: a public "the bot
+                # is restarting" per waiting job at every restart would only be noise.
+                log.info("job %s stays queued for the next start", handle.id)
+                return
             await reply.private(T.FAILED.render(locale, error=error_text(event.error, locale, handle.id)))
             return
         try:
@@ -195,6 +212,31 @@ class DrawService:
                 limit = min(limit, refused.size) // 2
         await reply.private(T.TOO_BIG.render(locale, limit=T.human_size(limit)))
 
+    # -- shutting down ----------------------------------------------------------------
+    async def drain(self, timeout: float) -> bool:
+        """Stop the queue (no new jobs; the running one finishes, the waiting ones are
+        kept for the next start) and wait until every job followed here has been answered:
+        the finished picture posted, the waiting ones told. Must run while the bot is
+        still connected, or the last picture is drawn for nobody. False on timeout."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        stop = getattr(getattr(self.engine, "queue", None), "stop", None)
+        if stop is not None:
+            # A task, not wait_for: a timeout must not cancel the engine's own shutdown.
+            self._stopping = stopping = loop.create_task(stop(), name="loracle-queue-stop")
+            done, _ = await asyncio.wait({stopping}, timeout=timeout)
+            if not done:
+                return False
+            stopping.result()
+        while self._following:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            # asyncio.wait never cancels what it waits for (gather would, on a timeout).
+            await asyncio.wait(set(self._following), timeout=left)
+        return True
+
     # -- buttons ----------------------------------------------------------------------
     async def on_cancel(self, interaction: discord.Interaction, job_id: str, owner_id: int) -> None:
         locale = locale_of(interaction)
@@ -202,8 +244,13 @@ class DrawService:
         if interaction.user.id != owner_id and not is_admin:
             await send_private(interaction, T.CANCEL_NOT_YOURS.render(locale))
             return
+        # Engine calls may wait on the disk (the queue's lock is held while a new job is
+        # written to SQLite): answer Discord first, and keep the event loop out of it.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
-            cancelled = self.engine.cancel(job_id, user_id=str(interaction.user.id), is_admin=is_admin)
+            cancelled = await asyncio.to_thread(
+                self.engine.cancel, job_id, user_id=str(interaction.user.id), is_admin=is_admin
+            )
         except LoracleError as exc:
             await send_private(interaction, exc.localized(locale))
             return
@@ -217,16 +264,24 @@ class DrawService:
         await interaction.response.defer()
         try:
             await interaction.delete_original_response()
+            return
         except discord.HTTPException:
             if interaction.message is None:
                 raise
+        try:
             await interaction.message.delete()
+        except discord.NotFound:
+            pass  # already gone (two clicks at once, a moderator): what was asked for
 
     async def on_reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         locale = locale_of(interaction)
+        # Answer Discord first: after a restart the request is read from the job table,
+        # and a slow disk must not cost the 3 seconds Discord allows.
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = DeferredReply(interaction)
         original = await self.lookup(job_id)
         if original is None:
-            await send_private(interaction, T.REROLL_UNKNOWN.render(locale))
+            await reply.refuse(T.REROLL_UNKNOWN.render(locale))
             return
         request = dataclasses.replace(
             original,
@@ -238,8 +293,7 @@ class DrawService:
             locale=locale,
             allow_nsfw=age_restricted(interaction),
         )
-        await interaction.response.defer(ephemeral=True, thinking=True)
-        await self.run(DeferredReply(interaction), request, interaction.user.id, locale)
+        await self.run(reply, request, interaction.user.id, locale)
 
     async def lookup(self, job_id: str) -> DrawRequest | None:
         remembered = self.memory.get(job_id)

@@ -69,7 +69,7 @@ class QueueEntryLike(Protocol):
 
 
 class QueuePort(Protocol):
-    """`engine.queue.worker.JobQueue`, as far as admins and `/queue` need it."""
+    """`engine.queue.worker.JobQueue`, as far as admins, `/queue` and stopping need it."""
 
     @property
     def paused(self) -> bool: ...
@@ -83,6 +83,8 @@ class QueuePort(Protocol):
     def pause(self) -> None: ...
 
     def resume(self) -> None: ...
+
+    async def stop(self) -> None: ...  # no new jobs; the running one finishes; waiting ones kept
 
     def clear(self) -> int: ...
 

@@ -1,8 +1,10 @@
 """`loracle run`: start the engine's GPU worker and the Discord bot in one process.
 
 Without a token it stops at once with a message saying how to get one. SIGTERM (what
-`docker stop` sends) closes the bot, lets the running picture finish and stops the
-worker, so queued jobs stay in the database and run again after the restart.
+`docker stop` sends) or Ctrl-C stops the queue, lets the running picture finish and
+reach its channel while the bot is still connected, then closes the bot and the engine;
+queued jobs stay in the database and run again after the restart. A second signal closes
+the bot at once, without waiting to post that picture.
 """
 
 from __future__ import annotations
@@ -99,16 +101,30 @@ async def serve(
     bot = create_bot(engine, settings, **options)
     if started is not None:
         started(bot)
-    if handle_signals:
-        _close_on_sigterm(bot)
-    async with bot:
-        await bot.start(token)
-
-
-def _close_on_sigterm(bot: LoracleBot) -> None:
-    loop = asyncio.get_running_loop()
+    remove = _stop_on_signals(bot) if handle_signals else None
     try:
-        loop.add_signal_handler(signal.SIGTERM, lambda: loop.create_task(bot.close()))
-    except (NotImplementedError, RuntimeError, ValueError):
-        # Not on the main thread, or no signals (Windows): Ctrl-C still works.
-        pass
+        async with bot:
+            await bot.start(token)
+    finally:
+        if remove is not None:
+            remove()
+
+
+def _stop_on_signals(bot: LoracleBot) -> Callable[[], None]:
+    """SIGTERM (docker stop) and SIGINT (Ctrl-C) stop the bot gracefully; a second one
+    closes it at once (`LoracleBot.request_stop`). Returns what removes the handlers."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, bot.request_stop, sig.name)
+        except (NotImplementedError, RuntimeError, ValueError):
+            # Not on the main thread, or no signals (Windows): Ctrl-C still works.
+            continue
+        installed.append(sig)
+
+    def remove() -> None:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+    return remove

@@ -116,7 +116,11 @@ def queue_view(entries: list[Any], user_id: int, locale: str) -> discord.ui.View
 
 class ConfirmView(discord.ui.View):
     """Two buttons, usable only by the person who asked; `result` is True, False or None
-    (no answer before the timeout)."""
+    (no answer before the timeout).
+
+    A click is acknowledged at once (a deferred update): what it confirms (deleting a
+    7 GB file, a database write) can outlast the 3 seconds Discord gives a click, so the
+    outcome is shown later by editing the question, through the command's own token."""
 
     def __init__(self, owner_id: int, confirm_label: str, cancel_label: str, timeout: float = 120.0) -> None:
         super().__init__(timeout=timeout)
@@ -134,9 +138,16 @@ class ConfirmView(discord.ui.View):
         return interaction.user.id == self.owner_id
 
     async def _confirm(self, interaction: discord.Interaction) -> None:
-        self.result, self.answer = True, interaction
-        self.stop()
+        await self._answer(interaction, True)
 
     async def _cancel(self, interaction: discord.Interaction) -> None:
-        self.result, self.answer = False, interaction
-        self.stop()
+        await self._answer(interaction, False)
+
+    async def _answer(self, interaction: discord.Interaction, result: bool) -> None:
+        self.result, self.answer = result, interaction
+        try:
+            await interaction.response.defer()
+        except discord.HTTPException:
+            pass  # the click came too late to acknowledge; the outcome is shown anyway
+        finally:
+            self.stop()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import random
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from engine.admin_settings import AdminSettings
 from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
 from engine.db import ThreadLocalDB
 from engine.errors import (
+    JobError,
     JobFailedError,
     LibraryError,
     LimitError,
@@ -37,7 +39,7 @@ from engine.i18n import Message, Text
 from engine.kinds import Architecture, Category, FileKind
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
-from engine.queue.worker import OUT_OF_MEMORY, PAUSED
+from engine.queue.worker import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.requests import GenerationParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
@@ -163,7 +165,9 @@ class FakeHandle:
         self.job = owner.job  # the QueuedJob-like view: id, user_id, request (JSON), channel_id
         self._waiter = waiter
         self._events: asyncio.Queue[Any] = asyncio.Queue()
-        self._future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._future: asyncio.Future[Any] = self._loop.create_future()
         self._future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.position: int | None = None
 
@@ -172,6 +176,10 @@ class FakeHandle:
         return self.owner.id
 
     def post(self, event: Any) -> None:
+        if threading.get_ident() != self._loop_thread:
+            # Like JobHandle: events may come from any thread (the bot cancels in one).
+            self._loop.call_soon_threadsafe(self.post, event)
+            return
         if isinstance(event, Queued):
             self.position = event.position
         elif isinstance(event, (Started, Step)):
@@ -263,7 +271,9 @@ class FakeQueue:
         self.waiting: list[FakeJob] = []
         self.current: FakeJob | None = None
         self.paused = False
+        self.stopping = False
         self.cancelled: list[str] = []
+        self._idle: asyncio.Event | None = None
 
     @property
     def busy(self) -> bool:
@@ -274,6 +284,8 @@ class FakeQueue:
         return len(self.waiting)
 
     def add(self, job: FakeJob) -> None:
+        if self.stopping:
+            raise QueueFullError(STOPPING)
         if self.paused:
             raise QueueFullError(PAUSED)
         count = sum(1 for j in self.waiting if j.user_id == job.user_id)
@@ -292,6 +304,8 @@ class FakeQueue:
     def finished(self, job: FakeJob) -> None:
         if self.current is job:
             self.current = None
+            if self._idle is not None:
+                self._idle.set()
         elif job in self.waiting:
             self.waiting.remove(job)
             self._announce()
@@ -310,6 +324,18 @@ class FakeQueue:
                 job.handle.post(Cancelled())
                 return True
         return False
+
+    async def stop(self) -> None:
+        """Like JobQueue.stop: refuse new jobs, fail the waiting ones (kept for the next
+        start), wait for the running one (the test finishes it)."""
+        self.stopping = True
+        jobs, self.waiting = self.waiting, []
+        for job in jobs:
+            job.handle.post(Failed(JobError(SHUTDOWN_KEPT)))
+        if self.current is not None:
+            # A plain wait: stopping runs from a signal handler, outside SimCord's bot-owned work.
+            self._idle = asyncio.Event()
+            await self._idle.wait()
 
     def pause(self) -> None:
         self.paused = True
@@ -484,7 +510,8 @@ class FakeEngine:
         self._maybe_fail("lora_info")
         entry = self.find(name, Category.LORA)
         suits = [
-            Suitability(c.name, c.family, verdict(entry, c)) for c in self.entries(Category.CHECKPOINT)
+            Suitability(c.name, c.family.lower() if c.family else None, c.family, verdict(entry, c))
+            for c in self.entries(Category.CHECKPOINT)
         ]
         suits.sort(key=lambda s: VERDICT_ORDER.index(s.verdict))
         return LoraInfo(

@@ -85,3 +85,10 @@ def callback_flags(env: simcord.Env) -> list[int]:
 def command_id(world: Any, name: str) -> int:
     """The id Discord gave a synced top-level command."""
     return next(command.id for command in world.bot.synced if command.name == name)
+
+
+def acknowledged(env: simcord.Env) -> bool:
+    """Whether the newest interaction has been answered (deferred or replied) by now;
+    for checks made from inside an engine call, which may run in a thread."""
+    latest = max(env.backend.interactions.values(), key=lambda record: record.id)
+    return bool(latest.responded)

@@ -35,9 +35,12 @@ class FakeDiscord:
     callbacks: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
     identify: dict[str, Any] | None = None
+    commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by path, as registered
     port: int = 0
     _runner: web.AppRunner | None = None
     _seq: int = 0
+    _version: int = 0
+    _message_id: int = 5000
 
     @property
     def api_base(self) -> str:
@@ -90,11 +93,15 @@ class FakeDiscord:
                 }
             )
         if request.method == "PUT" and path.endswith("/commands"):
+            self._version += 1
             synced = [
-                {**command, "id": str(1000 + i), "application_id": str(APP_ID), "version": "1"}
+                {**command, "id": str(1000 + i), "application_id": str(APP_ID), "version": str(self._version)}
                 for i, command in enumerate(body or [])
             ]
+            self.commands[path] = synced
             return _json(synced)
+        if request.method == "GET" and path.endswith("/commands"):
+            return _json(self.commands.get(path, []))
         if request.method == "POST" and path.startswith("/interactions/") and path.endswith("/callback"):
             await self.callbacks.put(body)
             # discord.py asks for the callback response (?with_response=1), as Discord sends it.
@@ -110,7 +117,41 @@ class FakeDiscord:
                     "resource": {"type": body["type"]},
                 }
             )
+        if path.startswith("/webhooks/"):  # interaction follow-ups and edits of the reply
+            if request.method == "DELETE":
+                return web.Response(status=204)
+            if request.method in ("POST", "PATCH"):
+                return _json(self._message(body))
         return _json({"message": "404: Not Found", "code": 0}, status=404)
+
+    def _message(self, body: Any) -> dict[str, Any]:
+        """A message as Discord returns it for a webhook send or edit."""
+        body = body if isinstance(body, dict) else {}
+        self._message_id += 1
+        attachments = [
+            {"id": str(i + 1), "filename": a.get("filename") or "file", "size": 1, "url": "https://cdn.invalid/f", "proxy_url": "https://cdn.invalid/f"}
+            for i, a in enumerate(body.get("attachments") or [])
+        ]
+        return {
+            "id": str(self._message_id),
+            "channel_id": "55",
+            "type": 0,
+            "content": body.get("content") or "",
+            "author": {**BOT_USER, "id": str(APP_ID)},
+            "webhook_id": str(APP_ID),
+            "application_id": str(APP_ID),
+            "timestamp": "2026-01-01T00:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": attachments,
+            "embeds": body.get("embeds") or [],
+            "pinned": False,
+            "flags": int(body.get("flags") or 0),
+            "components": [],
+        }
 
     @staticmethod
     async def _multipart_json(request: web.Request) -> Any:
@@ -160,15 +201,20 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=json.dumps(data).encode(), status=status, content_type="application/json")
 
 
-def slash_interaction(name: str, *, interaction_id: int = 9001, locale: str = "en-US") -> dict[str, Any]:
-    """An INTERACTION_CREATE for a top-level slash command without options, in a DM."""
+def slash_interaction(
+    name: str, *, interaction_id: int = 9001, locale: str = "en-US", **options: str
+) -> dict[str, Any]:
+    """An INTERACTION_CREATE for a top-level slash command with string options, in a DM."""
+    data: dict[str, Any] = {"id": "1004", "name": name, "type": 1}
+    if options:
+        data["options"] = [{"name": key, "type": 3, "value": value} for key, value in options.items()]
     return {
         "id": str(interaction_id),
         "application_id": str(APP_ID),
         "type": 2,
         "token": "interaction-token",
         "version": 1,
-        "data": {"id": "1004", "name": name, "type": 1},
+        "data": data,
         "channel_id": "55",
         "channel": {"id": "55", "type": 1, "recipients": [OWNER]},
         "user": OWNER,

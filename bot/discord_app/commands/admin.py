@@ -126,6 +126,12 @@ def register(client: Any) -> None:
         description=desc("Manage Loracle's library, limits and queue (bot admins)"),
         default_permissions=discord.Permissions(manage_guild=True),
         guild_only=True,
+        # `guild_only` alone sends only the deprecated dm_permission, which does not cover
+        # group DMs or a user-installed copy of the app; contexts and integration types do.
+        # Manage Server (default_member_permissions) means something only where the bot
+        # itself was added to the server.
+        allowed_contexts=app_commands.AppCommandContext(guild=True),
+        allowed_installs=app_commands.AppInstallationType(guild=True),
     )
     queue = app_commands.Group(name="queue", description=desc("Pause, resume or clear the drawing queue"), parent=admin)
     blocklist = app_commands.Group(name="blocklist", description=desc("Words prompts may not contain on this server"), parent=admin)
@@ -181,16 +187,18 @@ def register(client: Any) -> None:
     @app_commands.autocomplete(name=autocomplete.library_names)
     async def remove(interaction: discord.Interaction, name: str) -> None:
         locale = locale_of(interaction)
+        # The library lookup reads SQLite: answer Discord first, then ask the question.
+        await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             entry = await asyncio.to_thread(engine.find, name)
         except Exception as exc:  # noqa: BLE001
-            await send_private(interaction, error_text(exc, locale, describe(interaction)))
+            await say(interaction, error_text(exc, locale, describe(interaction)))
             return
         view = ConfirmView(interaction.user.id, T.BUTTON_CONFIRM_DELETE.render(locale), T.BUTTON_KEEP.render(locale))
         question = T.REMOVE_CONFIRM.render(
             locale, name=safe(entry.label), path=safe(entry.rel_path), size=T.human_size(entry.size)
         )
-        await interaction.response.send_message(question, view=view, ephemeral=True)
+        await interaction.edit_original_response(content=question, view=view)
         await view.wait()
         if view.result is not True:
             outcome = T.REMOVE_KEPT.render(locale)
@@ -200,10 +208,11 @@ def register(client: Any) -> None:
                 outcome = T.REMOVED.render(locale, path=safe(removed.rel_path))
             except Exception as exc:  # noqa: BLE001
                 outcome = error_text(exc, locale, describe(interaction))
-        if view.answer is not None:
-            await view.answer.response.edit_message(content=outcome, view=None)
-        else:
+        # The click was acknowledged at once (ConfirmView); the question becomes the outcome.
+        try:
             await interaction.edit_original_response(content=outcome, view=None)
+        except discord.HTTPException:
+            await say(interaction, outcome, final=True)
 
     @admin.command(name="refresh", description=desc("Ask CivitAI again, ignoring cached answers"))
     @app_commands.describe(name=desc("One file (empty: every file)"))
@@ -356,7 +365,8 @@ def register(client: Any) -> None:
 
             return show_words(await asyncio.to_thread(update), locale)
 
-        await act(interaction, body, defer=False)
+        # Deferred: the write may wait for SQLite's lock (a scan writing, say) past 3 s.
+        await act(interaction, body)
 
     @blocklist.command(name="add", description=desc("Block words (comma separated)"))
     @app_commands.describe(words=desc("Words, separated by commas"))
@@ -373,6 +383,6 @@ def register(client: Any) -> None:
         async def body(locale: str) -> str:
             return show_words(await asyncio.to_thread(engine.admin.blocklist, str(interaction.guild_id)), locale)
 
-        await act(interaction, body, defer=False)
+        await act(interaction, body)
 
     client.tree.add_command(admin)

@@ -3,7 +3,9 @@ group's default permissions, the heartbeat, and the tree's error handler."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import re
 
 import discord
@@ -11,11 +13,12 @@ import simcord
 from discord import app_commands
 
 from bot.discord_app.client import create_bot
+from bot.discord_app.heartbeat import Heartbeat
 from bot.discord_app.translator import DESCRIPTIONS, LoracleTranslator
 from bot.health import check_health
 from engine.settings import load_settings
 from tests.bot.fakes import FakeEngine
-from tests.bot.helpers import private_text
+from tests.bot.helpers import private_text, progress_text, public
 
 COMMANDS = {"draw", "lora", "family", "queue", "help", "admin"}
 _NAME = re.compile(r"^[-_\w]{1,32}$")
@@ -40,6 +43,8 @@ async def test_admin_group_needs_manage_server_and_a_server(world):
     admin = next(c for c in synced_payload(world.env) if c["name"] == "admin")
     assert admin["default_member_permissions"] == discord.Permissions(manage_guild=True).value
     assert admin["dm_permission"] is False
+    assert admin["contexts"] == [0]  # servers only: not DMs, not group DMs
+    assert admin["integration_types"] == [0]  # only where the bot is installed in the server
 
 
 async def test_descriptions_are_localised_and_within_discord_limits(world):
@@ -122,3 +127,133 @@ async def test_draw_in_a_direct_message(world):
     assert [m for m in result.followups if not m.ephemeral][0].attachments
     refused = await user.slash("draw", prompt="a cat", loras="spicy")
     assert "marked NSFW" in refused.response.content
+
+
+# -- syncing only when needed --------------------------------------------------------------
+def command_puts(env: simcord.Env) -> list[tuple[str, list[str]]]:
+    return [
+        (r.path, sorted(c["name"] for c in r.json or []))
+        for r in env.http_requests
+        if r.method == "PUT" and r.path.endswith("/commands")
+    ]
+
+
+def restarted(engine, settings):
+    return create_bot(engine, settings, progress_interval=0, heartbeat_interval=3600)
+
+
+async def test_a_restart_with_unchanged_commands_does_not_sync_again(world, engine, settings, caplog):
+    caplog.set_level(logging.INFO, "loracle")
+    assert len(command_puts(world.env)) == 1
+    await world.env.restart_bot(restarted(engine, settings))
+    assert len(command_puts(world.env)) == 1  # asked Discord (one GET), wrote nothing
+    assert "commands unchanged since the last sync" in caplog.text
+    result = await world.alice.slash(world.channel, "help")
+    assert result.ephemeral
+
+    bot = restarted(engine, settings)
+    bot.tree.get_command("help").description = "How to use Loracle, the LoRA bot"
+    await world.env.restart_bot(bot)
+    assert len(command_puts(world.env)) == 2  # a changed description is synced
+
+
+async def test_commands_changed_elsewhere_are_synced_again(world, engine, settings):
+    backend = world.env.backend
+    backend.commands[None] = {k: v for k, v in backend.commands[None].items() if k[0] != "draw"}
+    await world.env.restart_bot(restarted(engine, settings))
+    assert len(command_puts(world.env)) == 2
+    assert "draw" in world.alice.available_commands(world.channel)
+
+
+async def test_moving_to_guild_ids_removes_the_global_copies_and_back(world, engine, settings):
+    app = world.env.backend.application_id
+    per_guild = load_settings(data_dir=settings.root, offline=True, guild_ids=str(world.guild.id))
+    await world.env.restart_bot(restarted(engine, per_guild))
+    assert command_puts(world.env)[1:] == [
+        (f"/applications/{app}/guilds/{world.guild.id}/commands", sorted(COMMANDS)),
+        (f"/applications/{app}/commands", []),  # else the server lists every command twice
+    ]
+    assert world.alice.available_commands(world.channel).count("draw") == 1
+    await world.env.restart_bot(restarted(engine, per_guild))
+    assert len(command_puts(world.env)) == 3  # nothing changed
+
+    await world.env.restart_bot(restarted(engine, settings))
+    assert command_puts(world.env)[3:] == [
+        (f"/applications/{app}/commands", sorted(COMMANDS)),
+        (f"/applications/{app}/guilds/{world.guild.id}/commands", []),
+    ]
+    assert world.alice.available_commands(world.channel).count("draw") == 1
+
+
+async def test_a_guild_the_bot_cannot_register_in_does_not_stop_it(tmp_path, caplog):
+    guild_id, missing_id = 1456074443980801234, 1456074443980805678
+    settings = load_settings(data_dir=tmp_path / "data", offline=True, guild_ids=f"{missing_id},{guild_id}")
+    env = simcord.Env(create_bot(FakeEngine(settings), settings, progress_interval=0, heartbeat_interval=3600))
+    guild = env.create_guild("Test server", id=guild_id)
+    env.inject_error("PUT", f"/applications/*/guilds/{missing_id}/commands", status=403, code=50001, message="Missing Access")
+    await env.start()
+    try:
+        assert f"cannot register commands in server {missing_id}" in caplog.text
+        alice = guild.add_member(env.create_user("alice"))
+        result = await alice.slash(guild.create_text_channel("art"), "help")
+        assert result.ephemeral
+    finally:
+        await env.shutdown()
+
+
+# -- stopping ----------------------------------------------------------------------------
+async def test_stopping_lets_the_running_picture_reach_its_channel_before_closing(world):
+    running = await world.alice.slash(world.channel, "draw", prompt="almost done")
+    waiting = await world.bob.slash(world.channel, "draw", prompt="next")
+    first, _ = world.engine.jobs
+    first.start()
+    first.step(2)
+    await world.env.settle()
+
+    world.bot.request_stop("SIGTERM")  # what the signal handler calls
+    await world.env.settle()
+    assert not world.bot.is_closed()
+    assert "The bot is restarting. Your job is saved" in progress_text(waiting)
+    late = await world.bob.slash(world.channel, "draw", prompt="too late")
+    assert "no new jobs are accepted" in private_text(late)
+
+    first.finish()
+    await world.env.settle()
+    assert public(running).attachments  # posted while still connected
+    assert world.bot.is_closed()
+
+
+async def test_no_heartbeat_while_the_gateway_is_reconnecting(world):
+    """discord.py keeps is_ready() true while it reconnects: a bot that cannot get back
+    must go stale for the healthcheck, not keep beating."""
+    assert await world.bot.heartbeat.beat()
+    world.bot.dispatch("disconnect")
+    await world.env.settle()
+    assert not await world.bot.heartbeat.beat()
+    world.bot.dispatch("resumed")
+    await world.env.settle()
+    assert await world.bot.heartbeat.beat()
+
+
+async def test_stopping_does_not_announce_recovered_jobs_in_their_channel(world, engine, settings):
+    await world.alice.slash(world.channel, "draw", prompt="before the restart")
+    job = engine.jobs[-1]
+    engine.recovered = [job.handle]
+    bot = restarted(engine, settings)
+    await world.env.restart_bot(bot)
+    before = world.channel.last_message
+    bot.request_stop("SIGTERM")
+    await world.env.settle()
+    assert bot.is_closed()
+    assert world.channel.last_message == before, world.channel.last_message.content  # posted once drawn, after the next start
+
+
+async def test_beats_at_the_same_moment_all_land(tmp_path):
+    """on_ready/on_resumed beat while the periodic beat may be writing too."""
+    path = tmp_path / "heartbeat"
+    beats = [Heartbeat(path, lambda: {"guilds": 1}) for _ in range(2)]
+    for _ in range(20):
+        results = await asyncio.gather(*(beat.beat() for beat in beats for _ in range(3)))
+        assert all(results)
+    assert json.loads(path.read_text())["guilds"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["heartbeat"]

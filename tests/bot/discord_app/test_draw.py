@@ -349,3 +349,14 @@ async def test_edits_never_exceed_discord_limits(world):
     for edit in edits_of_original(world.env):
         assert edit is None or len(edit.get("content") or "") <= 2000
     assert isinstance(public(result), discord.Message)
+
+
+async def test_deleting_a_picture_someone_else_deleted_meanwhile_is_no_error(world, caplog):
+    world.engine.auto = True
+    message = public(await world.alice.slash(world.channel, "draw", prompt="one"))
+    gone = {"status": 404, "code": 10008, "message": "Unknown Message", "times": 1}
+    world.env.inject_error("DELETE", "/webhooks/*/messages/@original", **gone)
+    world.env.inject_error("DELETE", f"/channels/{world.channel.id}/messages/*", **gone)
+    click = await world.alice.click(message, label="Delete")
+    assert click.followups == [] and "Something went wrong" not in caplog.text
+    assert "unexpected error" not in caplog.text

@@ -98,18 +98,31 @@ class StubUser:
 class StubResponse:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bool]] = []
+        self.deferred = False
 
     def is_done(self) -> bool:
-        return bool(self.sent)
+        return bool(self.sent) or self.deferred
 
     async def send_message(self, content: str, *, ephemeral: bool = False, **kwargs: Any) -> None:
         self.sent.append((content, ephemeral))
+
+    async def defer(self, *, ephemeral: bool = False, thinking: bool = False) -> None:
+        self.deferred = True
+
+
+class StubFollowup:
+    def __init__(self, response: StubResponse) -> None:
+        self._response = response
+
+    async def send(self, content: str, *, ephemeral: bool = False, **kwargs: Any) -> None:
+        self._response.sent.append((content, ephemeral))
 
 
 class StubInteraction:
     def __init__(self, user_id: int) -> None:
         self.user = StubUser(user_id)
         self.response = StubResponse()
+        self.followup = StubFollowup(self.response)
         self.locale = None
         self.guild_id = self.channel_id = None
         self.data = {"custom_id": "loracle:cancel:..."}

@@ -14,7 +14,7 @@ from bot.discord_app.permissions import AdminDirectory
 from bot.discord_app.replies import ChannelReply
 from engine.kinds import Category
 from tests.bot.fakes import FakeEntry
-from tests.bot.helpers import private_text, progress_text, public
+from tests.bot.helpers import acknowledged, private_text, progress_text, public
 
 APP_ID = "1456074443980800000"
 
@@ -266,3 +266,79 @@ async def test_an_admin_action_outliving_its_token_reports_by_direct_message(wor
         and isinstance(r.json, dict) and "Added" in (r.json.get("content") or "")
     ]
     assert dms and "civitai\\_1777" in dms[-1]["content"]
+
+
+# -- Discord first, the disk after ---------------------------------------------------------
+def recording(world, obj, name: str, seen: list[tuple[bool, bool]]):
+    """Wrap obj.name to record, per call, (interaction already answered, off the event loop)."""
+    original = getattr(obj, name)
+    loop_thread = threading.get_ident()
+
+    def wrapper(*args, **kwargs):
+        seen.append((acknowledged(world.env), threading.get_ident() != loop_thread))
+        return original(*args, **kwargs)
+
+    setattr(obj, name, wrapper)
+
+
+async def test_reroll_answers_discord_before_it_reads_the_job_table(world):
+    world.engine.auto = True
+    message = public(await world.alice.slash(world.channel, "draw", prompt="a cat"))
+    world.bot.draws.memory._items.clear()  # as after a restart
+    seen: list[tuple[bool, bool]] = []
+    recording(world, world.engine, "job_request", seen)
+    reroll = await world.bob.click(message, label="Reroll")
+    assert seen == [(True, True)]
+    assert public(reroll).attachments
+
+    world.engine.jobs.clear()  # a job the table no longer knows
+    unknown = await world.bob.click(message, label="Reroll")
+    assert "no longer known, so it cannot be redrawn" in private_text(unknown)
+
+
+async def test_cancel_answers_discord_before_it_asks_the_engine_and_off_the_loop(world):
+    result = await world.alice.slash(world.channel, "draw", prompt="a cat")
+    seen: list[tuple[bool, bool]] = []
+    recording(world, world.engine, "cancel", seen)
+    click = await world.alice.click(result.response.message, label="Cancel")
+    assert seen == [(True, True)]
+    assert "Cancelling" in private_text(click)
+    assert progress_text(result) == "✖️ Cancelled."
+
+
+async def test_admin_remove_and_blocklist_answer_discord_before_touching_sqlite(world):
+    seen: list[tuple[bool, bool]] = []
+    recording(world, world.engine, "find", seen)
+    result = await world.admin.slash(world.channel, "admin remove", name="pony_eyes")
+    assert seen == [(True, True)]
+    assert "Delete **pony\\_eyes**" in result.response.content
+    await world.admin.click(result.response.message, label="Keep it")
+    assert result.response.content == "Nothing was deleted."
+
+    seen.clear()
+    recording(world, world.engine.admin, "set_blocklist", seen)
+    recording(world, world.engine.admin, "blocklist", seen)
+    added = await world.admin.slash(world.channel, "admin blocklist add", words="gore")
+    assert seen and all(seen) and all(ack for ack, _ in seen)
+    assert private_text(added) == "Blocked words on this server: `gore`"
+    seen.clear()
+    shown = await world.admin.slash(world.channel, "admin blocklist show")
+    assert seen == [(True, True)]
+    assert private_text(shown) == "Blocked words on this server: `gore`"
+
+
+async def test_confirming_a_removal_is_acknowledged_before_the_file_is_deleted(world):
+    """Deleting a 7 GB file (and its database rows) can outlast the 3 s Discord gives a click."""
+    seen: list[bool] = []
+    original = world.engine.remove
+
+    async def slow_remove(name: str):
+        seen.append(acknowledged(world.env))  # the newest interaction is the click
+        return await original(name)
+
+    world.engine.remove = slow_remove
+    result = await world.admin.slash(world.channel, "admin remove", name="pony_eyes")
+    await world.admin.click(result.response.message, label="Delete the file")
+    assert seen == [True]
+    assert result.response.content == "Removed loras/pony\\_eyes.safetensors."
+    assert result.response.message.components == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 
 import pytest
 from discord import http
@@ -102,6 +104,56 @@ async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path,
         ours = [r.getMessage() for r in caplog.records if r.name.startswith("loracle")]
         assert not any("interaction-token" in line for line in ours)
         assert not any(r.levelname == "ERROR" for r in caplog.records), caplog.text
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await discord_fake.stop()
+
+
+async def test_sigterm_lets_the_running_picture_reach_discord_before_closing(tmp_path, restore_endpoints):
+    """`docker stop`: the picture being drawn is posted while the bot is still connected
+    (closing first would draw it for nobody), then the bot closes."""
+    discord_fake = FakeDiscord()
+    await discord_fake.start()
+    settings = load_settings(
+        data_dir=tmp_path,
+        discord_token="secret-token",
+        discord_api_base=discord_fake.api_base,
+        discord_gateway_url=discord_fake.gateway_url,
+    )
+    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    engine = FakeEngine(settings)
+    bots = []
+    task = asyncio.create_task(serve(settings, "secret-token", engine, started=bots.append, progress_interval=0))
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 10)
+        [bot] = bots
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("draw", prompt="a cat"))
+        assert (await asyncio.wait_for(discord_fake.callbacks.get(), 10))["type"] == 5
+        for _ in range(500):
+            if engine.jobs:
+                break
+            await asyncio.sleep(0.01)
+        [job] = engine.jobs
+        job.start()
+
+        # The loop's handler is installed (the default one would end this test run).
+        assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN, None)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(500):
+            if engine.queue.stopping:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.queue.stopping  # no new jobs from now on
+        await asyncio.sleep(0.05)
+        assert not bot.is_closed()  # waiting for the running picture
+
+        job.finish()
+        await asyncio.wait_for(task, 10)
+        posts = [r for r in discord_fake.requests if r.method == "POST" and r.path.startswith("/webhooks/")]
+        assert posts and posts[-1].body["attachments"] and posts[-1].body["embeds"]
+        assert bot.is_closed()
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
