@@ -150,22 +150,29 @@ class MethodTimer:
     Wraps the class attribute for the benchmark's lifetime, so the figures are the engine's
     own calls (e.g. GpuRunner -> LoraPatcher.apply, Generator -> pipe.__call__), not a
     re-implementation of them. `calls` holds (id of the instance, seconds).
+
+    `sync` (e.g. torch.cuda.synchronize) runs before the clock starts and before it stops:
+    CUDA kernels run asynchronously, so without it a call that only queues GPU work (a LoRA
+    merge) would look nearly free and its cost would land in whatever synchronises next.
     """
 
-    def __init__(self, owner: type, method: str) -> None:
+    def __init__(self, owner: type, method: str, *, sync: Callable[[], Any] | None = None) -> None:
         self.owner, self.method = owner, method
         self.calls: list[tuple[int, float]] = []
         self._original: Any = None
+        self._sync = sync or (lambda: None)
 
     def __enter__(self) -> Self:
         original = self._original = self.owner.__dict__[self.method]
-        calls = self.calls
+        calls, sync = self.calls, self._sync
 
         def timed_call(instance: Any, *args: Any, **kwargs: Any) -> Any:
+            sync()
             started = time.perf_counter()
             try:
                 return original(instance, *args, **kwargs)
             finally:
+                sync()
                 calls.append((id(instance), time.perf_counter() - started))
 
         setattr(self.owner, self.method, timed_call)
@@ -179,13 +186,13 @@ class MethodTimer:
         return sum(seconds for _, seconds in self.calls[mark:])
 
 
-def apply_timer() -> MethodTimer:
+def apply_timer(sync: Callable[[], Any] | None = None) -> MethodTimer:
     from engine.lora.patcher import LoraPatcher
 
-    return MethodTimer(LoraPatcher, "apply")
+    return MethodTimer(LoraPatcher, "apply", sync=sync)
 
 
-def pipe_timer() -> MethodTimer:
+def pipe_timer(sync: Callable[[], Any] | None = None) -> MethodTimer:
     from diffusers import StableDiffusionXLPipeline
 
-    return MethodTimer(StableDiffusionXLPipeline, "__call__")
+    return MethodTimer(StableDiffusionXLPipeline, "__call__", sync=sync)

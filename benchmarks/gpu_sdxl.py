@@ -4,9 +4,10 @@ Nothing is downloaded. The SDXL base 1.0 architecture is built from the configs 
 engine/pipeline/sdxl_config (random weights, bfloat16, on the GPU), with the real CLIP
 tokenizer vocabulary built offline. Optionally (on by default) it is saved as one
 CivitAI-style .safetensors and loaded back through the engine's own loader, which times a
-checkpoint load. Three rank-32 LoRAs in kohya's SDXL layout (attention layers of the UNet
-and both text encoders, like kohya's default network) are written for it with
-engine.lora.testing.write_tiny_lora.
+checkpoint load. The file is stored in float16, as CivitAI checkpoints are, so the load
+also converts it to the pipeline's bfloat16, as a real one does. Three rank-32 LoRAs in
+kohya's SDXL layout (attention layers of the UNet and both text encoders, like kohya's
+default network) are written for it with engine.lora.testing.write_tiny_lora.
 
 Then, alternating, with everything loaded and warmed up, at 1024x1024, 28 steps, Euler a:
 
@@ -24,7 +25,10 @@ Run from the repository root on a machine with a CUDA GPU:
     python benchmarks/gpu_sdxl.py [--json gpu_sdxl.json] [--no-load-checkpoint]
 
 `--tiny` runs the same code on the tiny SDXL (on the CPU when there is no GPU), to check
-the script itself in seconds.
+the script itself in seconds. Every GPU timing is taken between torch.cuda.synchronize()
+calls. Progress goes to stderr, the JSON summary to stdout, also when a step failed (it
+then names the error). Exit status: 0 when everything ran, 1 when a step failed (the
+checkpoint save or load included), 2 when there is no GPU to run on.
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ import argparse
 import copy
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if torch.cuda.is_available():
-        device, dtype = torch.device("cuda"), torch.bfloat16
+        # What the engine picks on this GPU (engine.pipeline.device): bf16 where it is native.
+        native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        device, dtype = torch.device("cuda"), torch.bfloat16 if native_bf16 else torch.float16
     elif args.tiny:
         device, dtype = torch.device("cpu"), torch.float32
     else:
@@ -85,15 +93,27 @@ def main(argv: list[str] | None = None) -> int:
     shown = " ".join(argv if argv is not None else sys.argv[1:])
     print(f"$ python benchmarks/gpu_sdxl.py {shown}".rstrip(), flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="loracle-gpu-bench-") as tmp:
+    summary: dict[str, Any] = {}
+    failed = False
+    # ignore_cleanup_errors: a PNG thread still closing a file must not turn a finished
+    # run into a traceback after the summary.
+    with tempfile.TemporaryDirectory(prefix="loracle-gpu-bench-", ignore_cleanup_errors=True) as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        summary = run(args, work, device, dtype)
+        try:
+            run(args, work, device, dtype, summary)
+        except Exception as exc:  # noqa: BLE001  (report what was measured up to here)
+            traceback.print_exc()
+            summary["error"] = f"{type(exc).__name__}: {exc}"[:1000]
+            failed = True
+    failed = failed or "error" in summary.get("checkpoint", {})
     text = json.dumps(summary, indent=2)
     print(text)
     if args.json:
         args.json.write_text(text + "\n", encoding="utf-8")
-    return 0
+    if failed:
+        log("FAILED: " + (summary.get("error") or summary["checkpoint"]["error"]))
+    return 1 if failed else 0
 
 
 def log(message: str) -> None:
@@ -146,40 +166,30 @@ def build_pipeline(folder: Path, device: Any, dtype: Any) -> Any:
     return pipe
 
 
-def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[str, Any]:
+def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any, summary: dict[str, Any]) -> None:
+    """Measure, filling `summary` as it goes (so a failure still reports what ran)."""
     import diffusers
-    import numpy as np
     import torch
 
-    from engine.kinds import Architecture
     from engine.lora.cache import LoraCache
-    from engine.lora.patcher import LoraSpec
     from engine.lora.testing import write_tiny_lora
     from engine.pipeline.generator import Generator, free_memory
     from engine.pipeline.loader import CheckpointSpec, ConfigFolders
-    from engine.pipeline.samplers import make_scheduler
     from engine.pipeline.single_file import write_single_file
-    from engine.png_info import save_png
-    from engine.queue.job import Progress
-    from engine.requests import (
-        GenerationParams,
-        DrawPlan,
-        DrawRequest,
-        PlannedCheckpoint,
-        PlannedLora,
-    )
     from engine.runner import GpuRunner
-    from engine.weights import LoraStatus
 
-    summary: dict[str, Any] = {
+    summary.update({
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({c.cpu_name()})",
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
         "diffusers": diffusers.__version__,
         "dtype": str(dtype).removeprefix("torch."),
         "model": "tiny SDXL (script check)" if args.tiny else "SDXL base 1.0 architecture, random weights",
         "python": platform.python_version(),
         "size": args.size, "steps": args.steps, "sampler": "Euler a", "cfg": 6.0, "rounds": args.rounds,
-    }
+    })
+    if device.type == "cuda":
+        summary["gpu_memory_gib"] = round(torch.cuda.get_device_properties(device).total_memory / 2**30, 1)
     folders = ConfigFolders(work / "cache")
     folder = folders.tiny() if args.tiny else folders.sdxl()
 
@@ -192,23 +202,42 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
     spec = CheckpointSpec(name="bench_sdxl_random", path=ckpt_path, format="safetensors", sha256="BENCH")
     generator = Generator(device=device, dtype=dtype, cache_dir=work / "cache")
     checkpoint: dict[str, Any] = {}
-    if not args.no_load_checkpoint:
-        try:
-            log("saving the model as one .safetensors (CivitAI layout)")
-            started = time.perf_counter()
-            write_single_file(pipe, ckpt_path, dtype=dtype)
-            checkpoint["write_seconds"] = round(time.perf_counter() - started, 2)
-            checkpoint["file_gib"] = round(ckpt_path.stat().st_size / 2**30, 3)
-            log("loading it through the engine (Generator.ensure_checkpoint)")
-            sync(device)
-            started = time.perf_counter()
-            generator.ensure_checkpoint(spec)
-            sync(device)
-            checkpoint["load_seconds"] = round(time.perf_counter() - started, 2)
-        except Exception as exc:  # noqa: BLE001  (the timings below still mean something without it)
-            checkpoint["error"] = f"{type(exc).__name__}: {exc}"[:500]
-            generator.unload()
     summary["checkpoint"] = checkpoint
+    if not args.no_load_checkpoint:
+        # float16 on disk, like CivitAI's files: 2 bytes a parameter, plus room to spare.
+        needed = 2 * sum(p.numel() for m in (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2)
+                         for p in m.parameters()) + 2**30
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(ckpt_path.parent).free
+        checkpoint["disk_free_gib"] = round(free / 2**30, 1)
+        if free < needed:
+            checkpoint["error"] = (f"not enough disk space in {ckpt_path.parent} for the {needed / 2**30:.1f} GiB "
+                                   "checkpoint; pass --workdir on a bigger disk, or --no-load-checkpoint")
+            log(checkpoint["error"])
+        else:
+            try:
+                log(f"saving the model as one float16 .safetensors (CivitAI layout, {needed / 2**30:.1f} GiB)")
+                started = time.perf_counter()
+                write_single_file(pipe, ckpt_path, dtype=torch.float16)
+                checkpoint["write_seconds"] = round(time.perf_counter() - started, 2)
+                checkpoint["file_gib"] = round(ckpt_path.stat().st_size / 2**30, 3)
+                checkpoint["stored_dtype"] = "float16"
+                log("loading it through the engine (Generator.ensure_checkpoint)")
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                sync(device)
+                started = time.perf_counter()
+                generator.ensure_checkpoint(spec)
+                sync(device)
+                checkpoint["load_seconds"] = round(time.perf_counter() - started, 2)
+                checkpoint["loaded_dtype"] = str(generator.pipe.unet.dtype).removeprefix("torch.")
+                if device.type == "cuda":
+                    checkpoint["peak_gpu_memory_gib (built + loaded)"] = round(
+                        torch.cuda.max_memory_allocated() / 2**30, 2)
+            except Exception as exc:  # noqa: BLE001  (the timings below still mean something without it)
+                traceback.print_exc()
+                checkpoint["error"] = f"{type(exc).__name__}: {exc}"[:500]
+                generator.unload()
     if generator.pipe is not None:
         del pipe  # from here on, the pipeline the engine itself loaded
         free_memory()
@@ -233,6 +262,28 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
     generator3._base_scheduler_config = dict(generator._base_scheduler_config)
     runner0 = GpuRunner(generator, LoraCache(16), work / "outputs" / "none")
     runner3 = GpuRunner(generator3, LoraCache(16), work / "outputs" / "three")
+    try:
+        _measure(args, work, device, summary, generator, runner0, runner3, spec, lora_paths)
+    finally:
+        runner0.close()
+        runner3.close()
+
+
+def _measure(args: argparse.Namespace, work: Path, device: Any, summary: dict[str, Any], generator: Any,
+             runner0: Any, runner3: Any, spec: Any, lora_paths: list[Path]) -> None:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from engine.kinds import Architecture
+    from engine.lora.patcher import LoraSpec
+    from engine.pipeline.samplers import make_scheduler
+    from engine.png_info import save_png
+    from engine.queue.job import Progress
+    from engine.requests import DrawPlan, DrawRequest, GenerationParams, PlannedCheckpoint, PlannedLora
+    from engine.weights import LoraStatus
+
+    pipe = generator.pipe
 
     def plan(loras: list[tuple[int, float]], n: int) -> Any:
         request = DrawRequest(prompt=c.PROMPT, negative=c.NEGATIVE, seed=1234, steps=args.steps, cfg=6.0,
@@ -255,21 +306,29 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
         torch.cuda.reset_peak_memory_stats()  # from here: two pipelines loaded, drawing
     direct_scheduler = make_scheduler("Euler a", generator._base_scheduler_config)
 
-    def direct() -> Any:
+    def direct(output_type: str = "pil") -> Any:
         pipe.scheduler = direct_scheduler
         return pipe(prompt=c.PROMPT, negative_prompt=c.NEGATIVE, num_inference_steps=args.steps,
                     guidance_scale=6.0, width=args.size, height=args.size, num_images_per_prompt=1,
-                    generator=[torch.Generator(device="cpu").manual_seed(1234)], output_type="pil").images[0]
+                    generator=[torch.Generator(device="cpu").manual_seed(1234)], output_type=output_type).images[0]
+
+    jobs: list[Any] = []  # the runners' futures: each PNG is checked once written
+
+    def job(runner: Any, loras: list[tuple[int, float]], n: int) -> Any:
+        future = runner(plan(loras, n), Progress())
+        jobs.append(future)
+        return future
 
     variants = {
         "direct": direct,
         # the GPU part of a job; its PNG is written on the runner's output thread meanwhile
-        "engine_0_loras": lambda n: runner0(plan([], n), Progress()),
-        "engine_3_loras": lambda n: runner3(plan(three, n), Progress()),
+        "engine_0_loras": lambda n: job(runner0, [], n),
+        "engine_3_loras": lambda n: job(runner3, three, n),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     outside: dict[str, list[float]] = {name: [] for name in variants}
-    with c.apply_timer() as applies, c.pipe_timer() as in_pipe:
+    synced = (lambda: sync(device))
+    with c.apply_timer(sync=synced) as applies, c.pipe_timer() as in_pipe:
         log("warm-up (the first job of runner 3 applies the three LoRAs)")
         direct()
         variants["engine_0_loras"](-1)
@@ -287,10 +346,16 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
                     direct()
                 else:
                     variants[name](n)
+                sync(device)
                 seconds = time.perf_counter() - started
                 times[name].append(seconds)
                 outside[name].append(seconds - in_pipe.total_since(mark))
-        last_image = direct()
+            log(f"round {n + 1}/{args.rounds}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()))
+        last_pixels = direct("np")  # floats in [0, 1], before any rounding hides a NaN
+    written = [result.images for result in (future.result() for future in jobs)]
+    summary["pngs_written"] = sum(len(paths) for paths in written)
+    if not all(path.is_file() for paths in written for path in paths):
+        raise RuntimeError("a job reported a PNG that is not on disk")
 
     base = c.median(times["direct"])
     summary["seconds_per_image"] = {name: round(c.median(v), 4) for name, v in times.items()}
@@ -307,6 +372,7 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
         f"3 LoRAs / 0 LoRAs <= {TARGET_LORAS}": ratio_loras <= TARGET_LORAS,
     }
     summary["ms_outside_pipe_per_job"] = {name: round(1000 * c.median(v), 1) for name, v in outside.items()}
+    last_image = Image.fromarray((np.nan_to_num(last_pixels) * 255).round().clip(0, 255).astype("uint8"))
     png_ms = [c.timed(lambda: save_png(last_image, work / "outputs" / "png-check.png", "x" * 400))[0]
               for _ in range(5)]
     summary["png_save_ms"] = round(1000 * c.median(png_ms), 1)
@@ -357,9 +423,9 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any) -> dict[s
     }
     if device.type == "cuda":
         summary["peak_gpu_memory_gib (two pipelines, drawing, switching)"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
-    image = np.asarray(last_image)
-    summary["last_image_finite_pixels"] = bool(image.size and image.std() > 0)
-    return summary
+    # Random weights draw noise, but finite noise: NaN or a flat image means a broken pipeline
+    # (e.g. a float16 VAE overflowing).
+    summary["last_image_finite_pixels"] = bool(np.isfinite(last_pixels).all() and last_pixels.std() > 0)
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ from PIL.Image import Image
 from engine.i18n import Message, Text
 from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
-from engine.pipeline.generator import Generator
+from engine.pipeline.generator import Generator, effective_cfg, free_memory, release_frames
 from engine.pipeline.loader import CheckpointSpec
 from engine.pipeline.samplers import get_sampler
-from engine.png_info import format_parameters, save_png
+from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.worker import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult
 
@@ -31,9 +31,23 @@ _UNMATCHED = Text(
     "{name}：有 {count} 組權重對不上此模型的任何一層，已略過。",
 )
 _TRUNCATED = Text(
-    "The prompt is longer than the text encoder reads ({limit} tokens); {dropped} token(s) at the end were ignored.",
-    "提示詞超過文字編碼器可讀的長度（{limit} 個 token），結尾的 {dropped} 個 token 被忽略了。",
+    "The prompt is longer than the text encoder reads ({limit} tokens); the last {dropped} token(s) "
+    "were ignored: “{text}”. Move the tags that matter to the front, or shorten the prompt.",
+    "提示詞超過文字編碼器可讀的長度（{limit} 個 token），最後 {dropped} 個 token 被忽略了：「{text}」。"
+    "請把重要的標籤移到前面，或縮短提示詞。",
 )
+_NEGATIVE_TRUNCATED = Text(
+    "The negative prompt is longer than the text encoder reads ({limit} tokens); the last {dropped} "
+    "token(s) were ignored: “{text}”.",
+    "負面提示詞超過文字編碼器可讀的長度（{limit} 個 token），最後 {dropped} 個 token 被忽略了：「{text}」。",
+)
+_LOW_CFG = Text(
+    "A CFG scale of {cfg} draws the same as 1: below 1 the image follows the prompt alone and the "
+    "negative prompt is not used. The image's settings say CFG 1, so it can be reproduced.",
+    "CFG 值 {cfg} 的效果與 1 相同：低於 1 時只依提示詞繪圖，不使用負面提示詞。圖片的參數記錄為 CFG 1，以便重現。",
+)
+# Dropped text is quoted back to the user; a whole pasted essay would bury the message.
+_DROPPED_TEXT_CHARS = 300
 
 
 class GpuRunner:
@@ -75,9 +89,16 @@ class GpuRunner:
         if loaded or self._patcher is None or self._patcher.pipe is not self.generator.pipe:
             self._patcher = LoraPatcher(self.generator.pipe, self.lora_cache, pristine_on_cpu=self.pristine_on_cpu)
         applied = plan.applied_loras
-        reports = self._patcher.apply(
-            [LoraSpec(key=l.sha256 or "", path=l.path, weight=l.applied_weight, name=l.name) for l in applied]
-        )
+        try:
+            reports = self._patcher.apply(
+                [LoraSpec(key=l.sha256 or "", path=l.path, weight=l.applied_weight, name=l.name) for l in applied]
+            )
+        except Exception as exc:
+            # Out of memory for the pristine copies, mostly: the patcher has put every weight
+            # back; the memory its frames still hold goes back too, before the next job.
+            release_frames(exc)
+            free_memory()
+            raise
         warnings = list(plan.warnings)
         for lora, report in zip(applied, reports, strict=True):
             lora.matched_modules = report.matched_modules
@@ -89,9 +110,16 @@ class GpuRunner:
         images = self.generator.generate(
             plan.params, on_step=progress.step, should_cancel=lambda: progress.cancelled
         )
-        dropped = self.generator.last_truncated_tokens
-        if dropped:
-            warnings.append(Message.of(_TRUNCATED, limit=75, dropped=dropped))
+        dropped = self.generator.last_dropped
+        if dropped.prompt:
+            warnings.append(Message.of(_TRUNCATED, limit=75, dropped=dropped.prompt, text=_clip(dropped.prompt_text)))
+        guided = plan.params.cfg > 1  # at or below 1 the negative prompt is never read
+        if dropped.negative and guided:
+            warnings.append(
+                Message.of(_NEGATIVE_TRUNCATED, limit=75, dropped=dropped.negative, text=_clip(dropped.negative_text))
+            )
+        if plan.params.cfg < 1:
+            warnings.append(Message.of(_LOW_CFG, cfg=format_number(plan.params.cfg)))
         seconds = time.perf_counter() - started
         return self._output.submit(self._save, job, plan, images, warnings, seconds, loaded)
 
@@ -112,13 +140,15 @@ class GpuRunner:
                 steps=p.steps,
                 sampler=sampler,
                 schedule_type=schedule_type,
-                cfg=p.cfg,
+                cfg=effective_cfg(p.cfg),
                 seed=seed,
                 width=p.width,
                 height=p.height,
                 model_name=cp.name,
                 model_hash=cp.autov2,
                 loras=[(l.name, l.applied_weight, l.autov3) for l in applied],
+                # A1111 writes it only above 1, its default.
+                extra={"Clip skip": p.clip_skip} if p.clip_skip and p.clip_skip > 1 else None,
             )
             paths.append(save_png(image, folder / f"{job.id}-{index}.png", text))
         return DrawResult(
@@ -132,3 +162,7 @@ class GpuRunner:
             queued_seconds=max(0.0, time.time() - job.created_at - seconds),
             checkpoint_loaded=loaded,
         )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _DROPPED_TEXT_CHARS else text[: _DROPPED_TEXT_CHARS - 1].rstrip() + "…"

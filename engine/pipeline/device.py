@@ -62,7 +62,11 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
     if settings.dtype != "auto":
         return _DTYPES[settings.dtype]
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        # Native bf16 only: since torch 2.3 is_bf16_supported() also says yes to GPUs that
+        # merely emulate it (Turing, Volta: T4, V100, RTX 20xx), where bf16 runs without
+        # tensor cores at a fraction of fp16's speed.
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+        return torch.bfloat16 if native else torch.float16
     if device.type == "mps":
         return torch.float16
     return torch.float32

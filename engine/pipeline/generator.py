@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import math
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +41,14 @@ _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 @dataclass(frozen=True)
 class DroppedTokens:
-    """Prompt tokens beyond CLIP's 77-token window, which the text encoders never see."""
+    """Prompt tokens beyond CLIP's 77-token window, which the text encoders never see:
+    how many, and the dropped text itself (as the tokenizer reads it back), so the user
+    learns which of their tags were lost and not only that some were."""
 
     prompt: int = 0
     negative: int = 0
+    prompt_text: str = ""
+    negative_text: str = ""
 
     @property
     def any(self) -> bool:
@@ -56,6 +61,27 @@ class _Cancelled(Exception):
     Setting `pipe._interrupt` would only skip the remaining steps and still spend a full VAE
     decode on a picture nobody wants.
     """
+
+
+def release_frames(exc: BaseException | None) -> None:
+    """Drop the local variables of every frame `exc` (and what it chains to) passed through.
+
+    A traceback keeps each frame it crossed alive, and with them what those frames held:
+    activations and latents of a failed denoise, a half-moved checkpoint, a whole state
+    dict. The JobFailedError we raise keeps the original as its `__cause__`, and the queue
+    hands that error on to the front end, so without this an out-of-memory job would keep
+    its memory for as long as someone holds the error, and the next job would run out too
+    (the PyTorch FAQ's "my out of memory exception handler can't allocate memory"). The
+    cleared traceback still prints every file and line.
+    """
+    pending, seen = [exc], set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)  # skips frames still running
+        pending += [current.__cause__, current.__context__]
 
 
 def free_memory() -> None:
@@ -104,9 +130,13 @@ class Generator:
                 cache_dir=self.cache_dir,
                 config_dir_for=self.config_dir_for,
             )
-        except LoracleError:
+        except LoracleError as exc:
+            # e.g. CorruptFileError, whose cause still holds the file's state dict
+            release_frames(exc)
+            free_memory()
             raise
         except Exception as exc:  # out of memory while moving weights to the GPU, mostly
+            release_frames(exc)
             free_memory()
             raise _failure(exc) from exc
         self.pipe, self.loaded = pipe, spec
@@ -129,10 +159,9 @@ class Generator:
     def dropped_tokens(self, params: GenerationParams) -> DroppedTokens:
         """How many prompt / negative tokens the loaded checkpoint would ignore."""
         pipe = self._require_pipe()
-        return DroppedTokens(
-            prompt=self._overflow(pipe, params.prompt),
-            negative=self._overflow(pipe, params.negative),
-        )
+        prompt, prompt_text = self._overflow(pipe, params.prompt)
+        negative, negative_text = self._overflow(pipe, params.negative)
+        return DroppedTokens(prompt=prompt, negative=negative, prompt_text=prompt_text, negative_text=negative_text)
 
     def generate(
         self,
@@ -175,8 +204,10 @@ class Generator:
             with torch.inference_mode():
                 result = pipe(
                     prompt=params.prompt,
-                    # Always a string: diffusers replaces a None negative by zeros, while
-                    # A1111 and ComfyUI encode the empty prompt; we draw like them.
+                    # Always a string, so an empty negative is the encoded empty prompt, as
+                    # ComfyUI and kohya-trained fine-tunes (caption dropout) use it. A None
+                    # would get zeros (SDXL's force_zeros_for_empty_prompt), which is what
+                    # A1111 and Forge draw for an empty negative on SDXL.
                     negative_prompt=params.negative,
                     num_inference_steps=params.steps,
                     guidance_scale=params.cfg,
@@ -190,14 +221,14 @@ class Generator:
                     output_type="pil",
                 )
             return list(result.images)
-        except _Cancelled:
-            self._recover()
+        except _Cancelled as exc:
+            self._recover(exc)
             raise JobCancelledError() from None
-        except LoracleError:
-            self._recover()
+        except LoracleError as exc:
+            self._recover(exc)
             raise
         except Exception as exc:
-            self._recover()
+            self._recover(exc)
             raise _failure(exc) from exc
 
     # -- internals ---------------------------------------------------------------------
@@ -212,7 +243,8 @@ class Generator:
             )
         return self.pipe
 
-    def _recover(self) -> None:
+    def _recover(self, exc: BaseException) -> None:
+        release_frames(exc)  # before free_memory: the frames still hold the job's tensors
         pipe = self.pipe
         if pipe is not None:
             pipe._interrupt = False
@@ -223,16 +255,33 @@ class Generator:
         free_memory()
 
     @staticmethod
-    def _overflow(pipe: StableDiffusionXLPipeline, text: str) -> int:
+    def _overflow(pipe: StableDiffusionXLPipeline, text: str) -> tuple[int, str]:
+        """(tokens past the window, the text they spell) for the tokenizer that drops most."""
         if not text:
-            return 0
-        worst = 0
+            return 0, ""
+        worst, dropped = 0, ""
         for tokenizer in (pipe.tokenizer, pipe.tokenizer_2):
             if tokenizer is None:
                 continue
-            ids = tokenizer(text, truncation=False, add_special_tokens=True, verbose=False).input_ids
-            worst = max(worst, len(ids) - tokenizer.model_max_length)
-        return worst
+            try:  # fast (Rust) tokenizers say where each token came from in the text
+                encoded = tokenizer(
+                    text, truncation=False, add_special_tokens=True, verbose=False, return_offsets_mapping=True
+                )
+                offsets = encoded["offset_mapping"]
+            except (NotImplementedError, TypeError, KeyError):  # Python tokenizers cannot
+                encoded, offsets = tokenizer(text, truncation=False, add_special_tokens=True, verbose=False), None
+            ids = encoded["input_ids"]
+            first = tokenizer.model_max_length - 1  # the window: start token, max-2 tokens, end token
+            over = len(ids) - tokenizer.model_max_length
+            if over > worst:
+                if offsets is not None:
+                    # The user's own words from the first dropped token on, not CLIP's
+                    # lower-cased, re-spaced spelling of them.
+                    lost = text[offsets[first][0] :]
+                else:
+                    lost = tokenizer.decode(ids[first:-1], skip_special_tokens=True)
+                worst, dropped = over, lost.strip(" ,\n\t")
+        return worst, dropped
 
     @staticmethod
     def _validate(pipe: StableDiffusionXLPipeline, params: GenerationParams) -> None:
@@ -286,6 +335,18 @@ class Generator:
                     layers=layers,
                     value=params.clip_skip,
                 )
+
+
+def effective_cfg(cfg: float) -> float:
+    """The CFG scale a job is really drawn with, as A1111 would write it.
+
+    diffusers guides only above 1 (`do_classifier_free_guidance` is `guidance_scale > 1`);
+    at or below 1 it denoises with the prompt alone and never encodes the negative prompt.
+    That is exactly A1111's CFG 1 (uncond + 1 * (cond - uncond)), whereas A1111's 0.5 would
+    lean towards the negative prompt and its 0 would draw the negative prompt alone. So a
+    scale below 1 draws a CFG-1 image, and the PNG must say 1 for anyone to reproduce it.
+    """
+    return max(float(cfg), 1.0)
 
 
 def _diffusers_clip_skip(clip_skip: int | None) -> int | None:

@@ -57,6 +57,13 @@ def test_auto_dtype_follows_the_device(machine, device, bf16, expected):
     assert resolve_dtype(Settings(dtype="auto"), torch.device(device)) == expected
 
 
+def test_gpus_that_only_emulate_bf16_get_float16(machine, monkeypatch):
+    # torch's default answer counts emulation (a T4 or V100 "supports" bf16, slowly).
+    machine(cuda=True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert resolve_dtype(Settings(dtype="auto"), torch.device("cuda")) == torch.float16
+
+
 @pytest.mark.parametrize("name, dtype", [("float32", torch.float32), ("float16", torch.float16), ("bfloat16", torch.bfloat16)])
 def test_dtype_override(name, dtype):
     assert resolve_dtype(Settings(dtype=name), torch.device("cuda")) == dtype

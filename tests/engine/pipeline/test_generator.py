@@ -1,14 +1,18 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import traceback
+import weakref
 
 import numpy as np
 import pytest
 import torch
 
 from engine.errors import JobCancelledError, JobFailedError, LimitError, RequestError
-from engine.pipeline.generator import DroppedTokens, Generator
+from engine.pipeline.generator import DroppedTokens, Generator, effective_cfg
 from engine.pipeline.loader import CheckpointSpec
+from engine.pipeline.samplers import make_scheduler
 
 
 def pixels(image) -> np.ndarray:
@@ -152,6 +156,76 @@ def test_out_of_memory_during_decode_is_explained_and_recovered(generator, param
     assert same(expected, generator.generate(params)[0])
 
 
+def test_out_of_memory_gives_the_failed_jobs_memory_back(generator, params, monkeypatch):
+    # The error reaches the front end with the original as its cause; the tensors the
+    # failed frames held (activations, latents) must not live on with it.
+    held = []
+
+    def decode_out_of_memory(latents, *args, **kwargs):
+        activations = torch.empty(1_000_000)
+        held.append(weakref.ref(activations))
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(generator.pipe.vae, "decode", decode_out_of_memory)
+    with pytest.raises(JobFailedError, match="ran out of memory") as err:
+        generator.generate(params)
+    gc.collect()
+    assert held and held[0]() is None
+    assert isinstance(err.value.__cause__, torch.OutOfMemoryError)
+    assert "decode_out_of_memory" in "".join(traceback.format_exception(err.value))  # still printable
+
+
+def test_cancelled_job_leaves_no_tensors_behind(generator, params, monkeypatch):
+    import engine.pipeline.generator as generator_module
+
+    latents = []  # what the interrupted denoising loop held when the cancel came
+
+    def recording_scheduler(*args, **kwargs):
+        scheduler = make_scheduler(*args, **kwargs)
+        step = scheduler.step
+
+        def recorded(*a, **k):
+            out = step(*a, **k)
+            latents.append(weakref.ref(out[0]))
+            return out
+
+        scheduler.step = recorded
+        return scheduler
+
+    monkeypatch.setattr(generator_module, "make_scheduler", recording_scheduler)
+    with pytest.raises(JobCancelledError) as err:
+        generator.generate(params, should_cancel=lambda: bool(latents))
+    gc.collect()
+    assert latents and latents[-1]() is None
+    assert err.value.__context__ is not None  # kept, as Python does, but emptied
+
+
+def test_out_of_memory_while_loading_gives_the_half_loaded_checkpoint_back(tiny_spec, pipeline_cache, monkeypatch):
+    import engine.pipeline.generator as generator_module
+
+    held = []
+
+    def load_out_of_memory(*args, **kwargs):
+        weights = torch.empty(1_000_000)  # as if half the pipeline were on the GPU already
+        held.append(weakref.ref(weights))
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(generator_module, "load_pipeline", load_out_of_memory)
+    gen = Generator(device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)
+    with pytest.raises(JobFailedError, match="ran out of memory") as err:
+        gen.ensure_checkpoint(tiny_spec)
+    gc.collect()
+    assert held[0]() is None and err.value.__cause__ is not None
+
+
+def test_cfg_below_one_draws_as_cfg_one(generator, params):
+    # diffusers guides only above 1: below it the prompt alone is used, A1111's CFG 1.
+    one = generator.generate(dataclasses.replace(params, cfg=1.0))[0]
+    assert same(one, generator.generate(dataclasses.replace(params, cfg=0.5))[0])
+    assert same(one, generator.generate(dataclasses.replace(params, cfg=0.0))[0])
+    assert effective_cfg(0.0) == effective_cfg(0.5) == 1.0 and effective_cfg(6.5) == 6.5
+
+
 @pytest.mark.parametrize(
     "change, words",
     [
@@ -197,13 +271,23 @@ def test_dropped_tokens_are_reported(generator, params):
     assert generator.last_dropped == DroppedTokens() and not generator.last_dropped.any
     long = dataclasses.replace(params, prompt=", ".join(["masterpiece"] * 50), steps=1)
     # 50 words + 49 commas + start/end = 101 tokens; CLIP reads 77
-    assert generator.dropped_tokens(long) == DroppedTokens(prompt=24, negative=0)
+    dropped_text = ", ".join(["masterpiece"] * 12)  # tokens 76..99: ", masterpiece" x 12
+    assert generator.dropped_tokens(long) == DroppedTokens(prompt=24, negative=0, prompt_text=dropped_text)
     generator.generate(long)
     assert generator.last_dropped.prompt == 24 and generator.last_dropped.any
     assert generator.last_truncated_tokens == 24
     generator.generate(dataclasses.replace(long, prompt="a cat", negative=long.prompt))
-    assert generator.last_dropped == DroppedTokens(prompt=0, negative=24)
+    assert generator.last_dropped == DroppedTokens(prompt=0, negative=24, negative_text=dropped_text)
     assert generator.last_truncated_tokens == 0
+
+
+def test_dropped_text_names_the_tags_the_encoders_never_saw(generator, params):
+    # A pasted Danbooru prompt: the tags past the window are named back as the user wrote
+    # them. 37 words and 36 commas, then ", smile" make the 75 tokens CLIP reads.
+    kept = ", ".join(["masterpiece"] * 37) + ", Smile"
+    dropped = generator.dropped_tokens(dataclasses.replace(params, prompt=f"{kept}, Blue hair,  school uniform"))
+    assert dropped.prompt >= 6  # at least ", blue hair , school uniform" (the toy vocabulary splits words)
+    assert dropped.prompt_text == "Blue hair,  school uniform"
 
 
 def test_running_out_of_memory_while_loading_is_a_job_failure(tiny_spec, pipeline_cache, monkeypatch):

@@ -1,0 +1,110 @@
+"""GpuRunner, the job body: what it tells the user and what it writes into each PNG."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import weakref
+
+import pytest
+import torch
+
+from engine.i18n import EN
+from engine.kinds import Architecture
+from engine.lora.cache import LoraCache
+from engine.lora.patcher import LoraPatcher
+from engine.png_info import parse_parameters, read_parameters
+from engine.queue.job import Progress, QueuedJob
+from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint
+from engine.runner import GpuRunner
+
+
+@pytest.fixture
+def runner(generator, tmp_path):
+    runner = GpuRunner(generator, LoraCache(4), tmp_path / "outputs")
+    yield runner
+    runner.close()
+
+
+def run(runner, tiny_spec, params, job_id="job"):
+    plan = DrawPlan(
+        request=DrawRequest(prompt=params.prompt, negative=params.negative),
+        checkpoint=PlannedCheckpoint(
+            name=tiny_spec.name, label=tiny_spec.name, path=tiny_spec.path, format=tiny_spec.format,
+            sha256=tiny_spec.sha256, autov2=None, architecture=Architecture.SDXL, base_model=None,
+            family=None, family_label=None,
+        ),
+        loras=[],
+        params=params,
+    )
+    job = QueuedJob(id=job_id, user_id="test", checkpoint=tiny_spec.name, request={}, payload=plan)
+    return runner(job, Progress()).result()
+
+
+def infotext(result, index=0):
+    return parse_parameters(read_parameters(result.images[index]))
+
+
+def warnings(result):
+    return [w.render(EN) for w in result.warnings]
+
+
+def test_a_long_prompt_names_the_tags_that_were_dropped(runner, tiny_spec, params):
+    prompt = ", ".join(["masterpiece"] * 37) + ", smile, blue hair, school uniform"
+    result = run(runner, tiny_spec, dataclasses.replace(params, prompt=prompt, steps=1))
+    (warning,) = [w for w in result.warnings if "text encoder reads" in w.render(EN)]
+    assert "“blue hair, school uniform”" in warning.render(EN)
+    assert "「blue hair, school uniform」" in warning.render("zh-TW")
+
+
+def test_a_long_negative_prompt_is_reported_too(runner, tiny_spec, params):
+    negative = ", ".join(["lowres"] * 40) + ", bad anatomy, watermark"
+    result = run(runner, tiny_spec, dataclasses.replace(params, negative=negative, steps=1))
+    (warning,) = [w for w in warnings(result) if w.startswith("The negative prompt is longer")]
+    assert warning.endswith(", bad anatomy, watermark”.")
+    assert not [w for w in warnings(result) if w.startswith("The prompt is longer")]
+
+
+def test_a_short_prompt_gets_no_length_warning(runner, tiny_spec, params):
+    assert not [w for w in warnings(run(runner, tiny_spec, params)) if "text encoder" in w]
+
+
+@pytest.mark.parametrize("cfg", [0.0, 0.5])
+def test_cfg_below_one_is_recorded_as_drawn(runner, tiny_spec, params, cfg):
+    # diffusers draws it as CFG 1; "CFG scale: 0.5" in the PNG would reproduce another image.
+    result = run(runner, tiny_spec, dataclasses.replace(params, cfg=cfg, steps=1))
+    assert infotext(result)["CFG scale"] == "1"
+    assert any("draws the same as 1" in w for w in warnings(result))
+
+
+def test_cfg_above_one_is_recorded_unchanged(runner, tiny_spec, params):
+    result = run(runner, tiny_spec, dataclasses.replace(params, cfg=6.5, steps=1))
+    assert infotext(result)["CFG scale"] == "6.5"
+    assert not any("CFG" in w for w in warnings(result))
+
+
+def test_clip_skip_is_recorded_like_a1111(runner, tiny_spec, params):
+    assert "Clip skip" not in infotext(run(runner, tiny_spec, dataclasses.replace(params, steps=1)))
+    result = run(runner, tiny_spec, dataclasses.replace(params, steps=1, clip_skip=2))
+    assert infotext(result)["Clip skip"] == "2"
+
+
+def test_batch_images_record_their_own_seeds(runner, tiny_spec, params):
+    result = run(runner, tiny_spec, dataclasses.replace(params, count=2, steps=1))
+    assert result.seeds == [params.seed, params.seed + 1]
+    assert [infotext(result, i)["Seed"] for i in range(2)] == [str(params.seed), str(params.seed + 1)]
+
+
+def test_out_of_memory_while_applying_loras_gives_the_memory_back(runner, tiny_spec, params, monkeypatch):
+    held = []
+
+    def apply_out_of_memory(self, loras):
+        copies = torch.empty(1_000_000)  # as if the pristine copies filled the GPU
+        held.append(weakref.ref(copies))
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(LoraPatcher, "apply", apply_out_of_memory)
+    with pytest.raises(torch.OutOfMemoryError) as err:
+        run(runner, tiny_spec, params)
+    gc.collect()
+    assert held[0]() is None and err.value is not None
