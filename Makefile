@@ -1,10 +1,13 @@
 # Two set-up commands: `make demo` and `make test`. Both create .venv and install what they
-# need; torch is installed first and pinned, because an unpinned torch pulls a multi-GB
-# CUDA build (the Dockerfile installs the CUDA build on purpose instead).
+# need; torch is installed first and pinned, so the rest of the install cannot pick another
+# version. PyPI's torch for Linux is the CUDA build (several GB); for the CPU build, add
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (the Dockerfile installs a CUDA
+# build on purpose).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+TORCH_INDEX_URL ?=
 PIP := $(BIN)/python -m pip
 DEMO_DIR ?= ./demo-data
 
@@ -21,7 +24,7 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url "$(TORCH_INDEX_URL)")
 	$(PIP) install --quiet -e .
 	@touch $@
 

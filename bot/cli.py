@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -102,6 +103,11 @@ def _print_json(data: Any) -> None:
 
 
 # -- library -------------------------------------------------------------------------
+class _Category(str, Enum):
+    checkpoint = "checkpoint"
+    lora = "lora"
+
+
 @library_app.command("scan")
 def library_scan(
     no_civitai: Annotated[bool, typer.Option("--no-civitai", help="Do not ask CivitAI about new files.")] = False,
@@ -137,14 +143,14 @@ def library_scan(
 
 @library_app.command("list")
 def library_list(
-    category: Annotated[str | None, typer.Option(help="checkpoint or lora")] = None,
+    category: Annotated[_Category | None, typer.Option("--category", help="Only checkpoints or only LoRAs")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List checkpoints and LoRAs with their architecture and family."""
 
     async def body(engine: Any) -> list[dict[str, Any]]:
         rows = []
-        for entry in await asyncio.to_thread(engine.entries, category):
+        for entry in await asyncio.to_thread(engine.entries, category.value if category else None):
             summary = engine.summary(entry) if entry.error is None else None
             rows.append(
                 {
@@ -213,7 +219,7 @@ def library_set(
     weight: Annotated[float | None, typer.Option("--weight", help="Recommended LoRA weight")] = None,
     display_name: Annotated[str | None, typer.Option("--name", help="Display name")] = None,
     nsfw: Annotated[bool | None, typer.Option("--nsfw/--sfw", help="Mark NSFW or not")] = None,
-    enabled: Annotated[bool | None, typer.Option("--enable/--disable")] = None,
+    enabled: Annotated[bool | None, typer.Option("--enable/--disable", help="Allow or forbid its use")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Override what CivitAI and the file say (stored by content hash)."""
@@ -270,26 +276,36 @@ def library_add(
 
 
 @library_app.command("remove")
-def library_remove(name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False) -> None:
+def library_remove(
+    name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask")] = False, as_json: JsonOpt = False
+) -> None:
     """Delete a file from the library (and from disk)."""
     if not yes:
-        typer.confirm(f"Delete {name} from disk?", abort=True)
+        # On stderr, so that stdout stays the JSON answer alone.
+        typer.confirm(f"Delete {name} from disk?", abort=True, err=True)
 
     async def body(engine: Any) -> Any:
         return await engine.remove(name)
 
-    entry = _run(body)
-    out.print(f"removed {entry.rel_path}")
+    entry = _run(body, json_mode=as_json)
+    if as_json:
+        _print_json({"removed": entry.name, "category": str(entry.category), "path": entry.rel_path})
+    else:
+        out.print(f"removed {entry.rel_path}")
 
 
 @library_app.command("refresh")
-def library_refresh(name: Annotated[str | None, typer.Argument()] = None) -> None:
+def library_refresh(name: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> None:
     """Ask CivitAI again, ignoring cached answers (for one file or all)."""
 
     async def body(engine: Any) -> Any:
         return await engine.refresh(name)
 
-    for note in _run(body):
+    notes = [str(note) for note in _run(body, json_mode=as_json)]
+    if as_json:
+        _print_json({"refreshed": name, "notes": notes})
+        return
+    for note in notes:
         err.print(f"note: {note}")
     out.print("refreshed")
 
@@ -326,7 +342,8 @@ def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
     if data["suits"]:
         out.print("checkpoints in the library:")
         for s in data["suits"]:
-            out.print(f"  {s['verdict']:<13} {s['checkpoint']} ({s['family'] or 'unknown family'})")
+            family = s["family_label"]
+            out.print(f"  {s['verdict']:<13} {s['checkpoint']} ({family or 'unknown family'})")
     for note in data["notes"]:
         err.print(f"note: {note}")
 

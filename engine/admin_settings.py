@@ -32,6 +32,10 @@ _BAD_LIMIT = Text(
     "{name} must be a whole number from 1 to {ceiling}.",
     "{name} 必須是 1 到 {ceiling} 之間的整數。",
 )
+_SIZE_NOT_8 = Text(
+    "max_size must be a multiple of 8 (SDXL draws in blocks of 8 pixels), for example {suggestion}.",
+    "max_size 必須是 8 的倍數（SDXL 以 8 像素為單位作畫），例如 {suggestion}。",
+)
 # Hard ceilings: an admin typo must not let one job hold the GPU for an hour.
 _CEILINGS = {"max_steps": 150, "max_size": 4096, "max_images": 8, "queue_per_user": 50}
 
@@ -70,6 +74,9 @@ class AdminSettings:
                 continue
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _CEILINGS[name]:
                 raise LimitError(_BAD_LIMIT, name=name, ceiling=_CEILINGS[name])
+            if name == "max_size" and value % 8:
+                # the default size is capped at max_size: every /draw without a size would fail
+                raise LimitError(_SIZE_NOT_8, suggestion=max(64, value // 8 * 8))
             stored[name] = value
         self._set("limits", stored or None)
         return self.limits()

@@ -68,6 +68,7 @@ class FamilyCheck:
 @dataclass
 class Suitability:
     checkpoint: str
+    family: str | None  # the family id ("illustrious"), as everywhere else in JSON
     family_label: str | None
     verdict: str
 
@@ -120,7 +121,7 @@ class LoraInfo:
             "top_tags": [[tag, count] for tag, count in self.top_tags],
             "evidence": [e.render(locale) for e in self.evidence],
             "suits": [
-                {"checkpoint": s.checkpoint, "family": s.family_label, "verdict": s.verdict}
+                {"checkpoint": s.checkpoint, "family": s.family, "family_label": s.family_label, "verdict": s.verdict}
                 for s in self.suits
             ],
             "notes": [n.render(locale) for n in self.notes],

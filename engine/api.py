@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -113,6 +114,10 @@ _NOT_A_MODEL_TYPE = Text(
 # CivitAI's model types Loracle can use; anything else (TextualInversion, VAE, Controlnet,
 # Upscaler, Workflows, ...) would land in loras/ and fail the scan after a long download.
 _ADDABLE_TYPES = {"checkpoint", "lora", "locon", "dora", "lycoris"}
+_SCAN_STOPPED = Text(
+    "The library scan stopped because Loracle is shutting down; the next scan picks up where it left off.",
+    "Loracle 正在關閉，模型庫掃描已停止；下次掃描會從中斷處繼續。",
+)
 _CANCEL_NOT_YOURS = Text(
     "Only the person who asked for this image (or an admin) can cancel it.",
     "只有提出這張圖的人（或管理員）可以取消。",
@@ -133,6 +138,9 @@ class Engine:
         self.job_store: Any = None
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
+        # Set by close(): a scan running in its thread stops before its next file (hashing
+        # a new library can take minutes, longer than a container's stop grace period).
+        self._closing = threading.Event()
         self._has_vae: dict[tuple[str, int, float], bool] = {}  # (path, size, mtime) -> answer
 
     # -- lifecycle -------------------------------------------------------------------
@@ -191,6 +199,7 @@ class Engine:
         return handles
 
     async def close(self) -> None:
+        self._closing.set()
         if self.queue is not None:
             await self.queue.stop()
         if self.runner is not None:
@@ -205,7 +214,14 @@ class Engine:
 
     # -- library ---------------------------------------------------------------------
     async def scan(self, *, civitai: bool = True, progress: Callable[[str], None] | None = None) -> ScanReport:
-        report = await asyncio.to_thread(self.library.scan, progress)
+        def next_file(rel_path: str) -> None:
+            # Files already scanned are recorded; those not reached keep their old rows.
+            if self._closing.is_set():
+                raise LibraryError(_SCAN_STOPPED)
+            if progress is not None:
+                progress(rel_path)
+
+        report = await asyncio.to_thread(self.library.scan, next_file)
         entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
         await asyncio.to_thread(self.knowledge.ingest_sidecars, entries)
         if civitai:
@@ -348,7 +364,7 @@ class Engine:
         for checkpoint in self.library.entries(Category.CHECKPOINT, include_broken=False):
             result = self.knowledge.verdict(entry, checkpoint)
             fam = result.checkpoint_family
-            suits.append(Suitability(checkpoint.name, fam.label if fam else None, str(result.verdict)))
+            suits.append(Suitability(checkpoint.name, fam.id if fam else None, fam.label if fam else None, str(result.verdict)))
         order = [str(v) for v in Verdict]
         suits.sort(key=lambda s: (order.index(s.verdict), s.checkpoint.lower()))
         preview = version.preview_image(max_nsfw_level=1) if version else None

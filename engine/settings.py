@@ -6,16 +6,22 @@ A bad value stops start-up with one line naming the variable, e.g.
 
 from __future__ import annotations
 
+import difflib
+import logging
+import os
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from dotenv import dotenv_values
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
 
 ENV_PREFIX = "LORACLE_"
+
+log = logging.getLogger("loracle")
 
 IdList = Annotated[list[int], NoDecode]
 
@@ -24,9 +30,19 @@ def _split_ids(value: object) -> object:
     # Admins write "123, 456" in .env; JSON lists are accepted too.
     if isinstance(value, str):
         text = value.strip().strip("[]")
-        return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
+        parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+        bad = [part for part in parts if not part.isdecimal()]
+        if bad:
+            raise ValueError(f"“{bad[0]}” is not a Discord ID (give numbers separated by commas)")
+        return [int(part) for part in parts]
     if isinstance(value, int):
         return [value]
+    return value
+
+
+def _check_ids(value: list[int]) -> list[int]:
+    if any(i <= 0 for i in value):
+        raise ValueError("Discord IDs are positive numbers")
     return value
 
 
@@ -39,6 +55,8 @@ class Settings(BaseSettings):
         validate_default=True,
         # `KEY=` in .env means "not set", not "set to the empty string".
         env_ignore_empty=True,
+        # "nan" and "inf" parse as floats but make no sense for any setting here.
+        allow_inf_nan=False,
     )
 
     # -- storage ---------------------------------------------------------------------
@@ -64,7 +82,7 @@ class Settings(BaseSettings):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     default_checkpoint: str | None = None
     default_steps: int = Field(default=28, ge=1)
-    default_cfg: float = Field(default=6.0, ge=0)
+    default_cfg: float = Field(default=6.0, ge=0, le=30)
     default_width: int = Field(default=1024, ge=64)
     default_height: int = Field(default=1024, ge=64)
     max_steps: int = Field(default=50, ge=1)
@@ -91,6 +109,9 @@ class Settings(BaseSettings):
     _split = field_validator("owner_ids", "admin_role_ids", "guild_ids", mode="before")(
         classmethod(lambda cls, v: _split_ids(v))
     )
+    _positive = field_validator("owner_ids", "admin_role_ids", "guild_ids")(
+        classmethod(lambda cls, v: _check_ids(v))
+    )
 
     @field_validator("civitai_base_url")
     @classmethod
@@ -98,6 +119,28 @@ class Settings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("discord_api_base")
+    @classmethod
+    def _check_api_base(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @field_validator("discord_gateway_url")
+    @classmethod
+    def _check_gateway(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("ws://", "wss://")):
+            raise ValueError("must start with ws:// or wss://")
+        return value
+
+    @field_validator("default_width", "default_height", "max_size")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        # SDXL draws in steps of 8 pixels; the engine refuses other sizes.
+        if value % 8:
+            raise ValueError("must be a multiple of 8")
+        return value
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Settings:
@@ -107,6 +150,9 @@ class Settings(BaseSettings):
             )
         if self.default_steps > self.max_steps:
             raise ValueError("LORACLE_DEFAULT_STEPS must not exceed LORACLE_MAX_STEPS")
+        for name in ("default_width", "default_height"):
+            if getattr(self, name) > self.max_size:
+                raise ValueError(f"{ENV_PREFIX}{name.upper()} must not exceed LORACLE_MAX_SIZE")
         return self
 
     # -- derived paths ---------------------------------------------------------------
@@ -137,10 +183,16 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read settings, turning a validation error into one clear line per bad variable."""
+    for name, guess in unknown_variables(overrides.get("_env_file", ".env")):  # type: ignore[arg-type]
+        hint = f" (did you mean {guess}?)" if guess else ""
+        log.warning("%s is not a Loracle setting and is ignored%s", name, hint)
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+    except UnicodeDecodeError as exc:
+        # Only the position: the bytes around it may be a token.
+        raise SettingsError(f".env is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -151,3 +203,17 @@ def _describe(exc: ValidationError) -> str:
         msg = err.get("msg", "invalid value").removeprefix("Value error, ")
         lines.append(f"{ENV_PREFIX}{field.upper()}: {msg}" if field else msg)
     return "; ".join(lines)
+
+
+def unknown_variables(env_file: str | Path | None = ".env") -> list[tuple[str, str | None]]:
+    """`LORACLE_*` names in the environment or `.env` that no setting reads, each with the
+    closest real name: a misspelt variable is otherwise silently ignored."""
+    names = {key for key in os.environ if key.upper().startswith(ENV_PREFIX)}
+    if env_file is not None and Path(env_file).is_file():
+        try:
+            names |= {key for key in dotenv_values(env_file) if key.upper().startswith(ENV_PREFIX)}
+        except (OSError, UnicodeDecodeError):
+            pass  # Settings() reports an unreadable .env itself
+    known = [f"{ENV_PREFIX}{field}".upper() for field in Settings.model_fields]
+    unknown = sorted(name for name in names if name.upper() not in known)
+    return [(name, next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)) for name in unknown]

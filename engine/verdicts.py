@@ -339,8 +339,8 @@ _UNKNOWN_ARCH = (
     "Loracle 也無法確認兩者的網路層形狀是否相同。",
 )
 _UNKNOWN_FIX = (
-    " An admin can set the base model with /admin set base-model, or from a shell: loracle library set \"{fix_name}\" --base-model \"Illustrious\" (use the real base model).",
-    "管理員可以用 /admin set base-model 設定基礎模型，或在命令列執行：loracle library set \"{fix_name}\" --base-model \"Illustrious\"（請填入實際的基礎模型）。",
+    " An admin can set the base model with /admin set (option base_model), or from a shell: loracle library set \"{fix_name}\" --base-model \"Illustrious\" (use the real base model).",
+    "管理員可以用 /admin set（選項 base_model）設定基礎模型，或在命令列執行：loracle library set \"{fix_name}\" --base-model \"Illustrious\"（請填入實際的基礎模型）。",
 )
 _UNKNOWN_FIX_TABLE = (
     " A base model Loracle does not know yet can also be added to families.toml in the data folder.",

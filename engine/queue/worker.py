@@ -140,7 +140,7 @@ class JobQueue:
         self._scheduler: Scheduler[QueuedJob] = Scheduler(
             per_user_cap=per_user_cap, affinity_limit=affinity_limit
         )
-        # Guards everything below; held only for in-memory work (and the submit insert).
+        # Guards everything below; held only for in-memory work, never around SQLite.
         self._cond = threading.Condition()
         self._handles: dict[str, JobHandle] = {}  # queued and running jobs
         self._running: _Running | None = None
@@ -201,18 +201,33 @@ class JobQueue:
     # -- submitting --------------------------------------------------------------------
 
     def submit(self, job: QueuedJob) -> JobHandle:
-        """Queue a job. Raises QueueFullError at the user's cap, when paused or stopping."""
+        """Queue a job. Raises QueueFullError at the user's cap, when paused or stopping.
+
+        The job's row is written before the job joins the queue (the worker may mark it
+        running at once), but outside the lock: SQLite may wait for another writer, and the
+        event loop takes this lock for cancel(), size() and the heartbeat.
+        """
         loop = self._bind_loop()
         with self._cond:
-            if self._stopping:
-                raise QueueFullError(STOPPING)
-            if self._paused:
-                raise QueueFullError(PAUSED)
-            self._check_new(job)
-            self._scheduler.check_room(job.user_id)
+            self._admit(job)
+        if self._store is not None:
+            self._store.insert(job)
+        try:
+            with self._cond:
+                self._admit(job)  # the queue may have filled, paused or stopped meanwhile
+                return self._enqueue(job, loop)
+        except QueueFullError:
             if self._store is not None:
-                self._store.insert(job)
-            return self._enqueue(job, loop)
+                self._store.mark_cancelled(job.id)  # refused: it must not run after a restart
+            raise
+
+    def _admit(self, job: QueuedJob) -> None:
+        if self._stopping:
+            raise QueueFullError(STOPPING)
+        if self._paused:
+            raise QueueFullError(PAUSED)
+        self._check_new(job)
+        self._scheduler.check_room(job.user_id)
 
     def resubmit(self, job: QueuedJob) -> JobHandle:
         """Queue a job recovered after a restart: no per-user cap, accepted while paused."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,8 @@ def cli(demo_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("LORACLE_OFFLINE", "1")
     runner = CliRunner()
 
-    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None):
-        result = runner.invoke(app, list(args), env=env)
+    def run(*args: str, ok: bool = True, env: dict[str, str] | None = None, input: str | None = None):
+        result = runner.invoke(app, list(args), env=env, input=input)
         if ok:
             assert result.exit_code == 0, (result.output, result.exception)
         return result
@@ -134,6 +135,7 @@ def test_draw_json_reports_applied_weights(cli, tmp_path: Path) -> None:
     assert loras["demo_sd15_detail"]["status"] == "refused" and loras["demo_sd15_detail"]["applied_weight"] == 0
     assert loras["demo_mystery"]["status"] == "not_applied"
     assert any("SD 1" in w for w in data["warnings"])
+    _assert_documented_keys("draw", data)
 
 
 def test_bad_setting_stops_with_one_line(cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -163,6 +165,20 @@ def test_demo_command_builds_checks_and_draws(tmp_path: Path, monkeypatch: pytes
     drawn = list((tmp_path / "demo-data" / "outputs").rglob("*.png"))
     assert len(drawn) == 1 and str(drawn[0]) in result.stdout.replace("\n", "")
     assert "demo_exact_style: requested 0.8 → applied 0.8 (applied, exact)" in result.stdout
+    # README's quick start shows this output, abridged: every line it shows is printed so.
+    printed = result.stdout.splitlines()
+    text = README.read_text()
+    block = text[text.index("Its output, abridged:") :].split("```")[1].strip("\n").splitlines()
+    for line in block:
+        if line == "...":
+            continue
+        if line.endswith(" ..."):
+            assert any(p.startswith(line[:-4]) for p in printed), line
+        elif line.startswith("drew "):
+            assert re.fullmatch(r"drew /\S+/demo-data/outputs/[0-9-]{10}/[0-9a-f]{32}-0\.png", line), line
+            assert f"drew {drawn[0]}" in printed
+        else:
+            assert line in printed, line
 
 
 @pytest.mark.slow
@@ -193,3 +209,130 @@ def test_unwritable_out_dir_is_refused_before_drawing(cli, tmp_path: Path) -> No
 def test_errors_follow_the_chosen_language(cli) -> None:
     result = cli("draw", "1girl", "--negative", "x" * 10_000, "--lang", "zh-TW", ok=False)
     assert result.exit_code == 1 and "負面提示詞" in result.stderr
+
+
+def test_library_list_refuses_an_unknown_category(cli) -> None:
+    result = cli("library", "list", "--category", "loras", ok=False)
+    assert result.exit_code == 2 and "checkpoint" in result.output
+
+
+def test_library_remove_json_asks_on_stderr(cli, demo_dir: Path, tmp_path: Path) -> None:
+    # A real process, as a script would run it (CliRunner echoes the typed answer to stdout).
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LORACLE_DATA_DIR": str(demo_dir), "LORACLE_OFFLINE": "1"}
+    command = [sys.executable, "-m", "bot.cli", "library", "remove", "demo_mystery", "--json"]
+    done = subprocess.run(command, input="y\n", capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"removed": "demo_mystery", "category": "lora", "path": "loras/demo_mystery.safetensors"}
+    assert "Delete demo_mystery" in done.stderr
+    assert not (demo_dir / "loras" / "demo_mystery.safetensors").exists()
+    kept = cli("library", "remove", "demo_pony_style", input="n\n", ok=False)
+    assert kept.exit_code == 1 and (demo_dir / "loras" / "demo_pony_style.safetensors").exists()
+
+
+def test_library_refresh_json(cli) -> None:
+    assert json.loads(cli("library", "refresh", "demo_pony_style", "--json").stdout) == {
+        "refreshed": "demo_pony_style", "notes": []
+    }
+    missing = cli("library", "refresh", "demo_pony", "--json", ok=False)
+    assert missing.exit_code == 1 and "demo_pony_style" in json.loads(missing.stderr)["suggestions"]
+
+
+# -- README's "Command line" table is the command line ---------------------------------
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _real_commands() -> dict[str, list[set[str]]]:
+    """Each command's options, one set of spellings per option (`--nsfw`, `--sfw`)."""
+    import typer
+
+    def walk(command, path: str) -> dict[str, list[set[str]]]:  # click's or typer's own copy
+        if hasattr(command, "commands"):
+            found: dict[str, list[set[str]]] = {}
+            for name, sub in command.commands.items():
+                found.update(walk(sub, f"{path} {name}"))
+            return found
+        options = []
+        for param in command.params:
+            if param.param_type_name == "option" and "--help" not in param.opts:
+                options.append({o for o in (*param.opts, *param.secondary_opts) if o.startswith("--")})
+        return {path: options}
+
+    return walk(typer.main.get_command(app), "loracle")
+
+
+def _documented_commands() -> dict[str, set[str]]:
+    text = README.read_text()
+    section = text[text.index("## Command line") :]
+    section = section[: section.index("\n## ", 1)]
+    found = {}
+    for line in section.splitlines():
+        match = re.match(r"\| `(loracle [^`]+)` \|", line)
+        if match:
+            usage = match.group(1)
+            words = re.match(r"loracle(?: [a-z]+)*", usage).group(0)
+            found[words] = set(re.findall(r"--[a-z][a-z-]*", usage))
+    return found
+
+
+def test_readme_lists_every_command_and_option_as_spelled() -> None:
+    real = _real_commands()
+    documented = _documented_commands()
+    assert set(documented) == set(real)
+    json_note = "The `library`, `lora`, `family` and `draw` commands take `--json`"
+    assert json_note in README.read_text()
+    for command, options in real.items():
+        spellings = set().union(*options) if options else set()
+        takes_json = command.split()[1] in ("library", "lora", "family", "draw")
+        assert ("--json" in spellings) == takes_json, command
+        assert documented[command] <= spellings, (command, documented[command] - spellings)
+        # --json is stated once for all of them, above the table
+        missing = [o for o in options if o != {"--json"} and not o & documented[command]]
+        assert missing == [], (command, missing)
+
+
+def _documented_json(command: str) -> dict[str, set[str]]:
+    """`KEY` names README gives for `command --json`: top level, and inside (...) per key."""
+    text = " ".join(README.read_text().split())
+    start = text.index(f"`{command} --json` gives") + len(f"`{command} --json` gives")
+    end = text.index(".", start)
+    while text[end - 1] != ")" and text[end - 1] != "`":  # a "." inside a name
+        end = text.index(".", end + 1)
+    keys: dict[str, set[str]] = {}
+    depth, last = 0, None
+    for token in re.findall(r"\(|\)|`[a-z_]+`", text[start:end]):
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        elif depth == 0:
+            last = token.strip("`")
+            keys[last] = set()
+        else:
+            keys[last].add(token.strip("`"))
+    return keys
+
+
+def test_readme_json_keys_are_what_the_commands_print(cli) -> None:
+    cli("library", "set", "loracleDemoXL_v10", "--base-model", "Illustrious")
+    outputs = {
+        "family check": json.loads(
+            cli("family", "check", "-c", "loracleDemoXL_v10", "-l", "demo_pony_style", "--json").stdout
+        ),
+        "lora info": json.loads(cli("lora", "info", "demo_pony_style", "--json").stdout),
+    }
+    for command, data in outputs.items():
+        _assert_documented_keys(command, data)
+
+
+def _assert_documented_keys(command: str, data: dict) -> None:
+    documented = _documented_json(command)
+    assert documented, command
+    for key, inner in documented.items():
+        assert key in data, (command, key)
+        items = data[key] if isinstance(data[key], list) else [data[key]]
+        for item in items if inner else []:
+            assert inner <= set(item), (command, key, inner - set(item))

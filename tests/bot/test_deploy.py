@@ -74,3 +74,127 @@ def test_dockerfile_installs_a_pinned_cuda_torch_and_runs_the_bot():
 def _seconds(text: str) -> float:
     units = {"s": 1, "m": 60, "h": 3600}
     return sum(float(n) * units[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)([smh])", text))
+
+
+# -- README's "Run it on Discord" states what the code and these files do ----------------
+README = (ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    start = README.index(title)
+    end = README.find("\n#", start + len(title))
+    return README[start : end if end != -1 else None]
+
+
+@pytest.fixture
+def bot(tmp_path: Path):
+    from bot.discord_app.client import create_bot
+    from engine.settings import load_settings
+    from tests.bot.fakes import FakeEngine
+
+    settings = load_settings(_env_file=None, data_dir=tmp_path / "data", offline=True)
+    return create_bot(FakeEngine(settings), settings, sync_commands=False)
+
+
+def _leaves(command, path: str = ""):
+    """(path, required options, optional options) of every command users can run."""
+    path = f"{path} {command.name}".strip()
+    children = getattr(command, "commands", None)
+    if children is not None:
+        for child in children:
+            yield from _leaves(child, path)
+        return
+    required = {p.display_name for p in command.parameters if p.required}
+    optional = {p.display_name for p in command.parameters if not p.required}
+    yield "/" + path, required, optional
+
+
+def test_readme_use_it_table_is_the_command_tree(bot) -> None:
+    real = {path: (required, optional) for top in bot.tree.get_commands() for path, required, optional in _leaves(top)}
+    groups = {"/" + c.name for c in bot.tree.walk_commands() if hasattr(c, "commands")}
+    groups |= {"/" + c.qualified_name for c in bot.tree.walk_commands() if hasattr(c, "commands")}
+    documented = {}
+    for line in _section("### 5. Use it").splitlines():
+        if not line.startswith("| `/"):
+            continue
+        for usage in re.findall(r"`(/[^`]+)`", line.split("|")[1]):
+            words = usage.split()
+            path, rest = words[0], words[1:]
+            while rest and f"{path} {rest[0]}" in {*real, *groups}:
+                path, rest = f"{path} {rest[0]}", rest[1:]
+            required = {w for w in rest if not w.startswith("[")}
+            optional = {w.strip("[]") for w in rest if w.startswith("[")}
+            documented[path] = (required, optional)
+    assert documented == real
+    # what the start-up log in "4. Start it" says
+    assert f'"synced {len(bot.tree.get_commands())} commands to all servers"' in README
+
+
+def test_readme_invite_url_asks_for_what_the_bot_uses() -> None:
+    import discord
+
+    text = _section("### 2. Invite the bot")
+    [url] = re.findall(r"https://discord\.com/oauth2/authorize\S+", text)
+    assert "scope=bot+applications.commands" in url
+    value = int(re.search(r"permissions=(\d+)", url).group(1))
+    # Posting a picture as a new message: in a channel, or in a thread (its own permission).
+    wanted = discord.Permissions(
+        view_channel=True, send_messages=True, send_messages_in_threads=True, embed_links=True, attach_files=True
+    )
+    assert value == wanted.value
+    [sum_text] = re.findall(r"\((\d+(?: \+ \d+)+)\)", text)
+    assert sum(int(n) for n in sum_text.split(" + ")) == value
+    for name in ("View Channel", "Send Messages", "Send Messages in Threads", "Embed Links", "Attach Files"):
+        assert name in text
+
+
+def test_the_bot_needs_no_privileged_intent(bot) -> None:
+    import discord
+
+    privileged = discord.Intents(members=True, presences=True, message_content=True)
+    assert bot.intents.value & privileged.value == 0
+    assert "no privileged intents" in _section("### 1. Create the Discord application")
+
+
+def test_readme_states_the_compose_healthcheck_and_stop_timings(compose) -> None:
+    service = compose["services"]["loracle"]
+    check = service["healthcheck"]
+    text = " ".join(_section("### 4. Start it").split())
+    assert f"every {_seconds(check['interval']):.0f} s" in text
+    assert f"{_seconds(check['timeout']):.0f} s timeout" in text
+    assert f"unhealthy after {check['retries']} failures" in text
+    assert f"first {_seconds(check['start_period']) / 60:.0f} minutes" in text
+    assert f"up to {_seconds(service['stop_grace_period']) / 60:.0f} minutes" in text
+    # The image's own HEALTHCHECK (for `docker run`) says the same.
+    docker = (ROOT / "Dockerfile").read_text()
+    line = next(line for line in docker.splitlines() if line.startswith("HEALTHCHECK"))
+    for key in ("interval", "timeout", "start_period", "retries"):
+        assert f"--{key.replace('_', '-')}={check[key]}" in line, key
+
+
+def test_readme_heartbeat_and_health_line_match_the_code(tmp_path: Path) -> None:
+    import sqlite3
+
+    from bot.discord_app.heartbeat import INTERVAL_S, heartbeat_path, write_heartbeat
+    from bot.health import MAX_AGE_S, check_health
+    from engine.settings import load_settings
+
+    text = " ".join(_section("### 4. Start it").split())
+    assert f"every {INTERVAL_S:.0f} s while connected) within the last {MAX_AGE_S:.0f} s" in text
+    settings = load_settings(_env_file=None, data_dir=tmp_path)
+    with sqlite3.connect(settings.db_path) as conn:
+        conn.execute("PRAGMA user_version = 1")
+    write_heartbeat(heartbeat_path(settings.root), {"guilds": 3, "latency_ms": 41.0, "queue": 0})
+    beat = json.loads(heartbeat_path(settings.root).read_text())
+    ok, message = check_health(settings, now=beat["time"] + 12)
+    [shown] = re.findall(r"\$ docker compose exec loracle loracle health\n(.+)\n", README)
+    assert ok and message == shown
+
+
+def test_makefile_targets_named_in_readme_exist_and_ci_runs_make_test() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    targets = set(re.findall(r"^([a-z]+):", makefile, flags=re.MULTILINE))
+    named = set(re.findall(r"`make ([a-z]+)", README))
+    assert named and named <= targets
+    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == "make test" and not any("pytest" in line for line in ci)

@@ -99,7 +99,7 @@ async def test_lora_info(world) -> None:
     assert info["autov3"] and len(info["autov3"]) == 12
     assert info["civitai_url"].endswith("modelVersionId=103")
     assert info["recommended_weight"] == 1.0
-    assert {"checkpoint": "novaOrangeMerge_v1", "family": "Illustrious", "verdict": "other_family"} in info["suits"]
+    assert {"checkpoint": "novaOrangeMerge_v1", "family": "illustrious", "family_label": "Illustrious", "verdict": "other_family"} in info["suits"]
 
 
 async def test_admin_override_beats_civitai(world) -> None:

@@ -70,3 +70,27 @@ async def test_types_loracle_cannot_use_are_refused_before_downloading(engine_an
 
     assert fake.count("download") == 0
     assert not (data / "loras").exists() or not any((data / "loras").iterdir())
+
+
+async def test_closing_stops_a_scan_between_files_and_the_next_scan_goes_on(tmp_path: Path) -> None:
+    from engine.settings import load_settings
+
+    settings = load_settings(_env_file=None, data_dir=tmp_path, offline=True)
+    for seed in (1, 2, 3):
+        write_kohya_lora(tmp_path / "loras" / f"l{seed}.safetensors", "sdxl", seed=seed)
+    engine = Engine(settings)
+    seen: list[str] = []
+
+    def progress(rel_path: str) -> None:
+        seen.append(rel_path)
+        if len(seen) == 1:
+            engine._closing.set()  # what close() does while the scan thread works
+
+    with pytest.raises(LibraryError, match="shutting down"):
+        await engine.scan(civitai=False, progress=progress)
+    await engine.close()
+    assert len(seen) == 1 and len(engine.entries()) == 1  # the file it was on is kept
+
+    async with Engine(settings) as again:
+        report = await again.scan(civitai=False)
+    assert (len(report.added), report.unchanged, report.removed) == (2, 1, [])

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,24 @@ def test_env_and_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
         ("LORACLE_CIVITAI_BASE_URL", "civitai.com"),
         ("LORACLE_DEVICE", "tpu"),
         ("LORACLE_MAX_STEPS", "0"),
+        # floats that parse but mean nothing: a nan weight range clamps nothing
+        ("LORACLE_LORA_WEIGHT_MIN", "nan"),
+        ("LORACLE_LORA_WEIGHT_MAX", "inf"),
+        ("LORACLE_CIVITAI_TIMEOUT_S", "inf"),
+        ("LORACLE_DEFAULT_CFG", "inf"),
+        # the engine refuses CFG above 30 and sizes off the 8-pixel grid: such a default
+        # would make every /draw without those options fail
+        ("LORACLE_DEFAULT_CFG", "31"),
+        ("LORACLE_DEFAULT_WIDTH", "1020"),
+        ("LORACLE_DEFAULT_HEIGHT", "2048"),
+        ("LORACLE_MAX_SIZE", "1532"),
+        ("LORACLE_OWNER_IDS", "-5"),
+        ("LORACLE_ADMIN_ROLE_IDS", "0"),
+        ("LORACLE_GUILD_IDS", "1.5"),
+        ("LORACLE_DISCORD_API_BASE", "proxy:8080"),
+        ("LORACLE_DISCORD_GATEWAY_URL", "http://gateway:7878"),
+        ("LORACLE_LOG_LEVEL", "verbose"),
+        ("LORACLE_LORA_PRISTINE", "gpu"),
     ],
 )
 def test_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch, var: str, value: str) -> None:
@@ -69,3 +88,104 @@ def test_env_example_documents_every_setting() -> None:
     text = (Path(__file__).parents[2] / ".env.example").read_text()
     missing = [name for name in Settings.model_fields if f"LORACLE_{name.upper()}=" not in text]
     assert missing == []
+
+
+def test_good_urls_and_ids_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORACLE_DISCORD_API_BASE", "http://proxy:8080")
+    monkeypatch.setenv("LORACLE_DISCORD_GATEWAY_URL", "wss://gateway.test")
+    monkeypatch.setenv("LORACLE_GUILD_IDS", "[123456789012345678, 2]")
+    s = load_settings()
+    assert s.guild_ids == [123456789012345678, 2] and s.discord_gateway_url == "wss://gateway.test"
+
+
+def test_a_bad_value_never_echoes_a_secret(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LORACLE_DISCORD_TOKEN=discord-secret-456\nLORACLE_MAX_STEPS=lots\n")
+    monkeypatch.setenv("LORACLE_CIVITAI_API_KEY", "civitai-secret-123")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    assert "LORACLE_MAX_STEPS" in str(err.value) and "secret" not in str(err.value)
+
+
+def test_an_env_file_that_is_not_utf8_is_one_line_without_its_bytes(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_bytes(b"LORACLE_DISCORD_TOKEN=s\xe9cret-token\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings()
+    message = str(err.value)
+    assert ".env" in message and "UTF-8" in message and "\n" not in message and "cret" not in message
+
+
+# -- the documentation states what the code does ----------------------------------------
+ROOT = Path(__file__).parents[2]
+VARIABLES = {f"LORACLE_{name.upper()}" for name in Settings.model_fields}
+
+
+def test_env_example_gives_the_code_defaults() -> None:
+    example = Settings(_env_file=ROOT / ".env.example")  # type: ignore[call-arg]
+    assert example.model_dump() == Settings(_env_file=None).model_dump()  # type: ignore[call-arg]
+
+
+def test_env_example_names_only_real_settings_each_with_a_comment() -> None:
+    blocks = (ROOT / ".env.example").read_text().split("\n\n")
+    named = set()
+    for block in blocks:
+        lines = block.splitlines()
+        names = [line.split("=", 1)[0] for line in lines if line.startswith("LORACLE_")]
+        named.update(names)
+        for name in names:
+            index = next(i for i, line in enumerate(lines) if line.startswith(f"{name}="))
+            assert any(line.startswith("# ") and not line.startswith("# ---") for line in lines[:index]), name
+    assert named == VARIABLES
+
+
+def _readme_settings_rows() -> list[tuple[list[str], list[str]]]:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Settings") :]
+    section = section[: section.index("\n## ", 1)]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`LORACLE_"):
+            names = re.findall(r"`(LORACLE_[A-Z0-9_]+)`", cells[0])
+            defaults = [d.strip().strip("`") for d in cells[1].split(",")]
+            rows.append((names, defaults))
+    return rows
+
+
+def _same(documented: str, value: object) -> bool:
+    if documented == "–":
+        return value in (None, [])
+    if isinstance(value, bool):
+        return documented == str(int(value))
+    if isinstance(value, (int, float)):
+        return float(documented) == value
+    if isinstance(value, Path):
+        return Path(documented) == value
+    return documented == str(value)
+
+
+def test_readme_table_names_every_setting_by_its_full_name_with_its_default() -> None:
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    documented = {}
+    for names, values in _readme_settings_rows():
+        if values == ["–"]:
+            values = values * len(names)
+        assert len(names) == len(values), names
+        documented.update(zip(names, values))
+    assert set(documented) == VARIABLES
+    for name, text in documented.items():
+        assert _same(text, getattr(defaults, name.removeprefix("LORACLE_").lower())), (name, text)
+
+
+def test_misspelt_variables_are_named_with_the_closest_real_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("LORACLE_OFLINE=1\nLORACLE_DATA_DIR=./data\nOTHER_APP_KEY=x\n", encoding="utf-8")
+    monkeypatch.setenv("LORACLE_LORA_WEIGTH_MAX", "3")
+    with caplog.at_level("WARNING", logger="loracle"):
+        settings = load_settings(_env_file=env)
+    assert settings.lora_weight_max == 2.0  # ignored, as the warning says
+    warnings = [r.getMessage() for r in caplog.records]
+    assert "LORACLE_LORA_WEIGTH_MAX is not a Loracle setting and is ignored (did you mean LORACLE_LORA_WEIGHT_MAX?)" in warnings
+    assert "LORACLE_OFLINE is not a Loracle setting and is ignored (did you mean LORACLE_OFFLINE?)" in warnings
+    assert len(warnings) == 2  # real settings and other programs' variables are left alone

@@ -317,11 +317,11 @@ def test_unknown_lora_family_says_what_and_how_to_fix(table: FamilyTable) -> Non
         "the LoRA “mystery”",
         "neither CivitAI nor the file names a base model",
         "Both are SDXL models",
-        "/admin set base-model",
+        "/admin set (option base_model)",
         'loracle library set "mystery" --base-model "Illustrious"',
     )
     zh = result.explanation[ZH_TW]
-    assert "/admin set base-model" in zh and 'loracle library set "mystery"' in zh
+    assert "/admin set（選項 base_model）" in zh and 'loracle library set "mystery"' in zh
     assert "checkpoint “novaOrangeXL_v100” belongs" not in result.explanation[EN]
     assert result.warning(EN) == "Loracle cannot tell whether “mystery” suits “novaOrangeXL_v100”; results may differ."
 

@@ -4,6 +4,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -470,3 +471,46 @@ async def test_a_deferred_result_frees_the_worker_for_the_next_job(make_queue):
     pending[first.id].set_exception(RuntimeError("disk full"))
     with pytest.raises(JobFailedError):
         await asyncio.wait_for(first.result(), TIMEOUT)
+
+
+class SlowStore(JobStore):
+    """A store whose next insert waits, like SQLite behind another process's write lock."""
+
+    def __init__(self, db: ThreadLocalDB) -> None:
+        super().__init__(db)
+        self.inserting = threading.Event()
+        self.release = threading.Event()
+
+    def insert(self, job: QueuedJob) -> None:
+        self.inserting.set()
+        self.release.wait(TIMEOUT)
+        super().insert(job)
+
+
+async def test_a_slow_insert_does_not_hold_the_queue_lock(make_queue, tmp_path):
+    store = SlowStore(ThreadLocalDB(tmp_path / "loracle.db"))
+    queue = await make_queue(store=store)
+    submitting = asyncio.ensure_future(asyncio.to_thread(queue.submit, make_job("u1")))
+    assert await asyncio.to_thread(store.inserting.wait, TIMEOUT)
+    # The event loop's own calls answer while the write waits for SQLite (holding the lock
+    # there, they would wait for the store's TIMEOUT).
+    started = time.monotonic()
+    assert queue.size == 0 and queue.jobs_of("u1") == [] and queue.cancel("nope") is False
+    assert time.monotonic() - started < TIMEOUT / 5
+    store.release.set()
+    handle = await asyncio.wait_for(submitting, TIMEOUT)
+    await outcome(handle)
+    assert store.get(handle.id).status == "done"
+
+
+async def test_a_job_refused_after_its_row_was_written_leaves_no_queued_row(make_queue, tmp_path):
+    store = SlowStore(ThreadLocalDB(tmp_path / "loracle.db"))
+    queue = await make_queue(store=store)
+    job = make_job("u1")
+    submitting = asyncio.ensure_future(asyncio.to_thread(queue.submit, job))
+    assert await asyncio.to_thread(store.inserting.wait, TIMEOUT)
+    queue.pause()  # an admin pauses the queue while the row is being written
+    store.release.set()
+    with pytest.raises(QueueFullError):
+        await asyncio.wait_for(submitting, TIMEOUT)
+    assert store.get(job.id).status == "cancelled"  # not re-run after a restart
