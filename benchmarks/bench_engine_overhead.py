@@ -7,7 +7,7 @@ already loaded, the same image (same prompt, negative, seed, steps, CFG, size, s
 
   direct  `pipe(...)` on the engine's own pipeline object, the scheduler built beforehand;
   runner  GpuRunner.__call__ until the GPU worker is free for the next job: LoRA set check,
-          Generator.generate with its prompt-length check, scheduler and progress callback
+          Generator.generate with its prompt plan, scheduler and progress callback
           (the PNG is then encoded and written on the runner's output thread, not timed);
   engine  Engine.draw through the queue: planning, the job store, the worker thread, ...
 
@@ -190,7 +190,7 @@ def _fixed_costs(engine: Any, request: Any, pixels: Any, reps: int) -> list[tupl
 
     return [
         ("Engine.plan (names, verdicts, limits; SQLite reads)", ms(lambda: engine.plan(request))),
-        ("Generator: prompt-length check (4 tokenizer calls)", ms(lambda: generator.dropped_tokens(params))),
+        ("Generator: prompt plan (tokenize + chunk, both prompts)", ms(lambda: generator.dropped_tokens(params))),
         ("Generator: scheduler built from config", ms(lambda: make_scheduler(p.sampler, generator._base_scheduler_config))),
         ("PNG infotext (format_parameters)", ms(lambda: format_parameters(
             prompt=p.prompt, negative=p.negative, steps=p.steps, sampler=p.sampler, cfg=p.cfg, seed=p.seed,

@@ -21,6 +21,7 @@ from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
 from engine.pipeline.generator import Generator, effective_cfg, free_memory, release_frames
 from engine.pipeline.loader import CheckpointSpec
+from engine.pipeline.prompt_encoder import MAX_TOKENS
 from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.worker import Progress, QueuedJob
@@ -30,16 +31,18 @@ _UNMATCHED = Text(
     "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
     "{name}：有 {count} 組權重對不上此模型的任何一層，已略過。",
 )
+# Long prompts are read in chunks of 75 tokens, as A1111 reads them; only past the chunk
+# ceiling (prompt_encoder.MAX_TOKENS) is anything lost, and then the user is told what.
 _TRUNCATED = Text(
-    "The prompt is longer than the text encoder reads ({limit} tokens); the last {dropped} token(s) "
+    "The prompt is longer than the {limit} tokens Loracle reads; the last {dropped} token(s) "
     "were ignored: “{text}”. Move the tags that matter to the front, or shorten the prompt.",
-    "提示詞超過文字編碼器可讀的長度（{limit} 個 token），最後 {dropped} 個 token 被忽略了：「{text}」。"
+    "提示詞超過 Loracle 可讀的 {limit} 個 token，最後 {dropped} 個 token 被忽略了：「{text}」。"
     "請把重要的標籤移到前面，或縮短提示詞。",
 )
 _NEGATIVE_TRUNCATED = Text(
-    "The negative prompt is longer than the text encoder reads ({limit} tokens); the last {dropped} "
+    "The negative prompt is longer than the {limit} tokens Loracle reads; the last {dropped} "
     "token(s) were ignored: “{text}”.",
-    "負面提示詞超過文字編碼器可讀的長度（{limit} 個 token），最後 {dropped} 個 token 被忽略了：「{text}」。",
+    "負面提示詞超過 Loracle 可讀的 {limit} 個 token，最後 {dropped} 個 token 被忽略了：「{text}」。",
 )
 _LOW_CFG = Text(
     "A CFG scale of {cfg} draws the same as 1: below 1 the image follows the prompt alone and the "
@@ -112,11 +115,14 @@ class GpuRunner:
         )
         dropped = self.generator.last_dropped
         if dropped.prompt:
-            warnings.append(Message.of(_TRUNCATED, limit=75, dropped=dropped.prompt, text=_clip(dropped.prompt_text)))
-        guided = plan.params.cfg > 1  # at or below 1 the negative prompt is never read
-        if dropped.negative and guided:
             warnings.append(
-                Message.of(_NEGATIVE_TRUNCATED, limit=75, dropped=dropped.negative, text=_clip(dropped.negative_text))
+                Message.of(_TRUNCATED, limit=MAX_TOKENS, dropped=dropped.prompt, text=_clip(dropped.prompt_text))
+            )
+        if dropped.negative:  # only counted where CFG > 1 reads the negative prompt
+            warnings.append(
+                Message.of(
+                    _NEGATIVE_TRUNCATED, limit=MAX_TOKENS, dropped=dropped.negative, text=_clip(dropped.negative_text)
+                )
             )
         if plan.params.cfg < 1:
             warnings.append(Message.of(_LOW_CFG, cfg=format_number(plan.params.cfg)))

@@ -16,7 +16,6 @@ import gc
 import math
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +24,7 @@ import torch
 from engine.errors import JobCancelledError, JobFailedError, LimitError, LoracleError
 from engine.i18n import Text
 from engine.pipeline.loader import CheckpointSpec, SingleFileInfo, load_pipeline
+from engine.pipeline.prompt_encoder import DroppedTokens, plan_prompts, prompt_inputs
 from engine.pipeline.samplers import get_sampler, make_scheduler
 from engine.requests import GenerationParams
 
@@ -37,22 +37,6 @@ SIZE_MULTIPLE = 8
 MIN_SIZE = 64
 _MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed accepts unsigned 64-bit seeds
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-@dataclass(frozen=True)
-class DroppedTokens:
-    """Prompt tokens beyond CLIP's 77-token window, which the text encoders never see:
-    how many, and the dropped text itself (as the tokenizer reads it back), so the user
-    learns which of their tags were lost and not only that some were."""
-
-    prompt: int = 0
-    negative: int = 0
-    prompt_text: str = ""
-    negative_text: str = ""
-
-    @property
-    def any(self) -> bool:
-        return bool(self.prompt or self.negative)
 
 
 class _Cancelled(Exception):
@@ -149,19 +133,12 @@ class Generator:
         self._base_scheduler_config = {}
         free_memory()
 
-    @property
-    def last_truncated_tokens(self) -> int:
-        """Prompt tokens the last job dropped (negative prompt not counted): what users see."""
-        return self.last_dropped.prompt
-
     # -- generation --------------------------------------------------------------------
 
     def dropped_tokens(self, params: GenerationParams) -> DroppedTokens:
-        """How many prompt / negative tokens the loaded checkpoint would ignore."""
-        pipe = self._require_pipe()
-        prompt, prompt_text = self._overflow(pipe, params.prompt)
-        negative, negative_text = self._overflow(pipe, params.negative)
-        return DroppedTokens(prompt=prompt, negative=negative, prompt_text=prompt_text, negative_text=negative_text)
+        """How many prompt / negative tokens a job would lose past the chunk ceiling
+        (prompt_encoder.MAX_CHUNKS); the negative prompt counts only where CFG reads it."""
+        return plan_prompts(self._require_pipe(), params.prompt, params.negative, guided=params.cfg > 1).dropped
 
     def generate(
         self,
@@ -176,15 +153,19 @@ class Generator:
         twice that for DPM++ SDE, which evaluates the model twice per step.
 
         Raises LimitError for impossible parameters, JobCancelledError when `should_cancel`
-        turns true, JobFailedError for anything that goes wrong while drawing. Tokens past
-        the 77-token window are reported in `last_dropped` (the caller warns the user).
+        turns true, JobFailedError for anything that goes wrong while drawing.
+
+        Prompts are read as A1111 reads them (weights, BREAK, chunks of 75 tokens; see
+        prompt_encoder), encoded once for the whole batch. Tokens past the chunk ceiling
+        are reported in `last_dropped` (the caller warns the user).
         """
         pipe = self._require_pipe()
         self._validate(pipe, params)
         sampler = get_sampler(params.sampler)
         if should_cancel is not None and should_cancel():
             raise JobCancelledError()
-        self.last_dropped = self.dropped_tokens(params)
+        prompts = plan_prompts(pipe, params.prompt, params.negative, guided=params.cfg > 1)
+        self.last_dropped = prompts.dropped
         seeds = [params.seed + i for i in range(params.count)]
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
         pipe.scheduler = make_scheduler(sampler.name, self._base_scheduler_config)
@@ -203,19 +184,15 @@ class Generator:
         try:
             with torch.inference_mode():
                 result = pipe(
-                    prompt=params.prompt,
-                    # Always a string, so an empty negative is the encoded empty prompt, as
-                    # ComfyUI and kohya-trained fine-tunes (caption dropout) use it. A None
-                    # would get zeros (SDXL's force_zeros_for_empty_prompt), which is what
-                    # A1111 and Forge draw for an empty negative on SDXL.
-                    negative_prompt=params.negative,
+                    # Strings where diffusers encodes them as A1111 would, else the
+                    # embeddings; an empty negative prompt is all zeros, as in A1111.
+                    **prompt_inputs(pipe, prompts, clip_skip=params.clip_skip),
                     num_inference_steps=params.steps,
                     guidance_scale=params.cfg,
                     width=params.width,
                     height=params.height,
                     num_images_per_prompt=params.count,
                     generator=generators,
-                    clip_skip=_diffusers_clip_skip(params.clip_skip),
                     callback_on_step_end=step_end,
                     callback_on_step_end_tensor_inputs=[],
                     output_type="pil",
@@ -253,35 +230,6 @@ class Generator:
             if pipe.vae.dtype != self.dtype:
                 pipe.vae.to(dtype=self.dtype)
         free_memory()
-
-    @staticmethod
-    def _overflow(pipe: StableDiffusionXLPipeline, text: str) -> tuple[int, str]:
-        """(tokens past the window, the text they spell) for the tokenizer that drops most."""
-        if not text:
-            return 0, ""
-        worst, dropped = 0, ""
-        for tokenizer in (pipe.tokenizer, pipe.tokenizer_2):
-            if tokenizer is None:
-                continue
-            try:  # fast (Rust) tokenizers say where each token came from in the text
-                encoded = tokenizer(
-                    text, truncation=False, add_special_tokens=True, verbose=False, return_offsets_mapping=True
-                )
-                offsets = encoded["offset_mapping"]
-            except (NotImplementedError, TypeError, KeyError):  # Python tokenizers cannot
-                encoded, offsets = tokenizer(text, truncation=False, add_special_tokens=True, verbose=False), None
-            ids = encoded["input_ids"]
-            first = tokenizer.model_max_length - 1  # the window: start token, max-2 tokens, end token
-            over = len(ids) - tokenizer.model_max_length
-            if over > worst:
-                if offsets is not None:
-                    # The user's own words from the first dropped token on, not CLIP's
-                    # lower-cased, re-spaced spelling of them.
-                    lost = text[offsets[first][0] :]
-                else:
-                    lost = tokenizer.decode(ids[first:-1], skip_special_tokens=True)
-                worst, dropped = over, lost.strip(" ,\n\t")
-        return worst, dropped
 
     @staticmethod
     def _validate(pipe: StableDiffusionXLPipeline, params: GenerationParams) -> None:
@@ -347,14 +295,6 @@ def effective_cfg(cfg: float) -> float:
     scale below 1 draws a CFG-1 image, and the PNG must say 1 for anyone to reproduce it.
     """
     return max(float(cfg), 1.0)
-
-
-def _diffusers_clip_skip(clip_skip: int | None) -> int | None:
-    # diffusers' SDXL pipeline reads hidden_states[-(k + 2)], i.e. already the penultimate
-    # layer at k = None; A1111's n maps to k = n - 2.
-    if clip_skip is None or clip_skip <= 2:
-        return None
-    return clip_skip - 2
 
 
 def _failure(exc: Exception) -> JobFailedError:

@@ -91,6 +91,23 @@ async def test_png_carries_a1111_parameters(engine: Engine) -> None:
     assert f'Lora hashes: "demo_exact_style: {lora.autov3.lower()}"' in text
 
 
+async def test_a_pasted_civitai_prompt_draws_with_its_weights(engine: Engine) -> None:
+    # A1111 attention syntax, BREAK, more than 75 tokens and a <lora:> tag, as pasted from
+    # CivitAI: drawn through the embeddings, weight 0 still changes nothing, and the PNG
+    # says the prompt as written.
+    tags = ", ".join(["masterpiece"] * 40)
+    prompt = f"((masterpiece)), (1girl:1.2), [blurry], {tags} BREAK smile <lora:demo_exact_style:0>"
+    written = prompt.replace(" <lora:demo_exact_style:0>", "")
+    none = await engine.draw(request(prompt=written, negative="(lowres:1.3)"))
+    zero = await engine.draw(request(prompt=prompt, negative="(lowres:1.3)"))
+    assert zero.plan.loras[0].status == "not_applied"
+    assert np.array_equal(pixels(none.images[0]), pixels(zero.images[0]))
+    text = read_parameters(zero.images[0])
+    assert text.startswith(f"{written}\nNegative prompt: (lowres:1.3)\n")
+    plain = await engine.draw(request(prompt=written.replace("(1girl:1.2)", "1girl"), negative="(lowres:1.3)"))
+    assert not np.array_equal(pixels(none.images[0]), pixels(plain.images[0]))
+
+
 async def test_incompatible_lora_is_refused_before_gpu_work(engine: Engine) -> None:
     plan = engine.plan(request(("demo_sd15_detail", 1.0)))
     refused = plan.loras[0]

@@ -12,6 +12,7 @@ import torch
 from engine.errors import JobCancelledError, JobFailedError, LimitError, RequestError
 from engine.pipeline.generator import DroppedTokens, Generator, effective_cfg
 from engine.pipeline.loader import CheckpointSpec
+from engine.pipeline.prompt_encoder import MAX_CHUNKS
 from engine.pipeline.samplers import make_scheduler
 
 
@@ -269,25 +270,21 @@ def test_clip_skip_follows_the_civitai_convention(generator, params):
 def test_dropped_tokens_are_reported(generator, params):
     generator.generate(params)
     assert generator.last_dropped == DroppedTokens() and not generator.last_dropped.any
-    long = dataclasses.replace(params, prompt=", ".join(["masterpiece"] * 50), steps=1)
-    # 50 words + 49 commas + start/end = 101 tokens; CLIP reads 77
-    dropped_text = ", ".join(["masterpiece"] * 12)  # tokens 76..99: ", masterpiece" x 12
-    assert generator.dropped_tokens(long) == DroppedTokens(prompt=24, negative=0, prompt_text=dropped_text)
+    # Past CLIP's window is no longer lost (prompts are read in chunks of 75 tokens) ...
+    fifty = dataclasses.replace(params, prompt=", ".join(["masterpiece"] * 50), steps=1)
+    assert generator.dropped_tokens(fifty) == DroppedTokens()
+    # ... only past the chunk ceiling: 32 one-tag chunks, then "blue hair, school" (4 tokens)
+    long = dataclasses.replace(fifty, prompt="masterpiece BREAK " * MAX_CHUNKS + "blue hair, school")
+    lost = "blue hair , school"  # as the tokenizer reads it back
+    assert generator.dropped_tokens(long) == DroppedTokens(prompt=4, negative=0, prompt_text=lost)
     generator.generate(long)
-    assert generator.last_dropped.prompt == 24 and generator.last_dropped.any
-    assert generator.last_truncated_tokens == 24
+    assert generator.last_dropped.prompt == 4 and generator.last_dropped.any
     generator.generate(dataclasses.replace(long, prompt="a cat", negative=long.prompt))
-    assert generator.last_dropped == DroppedTokens(prompt=0, negative=24, negative_text=dropped_text)
-    assert generator.last_truncated_tokens == 0
-
-
-def test_dropped_text_names_the_tags_the_encoders_never_saw(generator, params):
-    # A pasted Danbooru prompt: the tags past the window are named back as the user wrote
-    # them. 37 words and 36 commas, then ", smile" make the 75 tokens CLIP reads.
-    kept = ", ".join(["masterpiece"] * 37) + ", Smile"
-    dropped = generator.dropped_tokens(dataclasses.replace(params, prompt=f"{kept}, Blue hair,  school uniform"))
-    assert dropped.prompt >= 6  # at least ", blue hair , school uniform" (the toy vocabulary splits words)
-    assert dropped.prompt_text == "Blue hair,  school uniform"
+    assert generator.last_dropped == DroppedTokens(prompt=0, negative=4, negative_text=lost)
+    # at CFG <= 1 the negative prompt is never read, so nothing of it is lost either
+    assert generator.dropped_tokens(dataclasses.replace(long, prompt="a cat", negative=long.prompt, cfg=1.0)) == (
+        DroppedTokens()
+    )
 
 
 def test_running_out_of_memory_while_loading_is_a_job_failure(tiny_spec, pipeline_cache, monkeypatch):

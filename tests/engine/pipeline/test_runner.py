@@ -13,6 +13,7 @@ from engine.i18n import EN
 from engine.kinds import Architecture
 from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher
+from engine.pipeline.prompt_encoder import MAX_CHUNKS, MAX_TOKENS
 from engine.png_info import parse_parameters, read_parameters
 from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint
@@ -49,24 +50,42 @@ def warnings(result):
     return [w.render(EN) for w in result.warnings]
 
 
-def test_a_long_prompt_names_the_tags_that_were_dropped(runner, tiny_spec, params):
+def test_a_prompt_past_clips_window_is_read_whole(runner, tiny_spec, params):
+    # 37 tags and their commas fill CLIP's 75 tokens; the rest goes into a second chunk.
     prompt = ", ".join(["masterpiece"] * 37) + ", smile, blue hair, school uniform"
+    result = run(runner, tiny_spec, dataclasses.replace(params, prompt=prompt, negative=prompt, steps=1))
+    assert not [w for w in warnings(result) if "tokens Loracle reads" in w]
+
+
+def test_a_prompt_past_the_chunk_ceiling_names_the_tags_that_were_dropped(runner, tiny_spec, params):
+    prompt = "masterpiece BREAK " * MAX_CHUNKS + "blue hair, school"
     result = run(runner, tiny_spec, dataclasses.replace(params, prompt=prompt, steps=1))
-    (warning,) = [w for w in result.warnings if "text encoder reads" in w.render(EN)]
-    assert "“blue hair, school uniform”" in warning.render(EN)
-    assert "「blue hair, school uniform」" in warning.render("zh-TW")
+    (warning,) = [w for w in result.warnings if "tokens Loracle reads" in w.render(EN)]
+    assert warning.render(EN).startswith(f"The prompt is longer than the {MAX_TOKENS} tokens Loracle reads")
+    assert "“blue hair , school”" in warning.render(EN)
+    assert "「blue hair , school」" in warning.render("zh-TW")
 
 
-def test_a_long_negative_prompt_is_reported_too(runner, tiny_spec, params):
-    negative = ", ".join(["lowres"] * 40) + ", bad anatomy, watermark"
+def test_a_negative_prompt_past_the_chunk_ceiling_is_reported_too(runner, tiny_spec, params):
+    negative = "lowres BREAK " * MAX_CHUNKS + "bad anatomy, watermark"
     result = run(runner, tiny_spec, dataclasses.replace(params, negative=negative, steps=1))
     (warning,) = [w for w in warnings(result) if w.startswith("The negative prompt is longer")]
-    assert warning.endswith(", bad anatomy, watermark”.")
+    assert warning.endswith(", watermark”.")
     assert not [w for w in warnings(result) if w.startswith("The prompt is longer")]
+    unguided = run(runner, tiny_spec, dataclasses.replace(params, negative=negative, steps=1, cfg=1.0))
+    assert not [w for w in warnings(unguided) if "Loracle reads" in w]  # CFG 1 never reads it
 
 
 def test_a_short_prompt_gets_no_length_warning(runner, tiny_spec, params):
-    assert not [w for w in warnings(run(runner, tiny_spec, params)) if "text encoder" in w]
+    assert not [w for w in warnings(run(runner, tiny_spec, params)) if "Loracle reads" in w]
+
+
+def test_the_png_keeps_the_prompt_as_written(runner, tiny_spec, params):
+    # A1111 writes its attention syntax into the infotext, and CivitAI reads it from there.
+    prompt = "((masterpiece)), (1girl:1.2), [blurry] BREAK \\(cosplay\\), smile"
+    negative = "(lowres:1.4), [bad anatomy]"
+    result = run(runner, tiny_spec, dataclasses.replace(params, prompt=prompt, negative=negative, steps=1))
+    assert infotext(result)["Prompt"] == prompt and infotext(result)["Negative prompt"] == negative
 
 
 @pytest.mark.parametrize("cfg", [0.0, 0.5])
