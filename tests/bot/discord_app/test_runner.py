@@ -27,6 +27,22 @@ def restore_endpoints():
     endpoints.restore(saved)
 
 
+@pytest.fixture
+async def loopback(tmp_path, restore_endpoints):
+    """A loopback Discord and settings that reach it through the two overrides."""
+    discord_fake = FakeDiscord()
+    await discord_fake.start()
+    settings = load_settings(
+        data_dir=tmp_path,
+        discord_token="secret-token",
+        discord_api_base=discord_fake.api_base,
+        discord_gateway_url=discord_fake.gateway_url,
+    )
+    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    yield discord_fake, settings
+    await discord_fake.stop()
+
+
 def test_without_a_token_it_says_how_to_get_one(tmp_path):
     settings = load_settings(data_dir=tmp_path, discord_token="  ")
     with pytest.raises(SettingsError) as info:
@@ -58,17 +74,9 @@ def test_endpoint_overrides(restore_endpoints):
     assert str(DiscordWebSocket.DEFAULT_GATEWAY) == "ws://gateway.local:9000/"
 
 
-async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path, restore_endpoints, caplog):
+async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path, loopback, caplog):
     caplog.set_level(logging.DEBUG)
-    discord_fake = FakeDiscord()
-    await discord_fake.start()
-    settings = load_settings(
-        data_dir=tmp_path,
-        discord_token="secret-token",
-        discord_api_base=discord_fake.api_base,
-        discord_gateway_url=discord_fake.gateway_url,
-    )
-    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    discord_fake, settings = loopback
     bots = []
     task = asyncio.create_task(
         serve(settings, "secret-token", FakeEngine(settings), started=bots.append, handle_signals=False, progress_interval=0)
@@ -107,21 +115,12 @@ async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path,
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await discord_fake.stop()
 
 
-async def test_sigterm_lets_the_running_picture_reach_discord_before_closing(tmp_path, restore_endpoints):
+async def test_sigterm_lets_the_running_picture_reach_discord_before_closing(loopback):
     """`docker stop`: the picture being drawn is posted while the bot is still connected
     (closing first would draw it for nobody), then the bot closes."""
-    discord_fake = FakeDiscord()
-    await discord_fake.start()
-    settings = load_settings(
-        data_dir=tmp_path,
-        discord_token="secret-token",
-        discord_api_base=discord_fake.api_base,
-        discord_gateway_url=discord_fake.gateway_url,
-    )
-    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    discord_fake, settings = loopback
     engine = FakeEngine(settings)
     bots = []
     task = asyncio.create_task(serve(settings, "secret-token", engine, started=bots.append, progress_interval=0))
@@ -157,4 +156,3 @@ async def test_sigterm_lets_the_running_picture_reach_discord_before_closing(tmp
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        await discord_fake.stop()
