@@ -67,7 +67,9 @@ class Knowledge:
     def civitai_version(self, sha256: str | None) -> ModelVersion | None:
         if not sha256:
             return None
-        return self.civitai.cached_version_by_hash(sha256).value
+        # Memoized like facts: NSFW checks ask it for every LoRA on every autocomplete
+        # keystroke, and each miss of the memo is an SQLite read and a body parse.
+        return self._memoized(("version", sha256.upper()), lambda: self.civitai.cached_version_by_hash(sha256).value)
 
     def facts(self, entry: LibraryEntry) -> ModelFacts:
         return self._memoized(("facts", entry.rel_path), lambda: self._facts(entry))

@@ -437,7 +437,7 @@ def _group_names(group: list[dict[str, Any]]) -> list[str]:
     it and the others add their extension, so a broken twin never hides a good file."""
     if len(group) == 1:
         return [_stem(Path(group[0]["path"]))]
-    qualified = [_qualified(Path(row["path"])) for row in group]
+    qualified = [_qualified(Path(row["path"]), _stem(Path(row["path"]))) for row in group]
     names = list(qualified)
     for key in {_fold(q) for q in qualified}:
         same = [i for i, q in enumerate(qualified) if _fold(q) == key]
@@ -447,12 +447,13 @@ def _group_names(group: list[dict[str, Any]]) -> list[str]:
         for i in same:
             if not (len(usable) == 1 and usable[0] == i):
                 rel = Path(group[i]["path"])
-                names[i] = (rel.parent / rel.name).as_posix().split("/", 1)[-1]
+                names[i] = _qualified(rel, rel.name)
     return names
 
 
-def _qualified(rel: Path) -> str:
-    return (rel.parent / _stem(rel)).as_posix().split("/", 1)[-1]
+def _qualified(rel: Path, name: str) -> str:
+    """`name` in the file's folder, the top folder (models/ or loras/) left out."""
+    return (rel.parent / name).as_posix().split("/", 1)[-1]
 
 
 def _has_row(db: Any, sha256: str) -> bool:

@@ -26,6 +26,7 @@ from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.worker import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult
+from engine.text_input import shorten
 
 _UNMATCHED = Text(
     "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
@@ -116,12 +117,12 @@ class GpuRunner:
         dropped = self.generator.last_dropped
         if dropped.prompt:
             warnings.append(
-                Message.of(_TRUNCATED, limit=MAX_TOKENS, dropped=dropped.prompt, text=_clip(dropped.prompt_text))
+                Message.of(_TRUNCATED, limit=MAX_TOKENS, dropped=dropped.prompt, text=shorten(dropped.prompt_text, _DROPPED_TEXT_CHARS))
             )
         if dropped.negative:  # only counted where CFG > 1 reads the negative prompt
             warnings.append(
                 Message.of(
-                    _NEGATIVE_TRUNCATED, limit=MAX_TOKENS, dropped=dropped.negative, text=_clip(dropped.negative_text)
+                    _NEGATIVE_TRUNCATED, limit=MAX_TOKENS, dropped=dropped.negative, text=shorten(dropped.negative_text, _DROPPED_TEXT_CHARS)
                 )
             )
         if plan.params.cfg < 1:
@@ -168,7 +169,3 @@ class GpuRunner:
             queued_seconds=max(0.0, time.time() - job.created_at - seconds),
             checkpoint_loaded=loaded,
         )
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _DROPPED_TEXT_CHARS else text[: _DROPPED_TEXT_CHARS - 1].rstrip() + "…"

@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.errors import CorruptFileError, UnsafeFileError
 from engine.i18n import Text
+from engine.text_input import shorten
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 """Kohya files with a large ss_tag_frequency have headers of several MB; 100 MiB is far
@@ -57,9 +58,6 @@ DTYPE_BITS: dict[str, int] = {
     "F6_E2M3": 6,
     "F6_E3M2": 6,
 }
-
-# kohya's svd_merge_lora.py stores each `.alpha` as torch.tensor(rank): an I64 scalar
-SCALAR_DTYPES = ("F16", "BF16", "F32", "F64", "I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64")
 
 _MAX_NDIM = 16
 
@@ -210,14 +208,10 @@ def _bad_entry(path: Path, tensor: str, reason: str, **detail: Any) -> CorruptFi
     return CorruptFileError(
         _MSG_BAD_ENTRY,
         name=path.name,
-        tensor=_short(tensor),
+        tensor=shorten(tensor, 120),
         detail_en=en.format(**detail),
         detail_zh=zh.format(**detail),
     )
-
-
-def _short(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- pickle and other impostors -------------------------------------------------------
@@ -357,7 +351,7 @@ def _parse_header(path: Path, raw: bytes, data_size: int) -> tuple[dict[str, str
         raise CorruptFileError(_MSG_TOO_DEEP, name=path.name) from None
     except ValueError as exc:
         detail = f"{exc.msg} at byte {exc.pos}" if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise CorruptFileError(_MSG_NOT_JSON, name=path.name, detail=_short(detail, 80)) from None
+        raise CorruptFileError(_MSG_NOT_JSON, name=path.name, detail=shorten(detail, 80)) from None
     if not isinstance(parsed, dict):
         kind = {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
             type(parsed), "null"
@@ -409,7 +403,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_size: int) -> TensorInf
         raise _bad_entry(path, name, "not_object")
     dtype = entry.get("dtype")
     if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
-        raise _bad_entry(path, name, "dtype", dtype=_short(repr(dtype), 40))
+        raise _bad_entry(path, name, "dtype", dtype=shorten(repr(dtype), 40))
     shape = entry.get("shape")
     if (
         not isinstance(shape, list)
@@ -439,9 +433,9 @@ def _check_layout(path: Path, tensors: dict[str, TensorInfo], data_size: int) ->
     covered, last = 0, None
     for start, end, name in spans:
         if start < covered:
-            raise CorruptFileError(_MSG_OVERLAP, name=path.name, first=_short(last or ""), second=_short(name))
+            raise CorruptFileError(_MSG_OVERLAP, name=path.name, first=shorten(last or "", 120), second=shorten(name, 120))
         if start > covered:
-            raise CorruptFileError(_MSG_GAP, name=path.name, tensor=_short(name))
+            raise CorruptFileError(_MSG_GAP, name=path.name, tensor=shorten(name, 120))
         covered, last = end, name
     if covered != data_size:
         raise CorruptFileError(_MSG_TRAILING, name=path.name, extra=data_size - covered)
@@ -475,7 +469,7 @@ def read_tensors_bytes(
                 raise CorruptFileError(
                     _MSG_TRUNCATED_DATA,
                     name=header.path.name,
-                    tensor=_short(n),
+                    tensor=shorten(n, 120),
                     start=header.data_offset + info.start,
                     end=header.data_offset + info.end,
                 )
@@ -483,10 +477,12 @@ def read_tensors_bytes(
     return out
 
 
+# Integers too: kohya's svd_merge_lora.py stores each `.alpha` as torch.tensor(rank), an I64.
 _STRUCT_FORMATS = {
     "F16": "<e", "F32": "<f", "F64": "<d",
     "I8": "<b", "U8": "<B", "I16": "<h", "U16": "<H", "I32": "<i", "U32": "<I", "I64": "<q", "U64": "<Q",
 }  # fmt: skip
+SCALAR_DTYPES = ("BF16", *_STRUCT_FORMATS)  # what decode_scalar reads
 
 
 def decode_scalar(dtype: str, raw: bytes) -> float:

@@ -40,6 +40,13 @@ def _split_ids(value: object) -> object:
     return value
 
 
+def _with_scheme(url: str, *schemes: str) -> str:
+    prefixes = tuple(f"{scheme}://" for scheme in schemes)
+    if not url.startswith(prefixes):
+        raise ValueError("must start with " + " or ".join(prefixes))
+    return url
+
+
 def _check_ids(value: list[int]) -> list[int]:
     if any(i <= 0 for i in value):
         raise ValueError("Discord IDs are positive numbers")
@@ -116,23 +123,17 @@ class Settings(BaseSettings):
     @field_validator("civitai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/")
+        return _with_scheme(value, "http", "https").rstrip("/")
 
     @field_validator("discord_api_base")
     @classmethod
     def _check_api_base(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value
+        return value if value is None else _with_scheme(value, "http", "https")
 
     @field_validator("discord_gateway_url")
     @classmethod
     def _check_gateway(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("ws://", "wss://")):
-            raise ValueError("must start with ws:// or wss://")
-        return value
+        return value if value is None else _with_scheme(value, "ws", "wss")
 
     @field_validator("default_width", "default_height", "max_size")
     @classmethod

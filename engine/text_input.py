@@ -17,6 +17,12 @@ def clean_name(text: str) -> str:
     return _INVISIBLE.sub("", unicodedata.normalize("NFKC", text)).strip()
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, the cut marked with an ellipsis: names and
+    quoted text in messages must not bury the message."""
+    return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
 def clean_prompt(text: str) -> str:
     """Prompts keep every script (right-to-left ones included) but lose invisible
     controls; newlines and tabs are fine."""

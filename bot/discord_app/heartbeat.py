@@ -12,11 +12,12 @@ import asyncio
 import json
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from engine.atomic import write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,7 @@ def heartbeat_path(data_root: Path) -> Path:
 
 def write_heartbeat(path: Path, state: dict[str, Any]) -> None:
     """Atomically replace the heartbeat file, so the reader never sees half of it."""
-    payload = json.dumps({**state, "time": time.time(), "pid": os.getpid()})
-    # One temporary file per writing thread: two writers sharing one name would replace
-    # each other's file and the second os.replace() would fail.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_text(payload, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({**state, "time": time.time(), "pid": os.getpid()}))
 
 
 def read_heartbeat(path: Path) -> dict[str, Any] | None:

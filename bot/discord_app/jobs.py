@@ -244,8 +244,8 @@ class DrawService:
         if interaction.user.id != owner_id and not is_admin:
             await send_private(interaction, T.CANCEL_NOT_YOURS.render(locale))
             return
-        # Engine calls may wait on the disk (the queue's lock is held while a new job is
-        # written to SQLite): answer Discord first, and keep the event loop out of it.
+        # Engine calls may wait on the disk (a cancelled job's row is written to SQLite):
+        # answer Discord first, and keep the event loop out of it.
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             cancelled = await asyncio.to_thread(

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 
 import discord
 
+from engine.text_input import shorten
+
 CONTENT = 2000
 EMBED_TOTAL = 6000
 EMBED_TITLE = 256
@@ -24,14 +26,10 @@ CHOICE_VALUE = 100
 BUTTON_LABEL = 80
 CUSTOM_ID = 100
 
-ELLIPSIS = "…"
-
 
 def clip(text: str, limit: int) -> str:
     """`text` cut to at most `limit` characters, marking the cut with an ellipsis."""
-    if len(text) <= limit:
-        return text
-    return text[: max(limit - 1, 0)] + ELLIPSIS
+    return shorten(text, limit)
 
 
 def join_lines(lines: Iterable[str], limit: int, more: Callable[[int], str], sep: str = "\n") -> str:

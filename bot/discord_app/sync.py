@@ -24,13 +24,14 @@ import asyncio
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import discord
 from discord import app_commands
+
+from engine.atomic import write_text_atomic
 
 log = logging.getLogger("loracle.bot")
 
@@ -65,9 +66,7 @@ def load_state(path: Path, application_id: int) -> dict[str, Any]:
 
 def save_state(path: Path, application_id: int, targets: dict[str, Any]) -> None:
     payload = json.dumps({"application_id": str(application_id), "targets": targets}, indent=1, sort_keys=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(payload, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, payload)
 
 
 async def command_payload(tree: app_commands.CommandTree, guild: discord.abc.Snowflake | None) -> list[dict[str, Any]]:

@@ -42,6 +42,7 @@ from yarl import URL
 
 from engine.civitai.cache import CacheEntry, CivitaiCache, by_hash_key, model_key, version_key
 from engine.civitai.models import Model, ModelVersion, parse_model, parse_version
+from engine.civitai.refs import KNOWN_HOSTS
 from engine.errors import CivitaiError
 from engine.i18n import Text
 from engine.settings import Settings
@@ -55,11 +56,9 @@ Source = Literal["network", "cache", "stale_cache", "none"]
 BATCH_SIZE = 100  # the by-hash POST endpoint refuses more than 100 hashes
 MAX_REDIRECTS = 5
 MAX_BODY_BYTES = 32 * 1024 * 1024
-# CivitAI's own domains (2026: civitai.red for 18+ content, civitai.green for SFW); the
-# REST API answers on all of them, downloads on the others redirect to civitai.com.
-CIVITAI_HOSTS = frozenset(
-    {"civitai.com", "www.civitai.com", "civitai.red", "www.civitai.red", "civitai.green", "www.civitai.green"}
-)
+# The REST API answers on all of CivitAI's domains; downloads on the others redirect to
+# civitai.com.
+CIVITAI_HOSTS = KNOWN_HOSTS
 _PEEK_BYTES = 16 * 1024  # enough of an error body to read CivitAI's {"error": ...}
 _HASH_RE = re.compile(r"^[0-9A-F]{8,64}$")
 

@@ -262,9 +262,9 @@ class ModelVersion(_Body):
     images: Items[Image] = Field(default_factory=list)
     model: Opt[VersionModel] = None
     stats: Opt[Stats] = None
-    # Bit flags CivitAI computes from the content (1 PG, 2 PG-13, 4 R, 8 X, 16 XXX,
-    # 32 blocked); 2024+ bodies only. The model's `nsfw` is the creator's own flag and
-    # is often false for versions CivitAI rates R or X.
+    # CivitAI's own rating of the version's content, in the level bits described above
+    # _NSFW_WORDS; 2024+ bodies only. The model's `nsfw` is the creator's own flag and is
+    # often false for versions CivitAI rates R or X.
     nsfw_level: Opt[int] = None
     availability: Opt[str] = None  # "Public" | "EarlyAccess" | "Private" | ...
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
+
+from engine.atomic import write_text_atomic
 
 BPE_PATH = Path(__file__).with_name("sdxl_config") / "bpe_simple_vocab_16e6.txt.gz"
 
@@ -61,18 +61,7 @@ def write_clip_vocab(folder: Path, bpe_path: Path = BPE_PATH) -> Path:
     """Write vocab.json and merges.txt into `folder` (the layout of the Hub's CLIP tokenizers)."""
     folder.mkdir(parents=True, exist_ok=True)
     vocab, merges = clip_vocab(bpe_path)
-    _write_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
-    _write_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    # Two processes (bot and CLI) may build the files at once; a reader never sees half of one.
+    write_text_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
+    write_text_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
     return folder
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    # Two processes (bot and CLI) may build the cache at once; a reader must never see half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
