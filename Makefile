@@ -11,7 +11,7 @@ TORCH_INDEX_URL ?=
 PIP := $(BIN)/python -m pip
 DEMO_DIR ?= ./demo-data
 
-.PHONY: install dev demo test run bench clean help
+.PHONY: install dev demo test lint run bench clean help
 
 help:
 	@echo "make demo   set up, build the offline demo library, check families, draw one image"
@@ -38,6 +38,10 @@ dev: $(VENV)/.installed-dev
 
 demo: install
 	LORACLE_DATA_DIR=$(DEMO_DIR) LORACLE_OFFLINE=1 $(BIN)/loracle demo
+
+lint: dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: dev
 	$(BIN)/python -m pytest -q

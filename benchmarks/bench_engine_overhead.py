@@ -162,9 +162,9 @@ def _fixed_costs(engine: Any, request: Any, pixels: Any, reps: int) -> list[tupl
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
-    from engine.requests import GenerationParams
     from engine.pipeline.samplers import make_scheduler
     from engine.png_info import format_parameters, save_png
+    from engine.requests import GenerationParams
 
     generator = engine.runner.generator
     plan = engine.plan(request)

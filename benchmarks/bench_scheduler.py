@@ -23,7 +23,7 @@ from pathlib import Path
 # Run as a plain script from a checkout, where the project may not be pip-installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.queue.scheduler import Scheduler  # noqa: E402
+from engine.queue.scheduler import Scheduler
 
 
 @dataclass

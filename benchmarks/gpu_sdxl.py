@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         try:
             run(args, work, device, dtype, summary)
-        except Exception as exc:  # noqa: BLE001  (report what was measured up to here)
+        except Exception as exc:
             traceback.print_exc()
             summary["error"] = f"{type(exc).__name__}: {exc}"[:1000]
             failed = True
@@ -234,7 +234,7 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any, summary: 
                 if device.type == "cuda":
                     checkpoint["peak_gpu_memory_gib (built + loaded)"] = round(
                         torch.cuda.max_memory_allocated() / 2**30, 2)
-            except Exception as exc:  # noqa: BLE001  (the timings below still mean something without it)
+            except Exception as exc:
                 traceback.print_exc()
                 checkpoint["error"] = f"{type(exc).__name__}: {exc}"[:500]
                 generator.unload()
@@ -327,7 +327,8 @@ def _measure(args: argparse.Namespace, work: Path, device: Any, summary: dict[st
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     outside: dict[str, list[float]] = {name: [] for name in variants}
-    synced = (lambda: sync(device))
+    def synced():
+        return (sync(device))
     with c.apply_timer(sync=synced) as applies, c.pipe_timer() as in_pipe:
         log("warm-up (the first job of runner 3 applies the three LoRAs)")
         direct()

@@ -7,13 +7,13 @@ import asyncio
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
 from rich import box
+from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text as Styled
 
@@ -103,7 +103,7 @@ def _print_json(data: Any) -> None:
 
 
 # -- library -------------------------------------------------------------------------
-class _Category(str, Enum):
+class _Category(StrEnum):
     checkpoint = "checkpoint"
     lora = "lora"
 

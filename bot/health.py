@@ -11,9 +11,8 @@ import sqlite3
 import time
 from pathlib import Path
 
-from engine.settings import Settings
-
 from bot.discord_app.heartbeat import INTERVAL_S, heartbeat_path, read_heartbeat
+from engine.settings import Settings
 
 # Three missed beats: one slow disk write or a short reconnect is not an outage.
 MAX_AGE_S = 3 * INTERVAL_S

@@ -6,6 +6,7 @@ A bad value stops start-up with one line naming the variable, e.g.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
@@ -13,8 +14,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from dotenv import dotenv_values
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from engine.errors import SettingsError
@@ -211,10 +212,9 @@ def unknown_variables(env_file: str | Path | None = ".env") -> list[tuple[str, s
     closest real name: a misspelt variable is otherwise silently ignored."""
     names = {key for key in os.environ if key.upper().startswith(ENV_PREFIX)}
     if env_file is not None and Path(env_file).is_file():
-        try:
+        # Settings() reports an unreadable .env itself.
+        with contextlib.suppress(OSError, UnicodeDecodeError):
             names |= {key for key in dotenv_values(env_file) if key.upper().startswith(ENV_PREFIX)}
-        except (OSError, UnicodeDecodeError):
-            pass  # Settings() reports an unreadable .env itself
     known = [f"{ENV_PREFIX}{field}".upper() for field in Settings.model_fields]
     unknown = sorted(name for name in names if name.upper() not in known)
     return [(name, next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)) for name in unknown]

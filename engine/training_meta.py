@@ -86,7 +86,7 @@ def parse_training_metadata(metadata: Mapping[str, str]) -> TrainingMetadata:
     for step in _STEPS:
         try:
             step(meta, md)
-        except Exception:  # noqa: BLE001 - one bad field must not hide the others
+        except Exception:
             continue
     return meta
 

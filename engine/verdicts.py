@@ -659,10 +659,14 @@ def _exact_matches(lora: ModelFacts, checkpoint: ModelFacts) -> tuple[str | None
     contradicted = sha_known and not sha_same
     if contradicted:
         evidence.append(Evidence(Source.METADATA, _TRAINED_ON_OTHER_FILE, params))
-    if lora.trained_on_autov1 and checkpoint.autov1 and not contradicted:
-        if _hex(lora.trained_on_autov1) == _hex(checkpoint.autov1):
-            found.append("autov1")
-            evidence.append(Evidence(Source.METADATA, _EXACT_AUTOV1, params))
+    if (
+        lora.trained_on_autov1
+        and checkpoint.autov1
+        and not contradicted
+        and _hex(lora.trained_on_autov1) == _hex(checkpoint.autov1)
+    ):
+        found.append("autov1")
+        evidence.append(Evidence(Source.METADATA, _EXACT_AUTOV1, params))
     if lora.trained_on_name:
         same_name = _stem_key(lora.trained_on_name) == _stem_key(checkpoint.name)
         if same_name and not contradicted:

@@ -17,13 +17,12 @@ from typing import Any, TypeVar
 
 from discord import app_commands
 
-from engine.text_input import clean_name
-
 from bot.discord_app import limits
 from bot.discord_app import texts as T
 from bot.discord_app.render import arch_label
 from bot.discord_app.replies import age_restricted, is_nsfw
 from bot.discord_app.texts import locale_of
+from engine.text_input import clean_name
 
 log = logging.getLogger("loracle.bot")
 
@@ -51,7 +50,7 @@ async def _bounded(work: Callable[[], R], default: R) -> R:
     except TimeoutError:
         log.warning("autocomplete took longer than %.1f s; answered with no suggestions", BUDGET_S)
         return default
-    except Exception:  # noqa: BLE001 - a suggestion list is never worth an error
+    except Exception:
         log.exception("autocomplete failed")
         return default
 

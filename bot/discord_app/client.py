@@ -15,8 +15,6 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from engine.settings import Settings
-
 from bot.discord_app import commands
 from bot.discord_app import texts as T
 from bot.discord_app.heartbeat import INTERVAL_S, Heartbeat, heartbeat_path
@@ -28,6 +26,7 @@ from bot.discord_app.sync import CommandSync, state_path
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import LoracleTranslator
 from bot.discord_app.views import DYNAMIC_ITEMS
+from engine.settings import Settings
 
 log = logging.getLogger("loracle.bot")
 
@@ -134,7 +133,7 @@ class LoracleBot(discord.Client):
         state: dict[str, Any] = {"guilds": len(self.guilds), "user": str(self.user)}
         try:
             latency = self.latency
-        except Exception:  # noqa: BLE001 - no websocket (e.g. tests)
+        except Exception:
             latency = math.nan
         if math.isfinite(latency):
             state["latency_ms"] = round(latency * 1000, 1)
@@ -163,7 +162,7 @@ class LoracleBot(discord.Client):
         try:
             if not await self.draws.drain(grace):
                 log.warning("jobs still running after %.0f s; stopping anyway", grace)
-        except Exception:  # noqa: BLE001 - stopping must not fail half-way
+        except Exception:
             log.exception("could not finish the running jobs; stopping anyway")
         await self.close()
 

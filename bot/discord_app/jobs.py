@@ -10,15 +10,13 @@ engine re-queued after a restart to the channels they came from.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict
 from typing import Any
 
 import discord
-
-from engine.errors import LoracleError
-from engine.requests import DrawRequest
 
 from bot.discord_app import texts as T
 from bot.discord_app.parsing import DrawOptions, build_request
@@ -37,6 +35,8 @@ from bot.discord_app.replies import (
 from bot.discord_app.texts import locale_of
 from bot.discord_app.uploads import TooLargeError, fit_images
 from bot.discord_app.views import progress_view, result_view
+from engine.errors import LoracleError
+from engine.requests import DrawRequest
 
 _TERMINAL = ("Done", "Failed", "Cancelled")
 UPLOAD_ATTEMPTS = 3  # the fitted pictures, then at most two smaller encodings
@@ -108,7 +108,7 @@ class DrawService:
         except LoracleError as exc:
             await reply.refuse(exc.localized(locale))
             return
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await reply.refuse(T.SOMETHING_WRONG.render(locale, ref=log_unexpected(exc, f"submit for {requester}")))
             return
         self.memory.remember(handle.id, request)
@@ -159,7 +159,7 @@ class DrawService:
                     await reply.progress(pending, view)
                     shown, pending = pending, None
                     throttle.mark()
-        except Exception as exc:  # noqa: BLE001 - a broken reply must not lose the job silently
+        except Exception as exc:
             ref = log_unexpected(exc, f"following job {handle.id}")
             await reply.private(T.SOMETHING_WRONG.render(locale, ref=ref))
         finally:
@@ -268,10 +268,9 @@ class DrawService:
         except discord.HTTPException:
             if interaction.message is None:
                 raise
-        try:
+        # Already gone (two clicks at once, a moderator) is what was asked for.
+        with contextlib.suppress(discord.NotFound):
             await interaction.message.delete()
-        except discord.NotFound:
-            pass  # already gone (two clicks at once, a moderator): what was asked for
 
     async def on_reroll(self, interaction: discord.Interaction, job_id: str) -> None:
         locale = locale_of(interaction)
@@ -303,7 +302,7 @@ class DrawService:
         # the event loop must not wait on the disk) has the request.
         try:
             return await asyncio.to_thread(self.engine.job_request, job_id)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log_unexpected(exc, f"looking up job {job_id}")
         return None
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.discord_app import limits
+from bot.discord_app import texts as T
 from engine.errors import LimitError, RequestError
 from engine.i18n import EN
 from engine.requests import DrawRequest
 from engine.text_input import clean_name, clean_prompt
 from engine.weights import parse_lora_list
-
-from bot.discord_app import limits
-from bot.discord_app import texts as T
 
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[x×*X,]\s*(\d{2,5})\s*(?:px)?\s*$")
 

@@ -10,6 +10,7 @@ and never an interaction left "thinking" forever. Nothing here logs interaction 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import uuid
@@ -17,11 +18,10 @@ from typing import Any, Protocol
 
 import discord
 
-from engine.errors import LoracleError
-
 from bot.discord_app import limits
 from bot.discord_app import texts as T
 from bot.discord_app.texts import locale_of
+from engine.errors import LoracleError
 
 log = logging.getLogger("loracle.bot")
 
@@ -205,10 +205,8 @@ class DeferredReply:
                 # Never leave "✅ Done." as the last word when nobody got the picture.
                 await self.private(T.NOT_DELIVERED.render(locale_of(self.interaction)))
             return
-        try:
+        with contextlib.suppress(discord.HTTPException):
             await self.interaction.delete_original_response()
-        except discord.HTTPException:
-            pass
 
     async def _post_to_channel(
         self,

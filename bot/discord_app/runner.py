@@ -17,12 +17,11 @@ from typing import Any
 
 import discord
 
+from bot.discord_app import endpoints
+from bot.discord_app.client import LoracleBot, create_bot
 from engine.errors import SettingsError
 from engine.i18n import Text
 from engine.settings import Settings
-
-from bot.discord_app import endpoints
-from bot.discord_app.client import LoracleBot, create_bot
 
 log = logging.getLogger("loracle.bot")
 
@@ -80,7 +79,7 @@ async def _main(settings: Settings, token: str) -> None:
 async def _startup_scan(engine: Any) -> None:
     try:
         report = await engine.scan()
-    except Exception:  # noqa: BLE001 - a failed scan must not stop the bot
+    except Exception:
         log.exception("start-up library scan failed")
         return
     log.info("library scan: %s", report.summary())

@@ -15,9 +15,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from engine.i18n import Message
-
 from bot.discord_app import texts as T
+from engine.i18n import Message
 
 # Room left for the JSON part of the multipart request (embed, components, filenames):
 # an embed is at most 6000 characters, 24 KB in UTF-8.

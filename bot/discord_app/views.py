@@ -28,7 +28,7 @@ async def _guarded(interaction: discord.Interaction, action: Any) -> None:
     # Button callbacks run outside the command tree's error handler.
     try:
         await action
-    except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+    except Exception as exc:
         await send_private(interaction, error_text(exc, locale_of(interaction), describe(interaction)))
 
 

@@ -42,9 +42,7 @@ def lora_targets(pipe: Any, *, convs: bool, text_encoders: bool) -> list[tuple[s
     """
     targets: list[tuple[str, str, torch.nn.Module]] = []
     for name, module in pipe.unet.named_modules():
-        if isinstance(module, torch.nn.Linear) and ".attentions." in name:
-            targets.append(("unet", name, module))
-        elif convs and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and name.endswith(_CONV_PARTS):
+        if (isinstance(module, torch.nn.Linear) and ".attentions." in name) or (convs and isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) and name.endswith(_CONV_PARTS)):
             targets.append(("unet", name, module))
     if text_encoders:
         for component in ("text_encoder", "text_encoder_2"):

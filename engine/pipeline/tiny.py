@@ -79,15 +79,7 @@ def _text_config(projection: bool) -> dict[str, Any]:
 
 
 # Words that get whole-word tokens, so the demo's prompts do not explode into characters.
-_WORDS = (
-    "1girl 1boy solo masterpiece best quality high very aesthetic absurdres newest "
-    "score_9 score_8_up score_7_up source_anime rating_safe worst low bad anatomy hands "
-    "blurry lowres jpeg artifacts watermark signature text cat dog sky city night day "
-    "smile hair long short blue red green black white pink eyes dress school uniform "
-    "outdoors indoors portrait upper body full looking at viewer simple background "
-    "flower tree sea beach mountain snow rain sunset light shadow detailed style art "
-    "anime illustration painting sketch watercolor chibi cute cool a an the of in on with"
-).split()
+_WORDS = ["1girl", "1boy", "solo", "masterpiece", "best", "quality", "high", "very", "aesthetic", "absurdres", "newest", "score_9", "score_8_up", "score_7_up", "source_anime", "rating_safe", "worst", "low", "bad", "anatomy", "hands", "blurry", "lowres", "jpeg", "artifacts", "watermark", "signature", "text", "cat", "dog", "sky", "city", "night", "day", "smile", "hair", "long", "short", "blue", "red", "green", "black", "white", "pink", "eyes", "dress", "school", "uniform", "outdoors", "indoors", "portrait", "upper", "body", "full", "looking", "at", "viewer", "simple", "background", "flower", "tree", "sea", "beach", "mountain", "snow", "rain", "sunset", "light", "shadow", "detailed", "style", "art", "anime", "illustration", "painting", "sketch", "watercolor", "chibi", "cute", "cool", "a", "an", "the", "of", "in", "on", "with"]
 
 
 def tiny_vocab() -> tuple[dict[str, int], list[str]]:
@@ -99,7 +91,7 @@ def tiny_vocab() -> tuple[dict[str, int], list[str]]:
     merges: list[str] = []
     seen = set(tokens)
     for word in _WORDS:
-        symbols = list(word[:-1]) + [word[-1] + "</w>"]
+        symbols = [*list(word[:-1]), word[-1] + "</w>"]
         while len(symbols) > 1:
             pair = f"{symbols[0]} {symbols[1]}"
             merged = symbols[0] + symbols[1]
@@ -172,10 +164,13 @@ def build_tiny_pipeline(seed: int = 0, folder: Path | None = None):
     import tempfile
 
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline
-    from diffusers import UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-    from transformers import CLIPTokenizer
+    from diffusers import (
+        AutoencoderKL,
+        EulerDiscreteScheduler,
+        StableDiffusionXLPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
         tok_dir = write_tokenizer(Path(tmp) / "tokenizer")

@@ -40,7 +40,14 @@ from engine.kinds import Architecture, Category, FileKind
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
 from engine.queue.worker import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
-from engine.requests import GenerationParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
+from engine.requests import (
+    DrawPlan,
+    DrawRequest,
+    DrawResult,
+    GenerationParams,
+    PlannedCheckpoint,
+    PlannedLora,
+)
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
 from engine.weights import LoraStatus, decide_weight

@@ -44,7 +44,7 @@ async def test_a_version_link_is_downloaded_verified_and_scanned(engine_and_fake
 
 
 async def test_a_model_page_skips_a_newest_version_still_in_early_access(engine_and_fake, tmp_path: Path) -> None:
-    engine, fake, data = engine_and_fake
+    engine, fake, _data = engine_and_fake
     old, new = lora_bytes(tmp_path, 2), lora_bytes(tmp_path, 3)
     public = fake.register_hash(content=old, version_id=8001, model_id=800, file_name="style_v1.safetensors")
     early = fake.register_hash(content=new, version_id=8002, model_id=800, file_name="style_v2.safetensors")

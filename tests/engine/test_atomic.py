@@ -26,7 +26,7 @@ def test_writers_at_the_same_moment_never_break_each_other(tmp_path: Path) -> No
         try:
             for i in range(50):
                 write_text_atomic(target, f"{n}:{i}")
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]

@@ -126,7 +126,7 @@ def test_hash_folder_is_stable_and_sensitive_to_weights_only(tmp_path):
 
 def test_hash_folder_without_weights_is_an_error(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(LibraryError, match="no .safetensors"):
+    with pytest.raises(LibraryError, match=r"no \.safetensors"):
         hash_folder(tmp_path / "empty")
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from engine import library as library_module
 from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, UnknownNameError
 from engine.kinds import Architecture, Category, FileKind
-from engine import library as library_module
 from engine.library import Library
 from engine.text_input import clean_name
 from tests.factories.model_files import (

@@ -429,7 +429,7 @@ def test_unknown_extensions_are_named(tmp_path):
         inspect_path(gguf)
     txt = tmp_path / "readme.txt"
     txt.write_text("hello")
-    with pytest.raises(LibraryError, match="extension “.txt”") as info:
+    with pytest.raises(LibraryError, match=r"extension “\.txt”") as info:
         inspect_path(txt)
     assert "readme.txt" in info.value.localized("zh-TW")
 

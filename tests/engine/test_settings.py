@@ -170,7 +170,7 @@ def test_readme_table_names_every_setting_by_its_full_name_with_its_default() ->
         if values == ["–"]:
             values = values * len(names)
         assert len(names) == len(values), names
-        documented.update(zip(names, values))
+        documented.update(zip(names, values, strict=False))
     assert set(documented) == VARIABLES
     for name, text in documented.items():
         assert _same(text, getattr(defaults, name.removeprefix("LORACLE_").lower())), (name, text)

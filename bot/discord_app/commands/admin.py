@@ -18,9 +18,6 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from engine.errors import RequestError
-from engine.text_input import clean_name
-
 from bot.discord_app import autocomplete, limits
 from bot.discord_app import texts as T
 from bot.discord_app.progress import download_text
@@ -29,6 +26,8 @@ from bot.discord_app.replies import describe, error_text, is_nsfw, send_private
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 from bot.discord_app.views import ConfirmView
+from engine.errors import RequestError
+from engine.text_input import clean_name
 
 CLEAR = "-"
 
@@ -105,7 +104,7 @@ async def act(interaction: discord.Interaction, body: Callable[[str], Awaitable[
         await interaction.response.defer(ephemeral=True, thinking=True)
     try:
         text = await body(locale)
-    except Exception as exc:  # noqa: BLE001 - every failure gets an answer
+    except Exception as exc:
         text = error_text(exc, locale, describe(interaction))
     if text is not None:
         await say(interaction, text, final=True)
@@ -191,7 +190,7 @@ def register(client: Any) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         try:
             entry = await asyncio.to_thread(engine.find, name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await say(interaction, error_text(exc, locale, describe(interaction)))
             return
         view = ConfirmView(interaction.user.id, T.BUTTON_CONFIRM_DELETE.render(locale), T.BUTTON_KEEP.render(locale))
@@ -206,7 +205,7 @@ def register(client: Any) -> None:
             try:
                 removed = await engine.remove(entry.name)
                 outcome = T.REMOVED.render(locale, path=safe(removed.rel_path))
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 outcome = error_text(exc, locale, describe(interaction))
         # The click was acknowledged at once (ConfirmView); the question becomes the outcome.
         try:

@@ -9,15 +9,14 @@ from typing import Any
 import discord
 from discord import app_commands
 
-from engine.errors import RequestError
-from engine.text_input import clean_name
-
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
 from bot.discord_app.render import family_check_embed, lora_info_embed
 from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text, is_nsfw
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
+from engine.errors import RequestError
+from engine.text_input import clean_name
 
 
 def split_names(text: str) -> list[str]:
@@ -49,7 +48,7 @@ def register(client: Any) -> None:
             answer = await client.engine.lora_info(name)
             if answer.nsfw and not age_restricted(interaction):
                 raise RequestError(T.NSFW_HERE, name=answer.summary.label)
-        except Exception as exc:  # noqa: BLE001 - every failure gets a private answer
+        except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
         await reply.publish(content=None, embed=lora_info_embed(answer, locale))
@@ -68,7 +67,7 @@ def register(client: Any) -> None:
             if not age_restricted(interaction):
                 await asyncio.to_thread(refuse_nsfw, client.engine, checkpoint, names)
             answer = await client.engine.family_check(checkpoint, names)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
         await reply.publish(content=None, embed=family_check_embed(answer, locale))

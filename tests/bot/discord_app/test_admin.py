@@ -101,7 +101,7 @@ async def test_set_overrides(world):
     assert progress_text(result) == (
         "**Mystery Box**: base model Pony (Pony); recommended weight 0.7; NSFW yes; enabled yes."
     )
-    name, by, values = world.engine.calls[-1][1]
+    _name, by, values = world.engine.calls[-1][1]
     assert by == f"discord:{world.admin.id}"
     assert values == {"base_model": "Pony", "display_name": "Mystery Box", "weight": 0.7, "nsfw": True}
 

@@ -124,7 +124,7 @@ async def test_draw_in_a_direct_message(world):
     world.engine.auto = True
     user = world.env.create_user("dora")
     result = await user.slash("draw", prompt="a cat")
-    assert [m for m in result.followups if not m.ephemeral][0].attachments
+    assert next(m for m in result.followups if not m.ephemeral).attachments
     refused = await user.slash("draw", prompt="a cat", loras="spicy")
     assert "marked NSFW" in refused.response.content
 

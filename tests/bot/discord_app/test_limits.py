@@ -31,7 +31,7 @@ def test_join_lines_keeps_whole_lines_and_counts_the_rest():
 
 def test_fit_embed_respects_every_limit():
     embed = discord.Embed(title="t" * 300, description="d" * 5000)
-    for i in range(30):
+    for _i in range(30):
         embed.add_field(name="n" * 300, value="v" * 2000)
     embed.set_footer(text="f" * 3000)
     fit_embed(embed)

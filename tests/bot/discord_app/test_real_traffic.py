@@ -6,7 +6,7 @@ as too large (40005), channel posts that must ping only the requester."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 import discord
 
@@ -46,8 +46,8 @@ def test_role_ids_come_from_the_payload_not_the_cache():
     from bot.discord_app.permissions import role_ids
 
     class Member:
-        _roles = [111, 222]
-        roles: list[Any] = []  # what discord.py resolves in an uncached guild
+        _roles: ClassVar[list[int]] = [111, 222]
+        roles: ClassVar[list[Any]] = []  # what discord.py resolves in an uncached guild
 
     assert role_ids(Member()) == {111, 222}
 

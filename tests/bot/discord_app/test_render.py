@@ -8,7 +8,14 @@ from bot.discord_app.render import draw_embed, lora_info_embed, queue_embed, saf
 from engine.answers import LoraInfo, ModelSummary
 from engine.i18n import Message, Text
 from engine.kinds import Architecture
-from engine.requests import GenerationParams, DrawPlan, DrawRequest, DrawResult, PlannedCheckpoint, PlannedLora
+from engine.requests import (
+    DrawPlan,
+    DrawRequest,
+    DrawResult,
+    GenerationParams,
+    PlannedCheckpoint,
+    PlannedLora,
+)
 from engine.weights import LoraStatus
 
 

@@ -66,7 +66,7 @@ MakeClient = Callable[..., Awaitable[CivitaiClient]]
 
 @pytest_asyncio.fixture
 async def make_client(
-    fake_civitai: tuple[FakeCivitai, str],  # noqa: F811
+    fake_civitai: tuple[FakeCivitai, str],
     cache: CivitaiCache,
     fake_sleep: Callable[[float], Awaitable[None]],
     tmp_path: Path,
@@ -92,5 +92,5 @@ async def make_client(
 
 
 @pytest.fixture
-def fake(fake_civitai: tuple[FakeCivitai, str]) -> FakeCivitai:  # noqa: F811
+def fake(fake_civitai: tuple[FakeCivitai, str]) -> FakeCivitai:
     return fake_civitai[0]

@@ -480,7 +480,7 @@ def test_parse_retry_after():
 
 
 async def test_a_given_session_is_used_and_left_open(fake_civitai, cache: CivitaiCache, tmp_path):
-    fake, base_url = fake_civitai
+    _fake, base_url = fake_civitai
     async with aiohttp.ClientSession() as session:
         async with CivitaiClient(settings_for(base_url, tmp_path), cache, session=session) as client:
             assert (await client.version_by_hash(FLUX_SHA)).found

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ def test_model_version_body_parses_every_documented_field():
     assert v.base_model == "Flux.1 D" and v.base_model_type is None
     assert v.air == "urn:air:flux1:lora:civitai:1231067@1387174"
     assert v.trained_words == ["ppstorybook"]
-    assert v.published_at == datetime(2025, 2, 8, 11, 29, 4, 487000, tzinfo=timezone.utc)
+    assert v.published_at == datetime(2025, 2, 8, 11, 29, 4, 487000, tzinfo=UTC)
     assert v.model is not None and v.model.type == "LORA" and v.model.nsfw is False
     assert v.stats is not None and v.stats.download_count == 1436
     f = v.primary_file

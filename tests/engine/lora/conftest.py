@@ -12,6 +12,7 @@ from engine.lora import LoraCache, LoraPatcher, LoraSpec
 from engine.lora.testing import write_tiny_lora
 from engine.pipeline.tiny import build_tiny_pipeline
 
+
 @pytest.fixture(scope="package", autouse=True)
 def single_torch_thread():
     """The tiny models' tensors are far too small to gain from threads, and on a shared

@@ -228,7 +228,7 @@ def test_unchanged_set_costs_nothing(pipe, patcher_for, spec, lora_pool, monkeyp
     monkeypatch.setattr(torch.Tensor, "copy_", forbidden)
     with pytest.raises(AssertionError):  # the hook is live
         torch.zeros(1).copy_(torch.ones(1))
-    again = patcher.apply(list(specs) + [spec(lora_pool["loha"], 0.0)])
+    again = patcher.apply([*list(specs), spec(lora_pool["loha"], 0.0)])
     monkeypatch.undo()
     assert patcher.stats.unchanged_applies == 1
     assert patcher.stats.params_written == written

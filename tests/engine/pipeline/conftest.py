@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from engine.pipeline.generator import Generator
-from engine.requests import GenerationParams
 from engine.pipeline.loader import CheckpointSpec
 from engine.pipeline.tiny import build_tiny_pipeline, write_tiny_checkpoint
+from engine.requests import GenerationParams
 
 # Toy-sized matmuls gain nothing from threads, and on a shared 2-core machine torch's
 # thread pool spins against the other processes: one thread runs these tests ~5x faster.

@@ -201,7 +201,7 @@ def test_hub_offline_restores_the_previous_state(monkeypatch):
     with hub_offline():
         assert hub_constants.is_offline_mode()
         assert os.environ["HF_HUB_OFFLINE"] == "1"
-    assert hub_constants.HF_HUB_OFFLINE == before
+    assert before == hub_constants.HF_HUB_OFFLINE
     assert "HF_HUB_OFFLINE" not in os.environ
 
 
