@@ -286,7 +286,8 @@ class ModelVersion(_Body):
             if file.primary:
                 return file
         models = [f for f in self.files if (f.type or "Model") == "Model"]
-        return (models or self.files or [None])[0]
+        candidates = models or self.files
+        return candidates[0] if candidates else None
 
     def all_hashes(self) -> set[str]:
         hashes: set[str] = set()
