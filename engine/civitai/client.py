@@ -16,7 +16,6 @@ cached and what a failure falls back on; `images` keeps preview images.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,6 +27,7 @@ import aiohttp
 from pydantic import ValidationError
 from yarl import URL
 
+from engine.civitai.body import decode_json
 from engine.civitai.cache import CacheEntry, CivitaiCache, by_hash_key, model_key, version_key
 from engine.civitai.http import CIVITAI_HOSTS, MAX_BODY_BYTES, CivitaiHttp, parse_retry_after
 from engine.civitai.images import ImageCache
@@ -248,8 +248,8 @@ class CivitaiClient:
             return self.policy.keep_miss(key)
         try:
             text = reply.body.decode("utf-8")
-            value = parse(json.loads(text))
-        except (ValueError, ValidationError) as exc:
+            value = parse(decode_json(text))
+        except (ValueError, ValidationError) as exc:  # BadBody and UnicodeDecodeError too
             log.warning("CivitAI sent an unreadable body for %s: %s", key, type(exc).__name__)
             return self.policy.fallback(entry, parse, Trouble(BAD_ANSWER))
         return self.policy.keep_found(key, value, text, entry, parse, requested_hash)
@@ -263,7 +263,7 @@ class CivitaiClient:
         if isinstance(reply, Trouble):
             return {h: self.policy.fallback(e, parse_version, reply) for h, e in chunk}
         try:
-            items = json.loads(reply.body.decode("utf-8"))
+            items = decode_json(reply.body)
             if not isinstance(items, list):
                 raise ValueError("not a list")
         except ValueError:

@@ -79,7 +79,7 @@ class CachePolicy:
     ) -> Lookup[Any]:
         """Cache a fresh answer, unless it is worse than the cached one it would replace."""
         old = self.from_entry(entry, parse, "cache") if entry is not None else None
-        lost: list[str] = []  # TEMP
+        lost = lost_facts(old.value, value) if old is not None else []
         if old is not None and lost:
             assert entry is not None
             log.warning("CivitAI's answer for %s lost %s; keeping the cached one", key, ", ".join(lost))
