@@ -17,6 +17,8 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from engine.civitai.body import decode_json
+
 TABLE = "civitai_cache"
 _REF = "$ref"
 
@@ -47,7 +49,8 @@ class CacheEntry:
     fresh: bool
 
     def json(self) -> Any:
-        return json.loads(self.body) if self.body is not None else None
+        """The body, decoded with the same limits as a network answer (raises BadBody)."""
+        return decode_json(self.body) if self.body is not None else None
 
     def age_s(self, now: float | None = None) -> float:
         return max(0.0, (time.time() if now is None else now) - self.fetched_at)
@@ -125,7 +128,7 @@ def _ref_target(body: str | None) -> str | None:
     if not body or not body.startswith('{"' + _REF):
         return None
     try:
-        value = json.loads(body).get(_REF)
-    except (ValueError, AttributeError):
+        value = decode_json(body).get(_REF)
+    except (ValueError, AttributeError):  # BadBody is a ValueError
         return None
     return value if isinstance(value, str) else None

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import unquote
 
-import aiohttp
-
-from engine.civitai.client import ARCHIVED, CivitaiClient
+from engine.civitai.client import CivitaiClient
 from engine.civitai.models import ModelFile, ModelVersion
+from engine.civitai.notes import ARCHIVED
+from engine.civitai.transport import TransportError
 from engine.errors import CivitaiError, CorruptFileError, LibraryError, LimitError, UnsafeFileError
 from engine.i18n import Text
 
@@ -186,7 +186,7 @@ async def _stream(
             if progress is not None:
                 progress(0, total)
             try:
-                async for chunk in resp.content.iter_chunked(CHUNK):
+                async for chunk in resp.iter_chunks(CHUNK):
                     done += len(chunk)
                     if done > max_bytes:
                         raise LimitError(TOO_BIG, name=name, size=f"> {_size(max_bytes)}", limit=_size(max_bytes))
@@ -194,7 +194,7 @@ async def _stream(
                     out.write(chunk)
                     if progress is not None:
                         progress(done, total)
-            except (TimeoutError, aiohttp.ClientError):
+            except (TimeoutError, TransportError):
                 raise CivitaiError(BROKE_OFF, name=name) from None
             if length is not None and done != length:
                 raise CivitaiError(BROKE_OFF, name=name)

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -30,10 +31,16 @@ from engine.kinds import Architecture
 T = TypeVar("T")
 
 
+# Descriptions run to tens of KB of HTML; nothing CivitAI sends is longer than this, and a
+# multi-megabyte "name" would only travel on into embeds, logs and prompts.
+MAX_FIELD_CHARS = 100_000
+MAX_WORD_CHARS = 1_000  # a trigger word is a few tokens
+
+
 def _or_none(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     # One odd field (an empty date, a string where a number belongs) must not cost us
     # the whole body: the rest of it is still good evidence.
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None or (isinstance(value, str) and (not value.strip() or len(value) > MAX_FIELD_CHARS)):
         return None
     try:
         return handler(value)
@@ -56,8 +63,15 @@ def _items(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
     return kept
 
 
+def _words(value: Any) -> Any:
+    if not isinstance(value, list):
+        return []
+    return [w for w in value if isinstance(w, str) and w.strip() and len(w) <= MAX_WORD_CHARS]
+
+
 Opt = Annotated[T | None, WrapValidator(_or_none)]
 Items = Annotated[list[T], WrapValidator(_items)]
+Words = Annotated[list[str], BeforeValidator(_words)]
 
 
 class _Body(BaseModel):
@@ -69,6 +83,7 @@ class _Body(BaseModel):
     )
 
 
+_HEX_HASH = re.compile(r"[0-9A-F]{1,64}")
 HASH_KEYS = ("AutoV1", "AutoV2", "AutoV3", "SHA256", "CRC32", "BLAKE3")
 
 
@@ -101,7 +116,9 @@ class FileHashes(_Body):
     @field_validator("*", mode="after")
     @classmethod
     def _upper(cls, value: str | None) -> str | None:
-        return value.strip().upper() if value else None
+        # Hashes become cache keys and are compared with ours: hex of a sane length only.
+        hashed = value.strip().upper() if value else ""
+        return hashed if _HEX_HASH.fullmatch(hashed) else None
 
     def values(self) -> set[str]:
         return {v for v in (self.autov1, self.autov2, self.autov3, self.sha256, self.crc32, self.blake3) if v}
@@ -124,6 +141,13 @@ class ModelFile(_Body):
     metadata: FileMetadata = Field(default_factory=FileMetadata)
     pickle_scan_result: Opt[str] = None
     virus_scan_result: Opt[str] = None
+
+    @field_validator("size_kb", mode="after")
+    @classmethod
+    def _plausible_size(cls, value: float | None) -> float | None:
+        # A size decides whether a download is refused before it starts; a negative or
+        # petabyte-sized one is no size at all (and 1e308 KB overflows into bytes).
+        return value if value is not None and 0 <= value <= _MAX_SIZE_KB else None
 
     @field_validator("hashes", "metadata", mode="before")
     @classmethod
@@ -148,6 +172,7 @@ class ModelFile(_Body):
         return fmt == "pickletensor" or (self.name or "").lower().endswith(PICKLE_SUFFIXES)
 
 
+_MAX_SIZE_KB = 1024.0**3  # a terabyte
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl")
 
 
@@ -254,7 +279,7 @@ class ModelVersion(_Body):
     base_model: Opt[str] = None  # "Illustrious" | "Pony" | "SDXL 1.0" | "Flux.1 D" | ...
     base_model_type: Opt[str] = None  # "Standard" | "Inpainting" | "Refiner" | ...
     air: Opt[str] = None
-    trained_words: Items[str] = Field(default_factory=list)
+    trained_words: Words = Field(default_factory=list)
     download_url: Opt[str] = None
     description: Opt[str] = None
     published_at: Opt[datetime] = None
@@ -286,7 +311,8 @@ class ModelVersion(_Body):
             if file.primary:
                 return file
         models = [f for f in self.files if (f.type or "Model") == "Model"]
-        return (models or self.files or [None])[0]
+        candidates = models or self.files
+        return candidates[0] if candidates else None
 
     def all_hashes(self) -> set[str]:
         hashes: set[str] = set()

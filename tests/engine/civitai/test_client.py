@@ -11,6 +11,7 @@ import pytest
 from engine.civitai.cache import CivitaiCache
 from engine.civitai.client import CivitaiClient, Lookup, parse_retry_after
 from engine.civitai.models import Model, ModelVersion
+from engine.civitai.transport import MockTransport, Response
 from engine.i18n import ZH_TW
 from tests.engine.civitai.conftest import (
     FLUX_AUTOV2,
@@ -491,7 +492,7 @@ async def test_an_owned_session_is_closed(fake_civitai, cache: CivitaiCache, tmp
     _, base_url = fake_civitai
     async with CivitaiClient(settings_for(base_url, tmp_path), cache) as client:
         await client.version_by_hash(FLUX_SHA)
-        session = client._session
+        session = client.transport.session
     assert session is not None and session.closed
 
 
@@ -599,29 +600,6 @@ async def test_an_archived_model_by_hash_is_found(fake: FakeCivitai, make_client
     assert client.cached_version_by_hash(archived_sha).found
 
 
-class _StubResponse:
-    def __init__(self, status: int, location: str | None = None) -> None:
-        self.status = status
-        self.headers = {"Location": location} if location else {}
-
-    def release(self) -> None:
-        pass
-
-
-class _StubSession:
-    """Records where each request went and with which headers; answers from a script."""
-
-    closed = False
-
-    def __init__(self, script: dict[str, _StubResponse]) -> None:
-        self.script = script
-        self.sent: list[tuple[str, str | None]] = []
-
-    async def request(self, method, url, *, headers, **kwargs):
-        self.sent.append((str(url), headers.get("Authorization")))
-        return self.script[str(url)]
-
-
 async def test_the_key_follows_civitai_red_to_civitai_com_but_not_to_storage(
     cache: CivitaiCache, tmp_path
 ):
@@ -630,11 +608,14 @@ async def test_the_key_follows_civitai_red_to_civitai_com_but_not_to_storage(
     red = "https://civitai.red/api/download/models/7"
     com = "https://civitai.com/api/download/models/7"
     storage = "https://b2.civitai.com.example-storage.net/file.safetensors?X-Amz-Signature=s"
-    session = _StubSession({red: _StubResponse(307, com), com: _StubResponse(307, storage), storage: _StubResponse(200)})
+    script = {red: Response(307, headers={"Location": com}), com: Response(307, headers={"Location": storage})}
+    transport = MockTransport(lambda request: script.get(str(request.url), Response(200)))
     settings = settings_for("https://civitai.red", tmp_path, civitai_api_key=SECRET)
-    client = CivitaiClient(settings, cache, session=session)  # type: ignore[arg-type]
-    await client._send("GET", red, timeout=aiohttp.ClientTimeout(total=1))
-    assert session.sent == [(red, f"Bearer {SECRET}"), (com, f"Bearer {SECRET}"), (storage, None)]
+    client = CivitaiClient(settings, cache, transport=transport)
+    async with client.open_download(red) as resp:
+        assert resp.status == 200
+    sent = [(str(r.url), r.headers.get("Authorization")) for r in transport.requests]
+    assert sent == [(red, f"Bearer {SECRET}"), (com, f"Bearer {SECRET}"), (storage, None)]
 
 
 def test_civitai_own_domains_are_civitai(cache: CivitaiCache, tmp_path):
