@@ -47,7 +47,7 @@ LangOpt = Annotated[str, typer.Option("--lang", help="Language of explanations: 
 
 
 def _settings() -> Any:
-    from engine.settings import load_settings
+    from bot.settings import load_settings
 
     return load_settings()
 
@@ -458,16 +458,18 @@ async def _follow(handle: Any, *, quiet: bool) -> Any:
     """Show queue position and a step progress bar while the job runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from engine.queue.handle import Queued, Step
+
     if quiet or not err.is_terminal:
         return await handle.result()
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
         task = bar.add_task("queued", total=None)
         async for event in handle.events():
-            kind = type(event).__name__
-            if kind == "Queued":
-                bar.update(task, description=f"queued (position {event.position})")
-            elif kind == "Step":
-                bar.update(task, description="drawing", completed=event.i, total=event.n)
+            match event:
+                case Queued(position=position):
+                    bar.update(task, description=f"queued (position {position})")
+                case Step(i=i, n=n):
+                    bar.update(task, description="drawing", completed=i, total=n)
     return await handle.result()
 
 

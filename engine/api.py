@@ -450,7 +450,7 @@ class Engine:
                 raise LimitError(too_long, length=len(text), limit=self.settings.max_prompt_chars)
         # Both sides in NFKC and case-folded: "ｇｏｒｅ" or "GORE" must not slip past "gore".
         folded = clean_name(f"{prompt}\n{negative}").casefold()
-        for word in self.admin.blocklist(request.guild_id):
+        for word in self.admin.blocklist(request.scope):
             if clean_name(word).casefold() in folded:
                 raise RequestError(_BLOCKED, word=word)
 
@@ -657,8 +657,7 @@ def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
         checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
         request=request.to_json(),
         payload=plan,
-        guild_id=request.guild_id,
-        channel_id=request.channel_id,
+        origin=request.origin,
         **identity,
     )
 

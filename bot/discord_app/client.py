@@ -26,7 +26,7 @@ from bot.discord_app.sync import CommandSync, state_path
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import LoracleTranslator
 from bot.discord_app.views import DYNAMIC_ITEMS
-from engine.settings import Settings
+from bot.settings import BotSettings
 
 log = logging.getLogger("loracle.bot")
 
@@ -61,7 +61,7 @@ class LoracleBot(discord.Client):
     def __init__(
         self,
         engine: Any,
-        settings: Settings,
+        settings: BotSettings,
         *,
         sync_commands: bool = True,
         progress_interval: float = DEFAULT_INTERVAL,
@@ -171,6 +171,6 @@ class LoracleBot(discord.Client):
         await super().close()
 
 
-def create_bot(engine: Any, settings: Settings, **options: Any) -> LoracleBot:
+def create_bot(engine: Any, settings: BotSettings, **options: Any) -> LoracleBot:
     """The bot for `engine`; options: sync_commands, progress_interval, heartbeat_interval."""
     return LoracleBot(engine, settings, **options)

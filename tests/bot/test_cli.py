@@ -190,7 +190,7 @@ def test_draw_leaves_the_bots_queued_jobs_alone(cli, demo_dir: Path) -> None:
     from engine.queue.store import JobStore
 
     store = JobStore(ThreadLocalDB(demo_dir / "loracle.db"))
-    job = QueuedJob(user_id="1234", checkpoint="x", request={"prompt": "a bot job", "steps": 1}, channel_id="99")
+    job = QueuedJob(user_id="1234", checkpoint="x", request={"prompt": "a bot job", "steps": 1}, origin={"guild_id": None, "channel_id": "99"})
     store.insert(job)
     data = json.loads(cli("draw", "1girl", "--steps", "1", "--width", "64", "--height", "64", "--json").stdout)
     assert len(data["images"]) == 1

@@ -176,8 +176,8 @@ def test_the_blocklist_sees_through_case_and_full_width_letters(engine: Engine) 
     engine.admin.set_blocklist("42", ["Gore"])
     for prompt in ("GORE everywhere", "ｇｏｒｅ", "go\u200bre"):
         with pytest.raises(RequestError, match="gore"):
-            engine.plan(request(prompt=prompt, guild_id="42"))
-    assert engine.plan(request(prompt="gore", guild_id="7")).params.prompt == "gore"  # another server
+            engine.plan(request(prompt=prompt, scope="42"))
+    assert engine.plan(request(prompt="gore", scope="7")).params.prompt == "gore"  # another server
 
 
 def test_a_long_negative_prompt_is_called_the_negative_prompt(engine: Engine) -> None:
