@@ -134,7 +134,7 @@ class Engine:
         self.civitai = CivitaiClient(settings, CivitaiCache(self.dbs))
         self.knowledge = Knowledge(self.library, self.civitai, self.table)
         self.admin = AdminSettings(self.dbs, settings)
-        self.queue: Any = None  # engine.queue.worker.JobQueue once start() ran
+        self.queue: Any = None  # engine.queue.job_queue.JobQueue once start() ran
         self.job_store: Any = None
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
@@ -154,9 +154,9 @@ class Engine:
         from engine.lora.cache import LoraCache
         from engine.pipeline.device import pristine_on_cpu, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
+        from engine.queue.job_queue import JobQueue
         from engine.queue.store import JobStore
-        from engine.queue.worker import JobQueue
-        from engine.runner import GpuRunner
+        from engine.workers.local import GpuRunner
 
         if generator is None:
             device = resolve_device(self.settings)

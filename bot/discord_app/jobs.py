@@ -14,12 +14,13 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.discord_app import texts as T
 from bot.discord_app.parsing import DrawOptions, build_request
+from bot.discord_app.port import EnginePort, JobHandlePort
 from bot.discord_app.progress import DEFAULT_INTERVAL, Throttle, event_text
 from bot.discord_app.render import draw_embed
 from bot.discord_app.replies import (
@@ -37,7 +38,10 @@ from bot.discord_app.uploads import TooLargeError, fit_images
 from bot.discord_app.views import progress_view, result_view
 from engine.errors import LoracleError
 from engine.queue.handle import Cancelled, Done, Failed
-from engine.requests import DrawRequest, Origin
+from engine.requests import DrawRequest, DrawResult, Origin
+
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
 
 UPLOAD_ATTEMPTS = 3  # the fitted pictures, then at most two smaller encodings
 
@@ -81,7 +85,7 @@ class RequestMemory:
 
 
 class DrawService:
-    def __init__(self, client: Any, engine: Any, *, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, client: LoracleBot, engine: EnginePort, *, interval: float = DEFAULT_INTERVAL) -> None:
         self.client = client
         self.engine = engine
         self.interval = interval
@@ -133,16 +137,17 @@ class DrawService:
         self.memory.remember(handle.id, request)
         await self.follow(handle, reply, requester, locale)
 
-    async def follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+    async def follow(self, handle: JobHandlePort, reply: Reply, requester: int, locale: str) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._following.add(task)
         try:
             await self._follow(handle, reply, requester, locale)
         finally:
-            self._following.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._following.discard(task)
 
-    async def _follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+    async def _follow(self, handle: JobHandlePort, reply: Reply, requester: int, locale: str) -> None:
         view = progress_view(handle.id, requester, locale)
         throttle = Throttle(self.interval)
         pending: str | None = None
@@ -186,7 +191,7 @@ class DrawService:
                 upcoming.cancel()
 
     async def _finish(
-        self, event: Done | Failed | Cancelled | None, handle: Any, reply: Reply, requester: int, locale: str
+        self, event: Done | Failed | Cancelled | None, handle: JobHandlePort, reply: Reply, requester: int, locale: str
     ) -> None:
         if isinstance(event, Cancelled):
             await reply.private(T.CANCELLED.render(locale))
@@ -206,7 +211,7 @@ class DrawService:
             return
         await self.deliver(result, reply, requester, locale)
 
-    async def deliver(self, result: Any, reply: Reply, requester: int, locale: str) -> None:
+    async def deliver(self, result: DrawResult, reply: Reply, requester: int, locale: str) -> None:
         """Post the pictures within the interaction's upload limit; if Discord still
         refuses them as too large (40005), encode them again into half that size."""
         limit = reply.upload_limit
@@ -241,10 +246,10 @@ class DrawService:
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        stop = getattr(getattr(self.engine, "queue", None), "stop", None)
-        if stop is not None:
+        queue = self.engine.queue
+        if queue is not None:
             # A task, not wait_for: a timeout must not cancel the engine's own shutdown.
-            self._stopping = stopping = loop.create_task(stop(), name="loracle-queue-stop")
+            self._stopping = stopping = loop.create_task(queue.stop(), name="loracle-queue-stop")
             done, _ = await asyncio.wait({stopping}, timeout=timeout)
             if not done:
                 return False

@@ -37,9 +37,9 @@ from engine.errors import (
 )
 from engine.i18n import Message, Text
 from engine.kinds import Architecture, Category, FileKind
+from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
-from engine.queue.worker import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.requests import (
     DrawPlan,
     DrawRequest,

@@ -19,6 +19,7 @@ import discord
 
 from bot.discord_app import endpoints
 from bot.discord_app.client import LoracleBot, create_bot
+from bot.discord_app.port import EnginePort
 from bot.settings import BotSettings
 from engine.errors import SettingsError
 from engine.i18n import Text
@@ -76,7 +77,7 @@ async def _main(settings: BotSettings, token: str) -> None:
         await engine.close()
 
 
-async def _startup_scan(engine: Any) -> None:
+async def _startup_scan(engine: EnginePort) -> None:
     try:
         report = await engine.scan()
     except Exception:
@@ -90,7 +91,7 @@ async def _startup_scan(engine: Any) -> None:
 async def serve(
     settings: BotSettings,
     token: str,
-    engine: Any,
+    engine: EnginePort,
     *,
     started: Callable[[LoracleBot], None] | None = None,
     handle_signals: bool = True,

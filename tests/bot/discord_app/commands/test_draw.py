@@ -9,7 +9,7 @@ from PIL import Image
 
 from bot.discord_app.client import create_bot
 from engine.errors import JobFailedError
-from engine.queue.worker import UNEXPECTED
+from engine.queue.failures import UNEXPECTED
 from tests.bot.helpers import (
     PNG_SIGNATURE,
     attachment_bytes,

@@ -13,7 +13,7 @@ from discord import http
 from discord.gateway import DiscordWebSocket
 
 from bot.discord_app import endpoints
-from bot.discord_app.runner import run_bot, serve
+from bot.discord_app.launch import run_bot, serve
 from bot.settings import load_settings
 from engine.errors import SettingsError
 from tests.bot.fakes import FakeEngine
