@@ -85,8 +85,8 @@ def verdict(ratio: float, target: float) -> str:
 def build_library(root: Path, loras: int) -> dict[str, Path]:
     """A tiny SDXL checkpoint and `loras` tiny LoRAs (kohya SGM names, attention layers and
     both text encoders, rank 4) under `root`, as an admin would lay them out."""
-    from engine.lora.testing import write_tiny_lora
-    from engine.pipeline.tiny import build_tiny_pipeline, write_tiny_checkpoint
+    from engine.testing.lora_files import write_tiny_lora
+    from engine.testing.tiny_sdxl import build_tiny_pipeline, write_tiny_checkpoint
 
     models, lora_dir = root / "models", root / "loras"
     models.mkdir(parents=True, exist_ok=True)

@@ -115,7 +115,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     import simcord
 
     from bot.discord_app.client import create_bot
-    from engine.settings import load_settings
+    from bot.settings import load_settings
     from tests.bot.fakes import FakeEngine
 
     stopwatch = Stopwatch()

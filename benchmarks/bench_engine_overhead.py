@@ -1,6 +1,6 @@
 """Engine path vs a direct diffusers call: what does Loracle add to drawing one image?
 
-The tiny SDXL (engine/pipeline/tiny.py) is saved as a CivitAI-style single file, scanned
+The tiny SDXL (engine/testing/tiny_sdxl.py) is saved as a CivitAI-style single file, scanned
 into a library and loaded once by the engine. Then, alternating, with the checkpoint
 already loaded, the same image (same prompt, negative, seed, steps, CFG, size, sampler
 "Euler a") is drawn three ways:

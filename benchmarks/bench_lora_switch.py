@@ -62,8 +62,8 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
     from engine.lora.cache import LoraCache
     from engine.queue.job import Progress
     from engine.requests import DrawRequest
-    from engine.runner import GpuRunner
     from engine.weights import LoraRequest
+    from engine.workers.local import GpuRunner
 
     settings = c.make_settings(root)
     engine = await c.open_engine(settings)  # plans only: the runners below do the drawing

@@ -7,7 +7,7 @@ CivitAI-style .safetensors and loaded back through the engine's own loader, whic
 checkpoint load. The file is stored in float16, as CivitAI checkpoints are, so the load
 also converts it to the pipeline's bfloat16, as a real one does. Three rank-32 LoRAs in
 kohya's SDXL layout (attention layers of the UNet and both text encoders, like kohya's
-default network) are written for it with engine.lora.testing.write_tiny_lora.
+default network) are written for it with engine.testing.lora_files.write_tiny_lora.
 
 Then, alternating, with everything loaded and warmed up, at 1024x1024, 28 steps, Euler a:
 
@@ -172,11 +172,11 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any, summary: 
     import torch
 
     from engine.lora.cache import LoraCache
-    from engine.lora.testing import write_tiny_lora
     from engine.pipeline.generator import Generator, free_memory
     from engine.pipeline.loader import CheckpointSpec, ConfigFolders
     from engine.pipeline.single_file import write_single_file
-    from engine.runner import GpuRunner
+    from engine.testing.lora_files import write_tiny_lora
+    from engine.workers.local import GpuRunner
 
     summary.update({
         "device": torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({c.cpu_name()})",

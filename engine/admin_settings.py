@@ -88,15 +88,15 @@ class AdminSettings:
     def set_default_checkpoint(self, name: str | None) -> None:
         self._set("default_checkpoint", name)
 
-    # -- per-guild prompt blocklist --------------------------------------------------
-    def blocklist(self, guild_id: str | None) -> list[str]:
-        if not guild_id:
+    # -- prompt blocklists, one per scope (the bot: per server) -----------------------
+    def blocklist(self, scope: str | None) -> list[str]:
+        if not scope:
             return []
-        return list(self._get(f"blocklist:{guild_id}") or [])
+        return list(self._get(f"blocklist:{scope}") or [])
 
-    def set_blocklist(self, guild_id: str, words: list[str]) -> list[str]:
+    def set_blocklist(self, scope: str, words: list[str]) -> list[str]:
         cleaned = sorted({clean_name(w).casefold() for w in words if clean_name(w)})
-        self._set(f"blocklist:{guild_id}", cleaned or None)
+        self._set(f"blocklist:{scope}", cleaned or None)
         return cleaned
 
     def as_dict(self) -> dict[str, Any]:

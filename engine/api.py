@@ -134,7 +134,7 @@ class Engine:
         self.civitai = CivitaiClient(settings, CivitaiCache(self.dbs))
         self.knowledge = Knowledge(self.library, self.civitai, self.table)
         self.admin = AdminSettings(self.dbs, settings)
-        self.queue: Any = None  # engine.queue.worker.JobQueue once start() ran
+        self.queue: Any = None  # engine.queue.job_queue.JobQueue once start() ran
         self.job_store: Any = None
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
@@ -154,9 +154,9 @@ class Engine:
         from engine.lora.cache import LoraCache
         from engine.pipeline.device import pristine_on_cpu, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
+        from engine.queue.job_queue import JobQueue
         from engine.queue.store import JobStore
-        from engine.queue.worker import JobQueue
-        from engine.runner import GpuRunner
+        from engine.workers.local import GpuRunner
 
         if generator is None:
             device = resolve_device(self.settings)
@@ -450,7 +450,7 @@ class Engine:
                 raise LimitError(too_long, length=len(text), limit=self.settings.max_prompt_chars)
         # Both sides in NFKC and case-folded: "ｇｏｒｅ" or "GORE" must not slip past "gore".
         folded = clean_name(f"{prompt}\n{negative}").casefold()
-        for word in self.admin.blocklist(request.guild_id):
+        for word in self.admin.blocklist(request.scope):
             if clean_name(word).casefold() in folded:
                 raise RequestError(_BLOCKED, word=word)
 
@@ -657,8 +657,7 @@ def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
         checkpoint=plan.checkpoint.sha256 or plan.checkpoint.name,
         request=request.to_json(),
         payload=plan,
-        guild_id=request.guild_id,
-        channel_id=request.channel_id,
+        origin=request.origin,
         **identity,
     )
 

@@ -175,6 +175,32 @@ def _m3_library_version(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m3_library_version)
 
 
+def _m4_job_origin(db: sqlite_utils.Database) -> None:
+    # The queue stores where a job came from as one opaque JSON object that only the front
+    # end reads, instead of Discord's guild and channel columns. Old rows keep what they
+    # had: the columns become the origin, and inside the request JSON the guild becomes
+    # the blocklist scope and the origin is added, so a job queued before the upgrade is
+    # recovered, posted and rerolled as before.
+    db["jobs"].add_column("origin", str)
+    db.execute(
+        "UPDATE jobs SET origin = json_object('guild_id', guild_id, 'channel_id', channel_id) "
+        "WHERE guild_id IS NOT NULL OR channel_id IS NOT NULL"
+    )
+    db.execute(
+        "UPDATE jobs SET request = json_remove(json_set(request, "
+        "'$.scope', json_extract(request, '$.guild_id'), "
+        "'$.origin', CASE WHEN origin IS NULL THEN NULL ELSE json(origin) END), "
+        "'$.guild_id', '$.channel_id') "
+        "WHERE json_valid(request) AND (json_type(request, '$.guild_id') IS NOT NULL "
+        "OR json_type(request, '$.channel_id') IS NOT NULL)"
+    )
+    db.execute("ALTER TABLE jobs DROP COLUMN guild_id")
+    db.execute("ALTER TABLE jobs DROP COLUMN channel_id")
+
+
+MIGRATIONS.append(_m4_job_origin)
+
+
 def library_version(db: sqlite_utils.Database) -> int:
     row = db.execute("SELECT value FROM kv WHERE key = 'library_version'").fetchone()
     return int(row[0]) if row else 0

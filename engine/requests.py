@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from engine.i18n import EN, Message
 from engine.kinds import Architecture
 from engine.pipeline.samplers import DEFAULT_SAMPLER
 from engine.weights import LoraRequest, LoraStatus
+
+Origin: TypeAlias = dict[str, Any]
+"""A JSON object only the front end that submitted a job reads."""
 
 
 @dataclass
@@ -26,8 +29,11 @@ class DrawRequest:
     count: int = 1
     sampler: str | None = None
     user_id: str = "cli"
-    guild_id: str | None = None
-    channel_id: str | None = None
+    # Whose prompt blocklist applies (the bot: its server's id); None: nobody's.
+    scope: str | None = None
+    # Where the request came from, for the front end alone: stored and handed back with
+    # the job (the bot posts a job recovered after a restart there), never read here.
+    origin: Origin | None = None
     locale: str = EN
     allow_nsfw: bool = True  # the bot sets False outside age-restricted channels
 

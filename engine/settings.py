@@ -12,11 +12,11 @@ import logging
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Any, Literal, TypeVar
 
 from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from engine.errors import SettingsError
 
@@ -24,37 +24,19 @@ ENV_PREFIX = "LORACLE_"
 
 log = logging.getLogger("loracle")
 
-IdList = Annotated[list[int], NoDecode]
 
-
-def _split_ids(value: object) -> object:
-    # Admins write "123, 456" in .env; JSON lists are accepted too.
-    if isinstance(value, str):
-        text = value.strip().strip("[]")
-        parts = [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
-        bad = [part for part in parts if not part.isdecimal()]
-        if bad:
-            raise ValueError(f"“{bad[0]}” is not a Discord ID (give numbers separated by commas)")
-        return [int(part) for part in parts]
-    if isinstance(value, int):
-        return [value]
-    return value
-
-
-def _with_scheme(url: str, *schemes: str) -> str:
+def with_scheme(url: str, *schemes: str) -> str:
+    """`url` if it starts with one of `schemes`; the error names them (never the value)."""
     prefixes = tuple(f"{scheme}://" for scheme in schemes)
     if not url.startswith(prefixes):
         raise ValueError("must start with " + " or ".join(prefixes))
     return url
 
 
-def _check_ids(value: list[int]) -> list[int]:
-    if any(i <= 0 for i in value):
-        raise ValueError("Discord IDs are positive numbers")
-    return value
-
-
 class Settings(BaseSettings):
+    """What the engine reads. Front ends subclass it with their own settings (the bot:
+    bot.settings.BotSettings), so one environment and one `.env` serve both."""
+
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
         env_file=".env",
@@ -104,37 +86,10 @@ class Settings(BaseSettings):
     queue_per_user: int = Field(default=3, ge=1)
     affinity_limit: int = Field(default=4, ge=0)
 
-    # -- Discord ---------------------------------------------------------------------
-    discord_token: SecretStr | None = None
-    owner_ids: IdList = Field(default_factory=list)
-    admin_role_ids: IdList = Field(default_factory=list)
-    guild_ids: IdList = Field(default_factory=list)
-    discord_api_base: str | None = None
-    discord_gateway_url: str | None = None
-
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-
-    _split = field_validator("owner_ids", "admin_role_ids", "guild_ids", mode="before")(
-        classmethod(lambda cls, v: _split_ids(v))
-    )
-    _positive = field_validator("owner_ids", "admin_role_ids", "guild_ids")(
-        classmethod(lambda cls, v: _check_ids(v))
-    )
-
     @field_validator("civitai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
-        return _with_scheme(value, "http", "https").rstrip("/")
-
-    @field_validator("discord_api_base")
-    @classmethod
-    def _check_api_base(cls, value: str | None) -> str | None:
-        return value if value is None else _with_scheme(value, "http", "https")
-
-    @field_validator("discord_gateway_url")
-    @classmethod
-    def _check_gateway(cls, value: str | None) -> str | None:
-        return value if value is None else _with_scheme(value, "ws", "wss")
+        return with_scheme(value, "http", "https").rstrip("/")
 
     @field_validator("default_width", "default_height", "max_size")
     @classmethod
@@ -183,18 +138,28 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings, turning a validation error into one clear line per bad variable."""
-    for name, guess in unknown_variables(overrides.get("_env_file", ".env")):  # type: ignore[arg-type]
+S = TypeVar("S", bound=Settings)
+
+
+def load(cls: type[S], **overrides: Any) -> S:
+    """Read settings of class `cls`, turning a validation error into one clear line per bad
+    variable; `LORACLE_` variables that `cls` does not read are named in a warning."""
+    env_file = overrides.get("_env_file", ".env")
+    for name, guess in unknown_variables(env_file, cls):
         hint = f" (did you mean {guess}?)" if guess else ""
         log.warning("%s is not a Loracle setting and is ignored%s", name, hint)
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return cls(**overrides)
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
     except UnicodeDecodeError as exc:
         # Only the position: the bytes around it may be a token.
         raise SettingsError(f".env is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """The engine's settings alone (scripts, benchmarks); front ends load their subclass."""
+    return load(Settings, **overrides)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -207,14 +172,16 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def unknown_variables(env_file: str | Path | None = ".env") -> list[tuple[str, str | None]]:
-    """`LORACLE_*` names in the environment or `.env` that no setting reads, each with the
-    closest real name: a misspelt variable is otherwise silently ignored."""
+def unknown_variables(
+    env_file: str | Path | None = ".env", cls: type[Settings] = Settings
+) -> list[tuple[str, str | None]]:
+    """`LORACLE_*` names in the environment or `.env` that no setting of `cls` reads, each
+    with the closest real name: a misspelt variable is otherwise silently ignored."""
     names = {key for key in os.environ if key.upper().startswith(ENV_PREFIX)}
     if env_file is not None and Path(env_file).is_file():
         # Settings() reports an unreadable .env itself.
         with contextlib.suppress(OSError, UnicodeDecodeError):
             names |= {key for key in dotenv_values(env_file) if key.upper().startswith(ENV_PREFIX)}
-    known = [f"{ENV_PREFIX}{field}".upper() for field in Settings.model_fields]
+    known = [f"{ENV_PREFIX}{field}".upper() for field in cls.model_fields]
     unknown = sorted(name for name in names if name.upper() not in known)
     return [(name, next(iter(difflib.get_close_matches(name.upper(), known, n=1)), None)) for name in unknown]

@@ -13,16 +13,22 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
+import discord
 from discord import app_commands
 
 from bot.discord_app import limits
 from bot.discord_app import texts as T
+from bot.discord_app.port import EnginePort
 from bot.discord_app.render import arch_label
 from bot.discord_app.replies import age_restricted, is_nsfw
 from bot.discord_app.texts import locale_of
 from engine.text_input import clean_name
+
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
+    from engine.library import LibraryEntry
 
 log = logging.getLogger("loracle.bot")
 
@@ -55,8 +61,8 @@ async def _bounded(work: Callable[[], R], default: R) -> R:
         return default
 
 
-def _engine(interaction: Any) -> Any:
-    return interaction.client.engine
+def _engine(interaction: discord.Interaction) -> EnginePort:
+    return cast("LoracleBot", interaction.client).engine
 
 
 def _choice(name: str, value: str) -> Choice[str] | None:
@@ -78,12 +84,12 @@ def _matches(key: str, *names: str) -> int | None:
     return best
 
 
-def _visible(engine: Any, entry: Any, allow_nsfw: bool) -> bool:
+def _visible(engine: EnginePort, entry: LibraryEntry, allow_nsfw: bool) -> bool:
     return entry.error is None and entry.enabled and (allow_nsfw or not is_nsfw(engine, entry))
 
 
 # -- checkpoints ----------------------------------------------------------------------
-async def checkpoints(interaction: Any, current: str) -> list[Choice[str]]:
+async def checkpoints(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     engine = _engine(interaction)
     locale = locale_of(interaction)
     allow_nsfw = age_restricted(interaction)
@@ -137,7 +143,7 @@ def _names_in(prefix: str) -> set[str]:
     return names
 
 
-async def lora_list(interaction: Any, current: str) -> list[Choice[str]]:
+async def lora_list(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     """Complete the LoRA being typed; the best verdict for the chosen checkpoint first,
     incompatible ones left out (the engine ranks them)."""
     engine = _engine(interaction)
@@ -173,7 +179,7 @@ async def lora_list(interaction: Any, current: str) -> list[Choice[str]]:
 
 
 # -- single names ---------------------------------------------------------------------
-async def _names(interaction: Any, current: str, category: str | None, *, listing: bool = False) -> list[Choice[str]]:
+async def _names(interaction: discord.Interaction, current: str, category: str | None, *, listing: bool = False) -> list[Choice[str]]:
     """Names of one category (None: every file, for admins). With `listing`, the option
     holds several names separated by commas: the one being typed is completed and the
     ones before it are kept."""
@@ -208,25 +214,25 @@ async def _names(interaction: Any, current: str, category: str | None, *, listin
     return await _bounded(work, [])
 
 
-async def lora_names(interaction: Any, current: str) -> list[Choice[str]]:
+async def lora_names(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     return await _names(interaction, current, "lora")
 
 
-async def lora_name_list(interaction: Any, current: str) -> list[Choice[str]]:
+async def lora_name_list(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     """`/family check lora`: "a, b, c" (several LoRAs at once)."""
     return await _names(interaction, current, "lora", listing=True)
 
 
-async def checkpoint_names(interaction: Any, current: str) -> list[Choice[str]]:
+async def checkpoint_names(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     return await _names(interaction, current, "checkpoint")
 
 
-async def library_names(interaction: Any, current: str) -> list[Choice[str]]:
+async def library_names(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     return await _names(interaction, current, None)
 
 
 # -- sizes ------------------------------------------------------------------------------
-async def sizes(interaction: Any, current: str) -> list[Choice[str]]:
+async def sizes(interaction: discord.Interaction, current: str) -> list[Choice[str]]:
     engine = _engine(interaction)
     limit = await _bounded(lambda: engine.admin.limits().max_size, 1024)
     key = clean_name(current).lower().replace(" ", "")

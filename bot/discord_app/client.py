@@ -20,13 +20,14 @@ from bot.discord_app import texts as T
 from bot.discord_app.heartbeat import INTERVAL_S, Heartbeat, heartbeat_path
 from bot.discord_app.jobs import DrawService
 from bot.discord_app.permissions import AdminDirectory
+from bot.discord_app.port import EnginePort
 from bot.discord_app.progress import DEFAULT_INTERVAL
 from bot.discord_app.replies import describe, report_error, send_private
 from bot.discord_app.sync import CommandSync, state_path
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import LoracleTranslator
 from bot.discord_app.views import DYNAMIC_ITEMS
-from engine.settings import Settings
+from bot.settings import BotSettings
 
 log = logging.getLogger("loracle.bot")
 
@@ -41,7 +42,7 @@ class LoracleTree(app_commands.CommandTree):
     async def interaction_check(self, interaction: discord.Interaction, /) -> bool:
         """Refuse /admin (and its autocomplete) to anyone not in the bot's admin list,
         whatever the server's command permissions say."""
-        data = interaction.data or {}
+        data: dict[str, Any] = dict(interaction.data or {})
         if data.get("name") != ADMIN_GROUP:
             return True
         if await self.client.admins.is_admin(interaction.user):
@@ -60,8 +61,8 @@ class LoracleTree(app_commands.CommandTree):
 class LoracleBot(discord.Client):
     def __init__(
         self,
-        engine: Any,
-        settings: Settings,
+        engine: EnginePort,
+        settings: BotSettings,
         *,
         sync_commands: bool = True,
         progress_interval: float = DEFAULT_INTERVAL,
@@ -137,7 +138,7 @@ class LoracleBot(discord.Client):
             latency = math.nan
         if math.isfinite(latency):
             state["latency_ms"] = round(latency * 1000, 1)
-        jobs = getattr(self.engine, "queue", None)
+        jobs = self.engine.queue
         if jobs is not None:
             state["queue"] = jobs.size
         return state
@@ -171,6 +172,6 @@ class LoracleBot(discord.Client):
         await super().close()
 
 
-def create_bot(engine: Any, settings: Settings, **options: Any) -> LoracleBot:
+def create_bot(engine: EnginePort, settings: BotSettings, **options: Any) -> LoracleBot:
     """The bot for `engine`; options: sync_commands, progress_interval, heartbeat_interval."""
     return LoracleBot(engine, settings, **options)

@@ -14,12 +14,13 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 
 from bot.discord_app import texts as T
 from bot.discord_app.parsing import DrawOptions, build_request
+from bot.discord_app.port import EnginePort, JobHandlePort
 from bot.discord_app.progress import DEFAULT_INTERVAL, Throttle, event_text
 from bot.discord_app.render import draw_embed
 from bot.discord_app.replies import (
@@ -36,12 +37,34 @@ from bot.discord_app.texts import locale_of
 from bot.discord_app.uploads import TooLargeError, fit_images
 from bot.discord_app.views import progress_view, result_view
 from engine.errors import LoracleError
-from engine.requests import DrawRequest
+from engine.queue.handle import Cancelled, Done, Failed
+from engine.requests import DrawRequest, DrawResult, Origin
 
-_TERMINAL = ("Done", "Failed", "Cancelled")
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
+
 UPLOAD_ATTEMPTS = 3  # the fitted pictures, then at most two smaller encodings
 
 log = logging.getLogger("loracle.bot")
+
+
+def scope_of(interaction: discord.Interaction) -> str | None:
+    """Whose prompt blocklist applies: the server's (none in direct messages)."""
+    return str(interaction.guild_id) if interaction.guild_id else None
+
+
+def origin_of(interaction: discord.Interaction) -> Origin:
+    """What the bot needs to answer a job after a restart, when the interaction is gone;
+    the engine stores it with the job and never reads it."""
+    return {
+        "guild_id": str(interaction.guild_id) if interaction.guild_id else None,
+        "channel_id": str(interaction.channel_id) if interaction.channel_id else None,
+    }
+
+
+def channel_of(origin: Origin | None) -> int | None:
+    channel_id = (origin or {}).get("channel_id")
+    return int(channel_id) if isinstance(channel_id, str) and channel_id.isdigit() else None
 
 
 class RequestMemory:
@@ -62,7 +85,7 @@ class RequestMemory:
 
 
 class DrawService:
-    def __init__(self, client: Any, engine: Any, *, interval: float = DEFAULT_INTERVAL) -> None:
+    def __init__(self, client: LoracleBot, engine: EnginePort, *, interval: float = DEFAULT_INTERVAL) -> None:
         self.client = client
         self.engine = engine
         self.interval = interval
@@ -79,8 +102,8 @@ class DrawService:
         return build_request(
             options,
             user_id=str(interaction.user.id),
-            guild_id=str(interaction.guild_id) if interaction.guild_id else None,
-            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            scope=scope_of(interaction),
+            origin=origin_of(interaction),
             locale=locale_of(interaction),
             allow_nsfw=age_restricted(interaction),
             max_loras=settings.max_loras,
@@ -114,16 +137,17 @@ class DrawService:
         self.memory.remember(handle.id, request)
         await self.follow(handle, reply, requester, locale)
 
-    async def follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+    async def follow(self, handle: JobHandlePort, reply: Reply, requester: int, locale: str) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._following.add(task)
         try:
             await self._follow(handle, reply, requester, locale)
         finally:
-            self._following.discard(task)  # type: ignore[arg-type]
+            if task is not None:
+                self._following.discard(task)
 
-    async def _follow(self, handle: Any, reply: Reply, requester: int, locale: str) -> None:
+    async def _follow(self, handle: JobHandlePort, reply: Reply, requester: int, locale: str) -> None:
         view = progress_view(handle.id, requester, locale)
         throttle = Throttle(self.interval)
         pending: str | None = None
@@ -148,7 +172,7 @@ class DrawService:
                 except StopAsyncIteration:
                     event = None
                 upcoming = None
-                if event is None or type(event).__name__ in _TERMINAL:
+                if event is None or isinstance(event, (Done, Failed, Cancelled)):
                     await self._finish(event, handle, reply, requester, locale)
                     return
                 text = event_text(event, locale)
@@ -166,12 +190,13 @@ class DrawService:
             if upcoming is not None and not upcoming.done():
                 upcoming.cancel()
 
-    async def _finish(self, event: Any, handle: Any, reply: Reply, requester: int, locale: str) -> None:
-        kind = type(event).__name__ if event is not None else None
-        if kind == "Cancelled":
+    async def _finish(
+        self, event: Done | Failed | Cancelled | None, handle: JobHandlePort, reply: Reply, requester: int, locale: str
+    ) -> None:
+        if isinstance(event, Cancelled):
             await reply.private(T.CANCELLED.render(locale))
             return
-        if kind == "Failed":
+        if isinstance(event, Failed):
             if self.draining and isinstance(reply, ChannelReply):
                 # Kept for the next start, where it is drawn and posted: a public "the bot
                 # is restarting" per waiting job at every restart would only be noise.
@@ -180,13 +205,13 @@ class DrawService:
             await reply.private(T.FAILED.render(locale, error=error_text(event.error, locale, handle.id)))
             return
         try:
-            result = event.result if kind == "Done" else await handle.result()
+            result = event.result if isinstance(event, Done) else await handle.result()
         except LoracleError as exc:
             await reply.private(T.FAILED.render(locale, error=exc.localized(locale)))
             return
         await self.deliver(result, reply, requester, locale)
 
-    async def deliver(self, result: Any, reply: Reply, requester: int, locale: str) -> None:
+    async def deliver(self, result: DrawResult, reply: Reply, requester: int, locale: str) -> None:
         """Post the pictures within the interaction's upload limit; if Discord still
         refuses them as too large (40005), encode them again into half that size."""
         limit = reply.upload_limit
@@ -221,10 +246,10 @@ class DrawService:
         self.draining = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        stop = getattr(getattr(self.engine, "queue", None), "stop", None)
-        if stop is not None:
+        queue = self.engine.queue
+        if queue is not None:
             # A task, not wait_for: a timeout must not cancel the engine's own shutdown.
-            self._stopping = stopping = loop.create_task(stop(), name="loracle-queue-stop")
+            self._stopping = stopping = loop.create_task(queue.stop(), name="loracle-queue-stop")
             done, _ = await asyncio.wait({stopping}, timeout=timeout)
             if not done:
                 return False
@@ -287,8 +312,8 @@ class DrawService:
             loras=list(original.loras),
             seed=None,
             user_id=str(interaction.user.id),
-            guild_id=str(interaction.guild_id) if interaction.guild_id else None,
-            channel_id=str(interaction.channel_id) if interaction.channel_id else None,
+            scope=scope_of(interaction),
+            origin=origin_of(interaction),
             locale=locale,
             allow_nsfw=age_restricted(interaction),
         )
@@ -313,20 +338,19 @@ class DrawService:
         if self._recovered_followed:
             return 0
         self._recovered_followed = True
-        handles = list(getattr(self.engine, "recovered", None) or [])
         started = 0
-        for handle in handles:
-            job = getattr(handle, "job", None)
-            channel_id = getattr(job, "channel_id", None)
-            if not channel_id:
+        for handle in self.engine.recovered:
+            job = handle.job
+            channel_id = channel_of(job.origin)
+            if channel_id is None:  # not the bot's (a CLI job), or from no channel
                 continue
-            request = DrawRequest.from_json(job.request) if isinstance(getattr(job, "request", None), dict) else None
+            request = DrawRequest.from_json(job.request) if job.request else None
             locale = request.locale if request else "en"
             requester = int(job.user_id) if str(job.user_id).isdigit() else 0
             if request is not None:
                 self.memory.remember(handle.id, request)
             note = T.RECOVERED_DELIVERY.render(locale, mention=f"<@{requester}>")
-            reply = ChannelReply(self.client, int(channel_id), note, requester or None)
+            reply = ChannelReply(self.client, channel_id, note, requester or None)
             task = asyncio.get_running_loop().create_task(self.follow(handle, reply, requester, locale))
             self._followers.add(task)
             task.add_done_callback(self._followers.discard)

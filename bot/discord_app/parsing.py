@@ -14,7 +14,7 @@ from bot.discord_app import limits
 from bot.discord_app import texts as T
 from engine.errors import LimitError, RequestError
 from engine.i18n import EN
-from engine.requests import DrawRequest
+from engine.requests import DrawRequest, Origin
 from engine.text_input import clean_name, clean_prompt
 from engine.weights import parse_lora_list
 
@@ -63,8 +63,8 @@ def build_request(
     options: DrawOptions,
     *,
     user_id: str,
-    guild_id: str | None,
-    channel_id: str | None,
+    scope: str | None,
+    origin: Origin | None,
     locale: str,
     allow_nsfw: bool,
     max_loras: int,
@@ -91,8 +91,8 @@ def build_request(
         height=height,
         count=options.count or 1,
         user_id=user_id,
-        guild_id=guild_id,
-        channel_id=channel_id,
+        scope=scope,
+        origin=origin,
         locale=locale,
         allow_nsfw=allow_nsfw,
     )

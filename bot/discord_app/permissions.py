@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import discord
+
 # Team members who may run the application (as discord.py's own Bot.is_owner decides):
 # read-only members can look at the app in the developer portal, not administer it.
 _TEAM_ADMIN_ROLES = ("admin", "developer")
@@ -50,7 +52,7 @@ class AdminDirectory:
     """Bot owners (LORACLE_OWNER_IDS, else the application's owner or the admins and
     developers of its team) and members holding one of LORACLE_ADMIN_ROLE_IDS."""
 
-    def __init__(self, client: Any, owner_ids: list[int], admin_role_ids: list[int]) -> None:
+    def __init__(self, client: discord.Client, owner_ids: list[int], admin_role_ids: list[int]) -> None:
         self._client = client
         self._owner_ids = set(owner_ids)
         self._role_ids = set(admin_role_ids)

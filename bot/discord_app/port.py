@@ -1,75 +1,56 @@
-"""Exactly what the bot uses of the engine, written down as Protocols.
+"""The seam between the bot and the engine: exactly what the bot uses, as Protocols.
 
-`engine.api.Engine` satisfies `EnginePort`; tests use `tests.bot.fakes.FakeEngine`.
-Listing the surface here keeps the bot honest about its dependencies and lets it be built
-and tested while engine modules are still being written.
+Every bot module types the engine as `EnginePort`, never as `engine.api.Engine`: the bot
+depends on this list, not on the engine's whole surface. `engine.api.Engine` satisfies it
+(mypy checks `_conformance` below); the tests' `tests.bot.fakes.FakeEngine` satisfies it
+too (tests/bot/discord_app/test_port.py checks signatures and what the calls return).
+The types named here are the engine's own value types (entries, answers, requests,
+events); only the objects that do things are narrowed to Protocols.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from engine.admin_settings import Limits
     from engine.answers import FamilyCheck, LoraInfo, ModelSummary
+    from engine.api import Engine
     from engine.i18n import Message
-    from engine.requests import DrawRequest
+    from engine.kinds import Category
+    from engine.library import LibraryEntry, ScanReport
+    from engine.queue.handle import JobEvent, JobHandle
+    from engine.queue.job import QueuedJob
+    from engine.queue.job_queue import JobQueue, QueueEntry
+    from engine.requests import DrawRequest, DrawResult
     from engine.settings import Settings
+    from engine.verdicts import Verdict
 
 
-class EntryLike(Protocol):
-    """The parts of `engine.library.LibraryEntry` the bot reads."""
-
-    name: str
-    category: Any  # engine.kinds.Category (a StrEnum)
-    kind: Any  # engine.kinds.FileKind
-    architecture: Any  # engine.kinds.Architecture
-    rel_path: str
-    size: int
-    sha256: str | None
-    error: str | None
-    nsfw: bool
-    enabled: bool
-    weight_override: float | None
-
-    @property
-    def label(self) -> str: ...
-
-
-class ScanReportLike(Protocol):
-    added: list[str]
-    updated: list[str]
-    removed: list[str]
-    unchanged: int
-    problems: list[Any]  # items with .rel_path and .message
-
-    def summary(self) -> str: ...
-
-
+@runtime_checkable
 class JobHandlePort(Protocol):
-    """`engine.queue.handle.JobHandle`."""
+    """`engine.queue.handle.JobHandle`: one submitted job."""
 
     @property
     def id(self) -> str: ...
 
     @property
+    def job(self) -> QueuedJob: ...  # .user_id, .request (JSON), .origin (the bot's own)
+
+    @property
     def position(self) -> int | None: ...
 
-    def events(self) -> AsyncIterator[Any]: ...
+    def events(self) -> AsyncIterator[JobEvent]: ...
 
-    async def result(self) -> Any: ...
+    async def result(self) -> DrawResult: ...
 
     def cancel(self) -> bool: ...
 
 
-class QueueEntryLike(Protocol):
-    job: Any  # engine.queue.job.QueuedJob: .id, .user_id, .request (dict)
-    position: int
-
-
+@runtime_checkable
 class QueuePort(Protocol):
-    """`engine.queue.worker.JobQueue`, as far as admins, `/queue` and stopping need it."""
+    """`engine.queue.job_queue.JobQueue`, as far as admins, `/queue` and stopping need it."""
 
     @property
     def paused(self) -> bool: ...
@@ -88,9 +69,10 @@ class QueuePort(Protocol):
 
     def clear(self) -> int: ...
 
-    def jobs_of(self, user_id: str) -> Sequence[QueueEntryLike]: ...
+    def jobs_of(self, user_id: str) -> Sequence[QueueEntry]: ...
 
 
+@runtime_checkable
 class AdminPort(Protocol):
     """`engine.admin_settings.AdminSettings`."""
 
@@ -102,50 +84,60 @@ class AdminPort(Protocol):
 
     def set_default_checkpoint(self, name: str | None) -> None: ...
 
-    def blocklist(self, guild_id: str | None) -> list[str]: ...
+    def blocklist(self, scope: str | None) -> list[str]: ...
 
-    def set_blocklist(self, guild_id: str, words: list[str]) -> list[str]: ...
+    def set_blocklist(self, scope: str, words: list[str]) -> list[str]: ...
 
 
+@runtime_checkable
 class EnginePort(Protocol):
     """`engine.api.Engine`. Synchronous methods may touch SQLite: call them in a thread."""
 
-    settings: Settings
-    admin: AdminPort
-    queue: QueuePort | None
-    recovered: list[Any]  # JobHandles re-queued after a restart
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def admin(self) -> AdminPort: ...
+
+    @property
+    def queue(self) -> QueuePort | None: ...  # None until the engine's worker started
+
+    @property
+    def recovered(self) -> Sequence[JobHandlePort]: ...  # re-queued after a restart
 
     # library (sync)
-    def entries(self, category: Any = None) -> list[Any]: ...
+    def entries(self, category: Category | str | None = None) -> Sequence[LibraryEntry]: ...
 
-    def find(self, name: str, category: Any = None) -> Any: ...
+    def find(self, name: str, category: Category | str | None = None) -> LibraryEntry: ...
 
-    def summary(self, entry: Any) -> ModelSummary: ...
+    def summary(self, entry: LibraryEntry) -> ModelSummary: ...
 
-    def is_nsfw(self, entry: Any) -> bool: ...  # an admin's flag or CivitAI's (cached)
+    def is_nsfw(self, entry: LibraryEntry) -> bool: ...  # an admin's flag or CivitAI's (cached)
 
-    def set_entry(self, name: str, *, by: str | None = None, **values: Any) -> Any: ...
+    def set_entry(self, name: str, *, by: str | None = None, **values: Any) -> LibraryEntry: ...
 
     def suggest_loras(
         self, checkpoint: str | None, text: str, limit: int = 25, *, allow_nsfw: bool = True
-    ) -> list[tuple[Any, Any]]: ...
+    ) -> Sequence[tuple[LibraryEntry, Verdict | None]]: ...
 
     def set_limits(self, **values: int | None) -> Limits: ...
 
     def job_request(self, job_id: str) -> DrawRequest | None: ...
 
     # library (async)
-    async def scan(self, *, civitai: bool = True, progress: Callable[[str], None] | None = None) -> Any: ...
+    async def scan(
+        self, *, civitai: bool = True, progress: Callable[[str], None] | None = None
+    ) -> ScanReport: ...
 
-    async def remove(self, name: str) -> Any: ...
+    async def remove(self, name: str) -> LibraryEntry: ...
 
     async def refresh(self, name: str | None = None) -> list[Message]: ...
 
     async def add_from_civitai(
         self, ref_text: str, *, progress: Callable[[int, int | None], None] | None = None
-    ) -> Any: ...
+    ) -> LibraryEntry: ...
 
-    async def add_from_path(self, path_text: str) -> Any: ...
+    async def add_from_path(self, path_text: str) -> LibraryEntry: ...
 
     # knowledge
     async def lora_info(self, name: str) -> LoraInfo: ...
@@ -156,3 +148,10 @@ class EnginePort(Protocol):
     async def submit(self, request: DrawRequest) -> JobHandlePort: ...
 
     def cancel(self, job_id: str, *, user_id: str, is_admin: bool = False) -> bool: ...
+
+
+if TYPE_CHECKING:
+    # mypy checks that the engine's own classes fit the seam; a changed engine signature
+    # fails here, not in a Discord interaction.
+    def _conformance(engine: Engine, queue: JobQueue, handle: JobHandle) -> tuple[EnginePort, QueuePort, JobHandlePort]:
+        return engine, queue, handle

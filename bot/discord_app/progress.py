@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from bot.discord_app import texts as T
+from engine.queue.handle import JobEvent, Queued, Started, Step
 
 DEFAULT_INTERVAL = 1.5
 BAR_WIDTH = 12
@@ -44,17 +44,17 @@ def bar(i: int, n: int, width: int = BAR_WIDTH) -> str:
     return "▰" * filled + "▱" * (width - filled)
 
 
-def event_text(event: Any, locale: str) -> str | None:
+def event_text(event: JobEvent, locale: str) -> str | None:
     """The progress line for a non-terminal job event (None: nothing to show)."""
-    kind = type(event).__name__
-    if kind == "Queued":
-        if event.position <= 1:
+    match event:
+        case Queued(position=position) if position <= 1:
             return T.QUEUED_NEXT.render(locale)
-        return T.QUEUED_AT.render(locale, position=event.position)
-    if kind == "Started":
-        return T.STARTING.render(locale)
-    if kind == "Step":
-        return f"{T.DRAWING.render(locale, i=event.i, n=event.n)}\n{bar(event.i, event.n)}"
+        case Queued(position=position):
+            return T.QUEUED_AT.render(locale, position=position)
+        case Started():
+            return T.STARTING.render(locale)
+        case Step(i=i, n=n):
+            return f"{T.DRAWING.render(locale, i=i, n=n)}\n{bar(i, n)}"
     return None
 
 

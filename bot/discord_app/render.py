@@ -8,7 +8,7 @@ accidental markdown or mentions) and clipped to Discord's limits.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import discord
@@ -61,7 +61,7 @@ def weight(value: float | None, locale: str) -> str:
     return T.DEFAULT_WEIGHT.render(locale) if value is None else f"{value:g}"
 
 
-def _more(locale: str):
+def _more(locale: str) -> Callable[[int], str]:
     return lambda n: T.AND_MORE.render(locale, count=n)
 
 

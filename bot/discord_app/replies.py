@@ -14,7 +14,7 @@ import contextlib
 import io
 import logging
 import uuid
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import discord
 
@@ -22,6 +22,10 @@ from bot.discord_app import limits
 from bot.discord_app import texts as T
 from bot.discord_app.texts import locale_of
 from engine.errors import LoracleError
+
+if TYPE_CHECKING:
+    from bot.discord_app.port import EnginePort
+    from engine.library import LibraryEntry
 
 log = logging.getLogger("loracle.bot")
 
@@ -57,7 +61,7 @@ def age_restricted(interaction: Any) -> bool:
         return False
 
 
-def is_nsfw(engine: Any, entry: Any) -> bool:
+def is_nsfw(engine: EnginePort, entry: LibraryEntry) -> bool:
     """An admin's NSFW flag, or CivitAI's (the engine reads its cached answer): a model
     CivitAI marks NSFW is as restricted as one an admin marked."""
     check = getattr(engine, "is_nsfw", None)
@@ -71,7 +75,8 @@ async def send_private(interaction: discord.Interaction, content: str | None = N
         content = limits.clip(content, limits.CONTENT)
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(content, ephemeral=True, **kwargs)
+            # discord.py types content as str, but sends None (no text) as Discord allows.
+            await interaction.followup.send(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
         else:
             await interaction.response.send_message(content, ephemeral=True, **kwargs)
     except discord.HTTPException as exc:
@@ -196,7 +201,8 @@ class DeferredReply:
         if view is not None:
             kwargs["view"] = view
         try:
-            await self.interaction.followup.send(limits.clip(content, limits.CONTENT) if content else None, **kwargs)
+            # discord.py types content as str, but sends None (no text) as Discord allows.
+            await self.interaction.followup.send(limits.clip(content, limits.CONTENT) if content else None, **kwargs)  # type: ignore[arg-type]
         except discord.HTTPException as exc:
             if too_large(exc) and uploads:
                 raise UploadRefused(_size(uploads)) from exc

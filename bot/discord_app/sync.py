@@ -26,7 +26,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import discord
 from discord import app_commands
@@ -105,18 +105,19 @@ class CommandSync:
         for guild_id in guild_ids:
             self.tree.copy_global_to(guild=discord.Object(id=guild_id))
         targets: dict[str, Any] = {}
-        for guild_id in list(guild_ids) or [None]:
-            key = _key(guild_id)
-            wanted = digest(await command_payload(self.tree, None if guild_id is None else discord.Object(id=guild_id)))
+        places: list[int | None] = [*guild_ids] or [None]  # None: global
+        for place in places:
+            key = _key(place)
+            wanted = digest(await command_payload(self.tree, None if place is None else discord.Object(id=place)))
             recorded = state.get(key)
             if not force and isinstance(recorded, dict) and recorded.get("digest") == wanted:
-                remote = await self._remote(guild_id)
+                remote = await self._remote(place)
                 if remote is not None and registered(remote) == recorded.get("registered"):
                     report.unchanged.append(key)
                     targets[key] = recorded
                     continue
-            if await self._put(guild_id, report):
-                remote = await self._remote(guild_id)
+            if await self._put(place, report):
+                remote = await self._remote(place)
                 targets[key] = {"digest": wanted, "registered": registered(remote) if remote is not None else None}
                 report.updated.append(key)
         # Commands where they are no longer wanted: the global ones once syncing per guild
@@ -125,11 +126,11 @@ class CommandSync:
         stale: list[int | None] = [int(key) for key in state if key.isdigit() and int(key) not in guild_ids]
         if guild_ids and (GLOBAL in state or await self._remote(None)):
             stale.append(None)
-        for guild_id in stale:
-            if await self._put(guild_id, report, clear=True):
-                report.cleared.append(_key(guild_id))
+        for stale_id in stale:
+            if await self._put(stale_id, report, clear=True):
+                report.cleared.append(_key(stale_id))
             else:  # try again next start
-                targets[_key(guild_id)] = {"digest": None}
+                targets[_key(stale_id)] = {"digest": None}
         try:
             await asyncio.to_thread(save_state, self.path, app_id, targets)
         except OSError as exc:  # the next start syncs again; not a reason to stop this one
@@ -140,9 +141,10 @@ class CommandSync:
         """The commands Discord has registered there (None: could not ask)."""
         http, app_id = self.client.http, self.client.application_id
         try:
+            # discord.py types these as its TypedDicts; the sync compares them as plain JSON.
             if guild_id is None:
-                return await http.get_global_commands(app_id)  # type: ignore[arg-type]
-            return await http.get_guild_commands(app_id, guild_id)  # type: ignore[arg-type]
+                return cast("list[dict[str, Any]]", await http.get_global_commands(app_id))  # type: ignore[arg-type]
+            return cast("list[dict[str, Any]]", await http.get_guild_commands(app_id, guild_id))  # type: ignore[arg-type]
         except discord.HTTPException as exc:
             log.info("could not list the commands registered %s: %s", _where(guild_id), exc)
             return None

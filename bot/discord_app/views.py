@@ -8,7 +8,8 @@ messages sent before a restart keep working without re-attaching views.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import discord
 
@@ -16,15 +17,27 @@ from bot.discord_app import texts as T
 from bot.discord_app.replies import describe, error_text, send_private
 from bot.discord_app.texts import locale_of
 
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
+    from bot.discord_app.jobs import DrawService
+    from engine.queue.job_queue import QueueEntry
+
+Button = discord.ui.Button[discord.ui.View]
+
 _JOB = r"(?P<job>[0-9a-f]{8,64})"
 _USER = r"(?P<user>[0-9]{1,20})"
 
 
-def _service(interaction: discord.Interaction) -> Any:
-    return interaction.client.draws  # type: ignore[attr-defined]
+def _label(item: discord.ui.Item[Any], default: str) -> str:
+    # The clicked button as Discord sent it back: its label is in the user's language.
+    return (item.label if isinstance(item, discord.ui.Button) else None) or default
 
 
-async def _guarded(interaction: discord.Interaction, action: Any) -> None:
+def _service(interaction: discord.Interaction) -> DrawService:
+    return cast("LoracleBot", interaction.client).draws
+
+
+async def _guarded(interaction: discord.Interaction, action: Awaitable[None]) -> None:
     # Button callbacks run outside the command tree's error handler.
     try:
         await action
@@ -32,7 +45,7 @@ async def _guarded(interaction: discord.Interaction, action: Any) -> None:
         await send_private(interaction, error_text(exc, locale_of(interaction), describe(interaction)))
 
 
-class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compile(rf"^loracle:cancel:{_JOB}:{_USER}$")):
+class CancelButton(discord.ui.DynamicItem[Button], template=re.compile(rf"^loracle:cancel:{_JOB}:{_USER}$")):
     def __init__(self, job_id: str, user_id: int, label: str = "Cancel") -> None:
         super().__init__(
             discord.ui.Button(
@@ -43,14 +56,14 @@ class CancelButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compil
         self.user_id = user_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]) -> CancelButton:
-        return cls(match["job"], int(match["user"]), label=item.label or "Cancel")
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]) -> CancelButton:
+        return cls(match["job"], int(match["user"]), label=_label(item, "Cancel"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await _guarded(interaction, _service(interaction).on_cancel(interaction, self.job_id, self.user_id))
 
 
-class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compile(rf"^loracle:reroll:{_JOB}:{_USER}$")):
+class RerollButton(discord.ui.DynamicItem[Button], template=re.compile(rf"^loracle:reroll:{_JOB}:{_USER}$")):
     def __init__(self, job_id: str, user_id: int, label: str = "Reroll") -> None:
         super().__init__(
             discord.ui.Button(
@@ -61,14 +74,14 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compil
         self.user_id = user_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]) -> RerollButton:
-        return cls(match["job"], int(match["user"]), label=item.label or "Reroll")
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]) -> RerollButton:
+        return cls(match["job"], int(match["user"]), label=_label(item, "Reroll"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await _guarded(interaction, _service(interaction).on_reroll(interaction, self.job_id))
 
 
-class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compile(rf"^loracle:delete:{_JOB}:{_USER}$")):
+class DeleteButton(discord.ui.DynamicItem[Button], template=re.compile(rf"^loracle:delete:{_JOB}:{_USER}$")):
     def __init__(self, job_id: str, user_id: int, label: str = "Delete") -> None:
         super().__init__(
             discord.ui.Button(
@@ -79,8 +92,8 @@ class DeleteButton(discord.ui.DynamicItem[discord.ui.Button], template=re.compil
         self.user_id = user_id
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]) -> DeleteButton:
-        return cls(match["job"], int(match["user"]), label=item.label or "Delete")
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]) -> DeleteButton:
+        return cls(match["job"], int(match["user"]), label=_label(item, "Delete"))
 
     async def callback(self, interaction: discord.Interaction) -> None:
         await _guarded(interaction, _service(interaction).on_delete(interaction, self.job_id, self.user_id))
@@ -102,7 +115,7 @@ def result_view(job_id: str, user_id: int, locale: str) -> discord.ui.View:
     return view
 
 
-def queue_view(entries: list[Any], user_id: int, locale: str) -> discord.ui.View | None:
+def queue_view(entries: Sequence[QueueEntry], user_id: int, locale: str) -> discord.ui.View | None:
     """Cancel buttons for a user's jobs in /queue (at most one row of five)."""
     items = entries[:5]
     if not items:
@@ -127,8 +140,8 @@ class ConfirmView(discord.ui.View):
         self.owner_id = owner_id
         self.result: bool | None = None
         self.answer: discord.Interaction | None = None
-        confirm = discord.ui.Button(label=confirm_label, style=discord.ButtonStyle.danger)
-        cancel = discord.ui.Button(label=cancel_label, style=discord.ButtonStyle.secondary)
+        confirm: Button = discord.ui.Button(label=confirm_label, style=discord.ButtonStyle.danger)
+        cancel: Button = discord.ui.Button(label=cancel_label, style=discord.ButtonStyle.secondary)
         confirm.callback = self._confirm  # type: ignore[method-assign]
         cancel.callback = self._cancel  # type: ignore[method-assign]
         self.add_item(confirm)

@@ -23,6 +23,7 @@ import torch
 
 from engine.errors import JobCancelledError, JobFailedError, LimitError, LoracleError
 from engine.i18n import Text
+from engine.pipeline import prepare_environment
 from engine.pipeline.loader import CheckpointSpec, SingleFileInfo, load_pipeline
 from engine.pipeline.prompt_encoder import DroppedTokens, plan_prompts, prompt_inputs
 from engine.pipeline.samplers import get_sampler, make_scheduler
@@ -89,6 +90,7 @@ class Generator:
         cache_dir: Path,
         config_dir_for: Callable[[SingleFileInfo], Path] | None = None,
     ) -> None:
+        prepare_environment()  # before the first load imports diffusers
         self.device = torch.device(device)
         self.dtype = dtype
         self.cache_dir = Path(cache_dir)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Literal
 from engine.errors import CorruptFileError, LibraryError, LoracleError, UnsafeFileError
 from engine.i18n import Text
 from engine.kinds import Architecture
-from engine.pipeline import tiny
 from engine.pipeline.clip_vocab import write_clip_vocab
 from engine.pipeline.device import ensure_vae_upcast
 from engine.pipeline.single_file import (
@@ -37,6 +36,7 @@ from engine.pipeline.single_file import (
     Header,
     read_header,
 )
+from engine.testing import tiny_sdxl as tiny
 
 if TYPE_CHECKING:
     import torch

@@ -10,6 +10,7 @@
     result = await handle.result()
 """
 
+from engine.queue.failures import as_job_failure, default_summary
 from engine.queue.handle import (
     Cancelled,
     Done,
@@ -21,9 +22,9 @@ from engine.queue.handle import (
     Step,
 )
 from engine.queue.job import Progress, QueuedJob, Runner, new_job_id
+from engine.queue.job_queue import JobQueue, QueueEntry
 from engine.queue.scheduler import Pick, Scheduler, count_switches
 from engine.queue.store import JobRow, JobStore, RecoveryReport
-from engine.queue.worker import JobQueue, QueueEntry, as_job_failure, default_summary
 
 __all__ = [
     "Cancelled",

@@ -29,8 +29,9 @@ class QueuedJob:
     checkpoint: str  # affinity key: the checkpoint's content hash (or name)
     request: dict[str, Any]
     payload: Any = None
-    guild_id: str | None = None
-    channel_id: str | None = None
+    # The submitter's own note (a JSON object: where to answer, say): persisted and handed
+    # back with the job, never read by the queue.
+    origin: dict[str, Any] | None = None
     id: str = field(default_factory=new_job_id)
     created_at: float = field(default_factory=time.time)
 

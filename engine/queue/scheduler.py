@@ -1,7 +1,7 @@
 """Which queued job runs next: fair between users, thrifty with checkpoint switches.
 
 This module is pure and deterministic (no threads, clocks or randomness), so every rule
-below is unit-tested directly; `engine.queue.worker` wraps it with a lock.
+below is unit-tested directly; `engine.queue.job_queue` wraps it with a lock.
 
 The algorithm
 -------------

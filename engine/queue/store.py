@@ -56,8 +56,7 @@ class JobRow:
     request: dict[str, Any]
     result: Any
     error: str | None
-    guild_id: str | None
-    channel_id: str | None
+    origin: dict[str, Any] | None
     created_at: float
     started_at: float | None
     finished_at: float | None
@@ -73,8 +72,7 @@ class JobRow:
             request=json.loads(row["request"]) if row.get("request") else {},
             result=json.loads(row["result"]) if row.get("result") else None,
             error=row.get("error"),
-            guild_id=row.get("guild_id"),
-            channel_id=row.get("channel_id"),
+            origin=json.loads(row["origin"]) if row.get("origin") else None,
             created_at=row.get("created_at") or 0.0,
             started_at=row.get("started_at"),
             finished_at=row.get("finished_at"),
@@ -99,10 +97,13 @@ class JobRow:
             checkpoint=checkpoint or self.checkpoint or "",
             request=self.request,
             payload=payload,
-            guild_id=self.guild_id,
-            channel_id=self.channel_id,
+            origin=self.origin,
             created_at=self.created_at,
         )
+
+
+def _origin_json(job: QueuedJob) -> str | None:
+    return None if job.origin is None else json.dumps(job.origin, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,9 @@ class JobStore:
         """Record `job` unless a row with its id exists; True if it was inserted."""
         with self._transaction() as db:
             cursor = db.execute(
-                "INSERT OR IGNORE INTO jobs (id, user_id, guild_id, channel_id, checkpoint, "
-                "status, request, created_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
-                [job.id, job.user_id, job.guild_id, job.channel_id, job.checkpoint, QUEUED,
+                "INSERT OR IGNORE INTO jobs (id, user_id, origin, checkpoint, "
+                "status, request, created_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                [job.id, job.user_id, _origin_json(job), job.checkpoint, QUEUED,
                  json.dumps(job.request, ensure_ascii=False), job.created_at],
             )
             return cursor.rowcount == 1
@@ -206,8 +207,7 @@ class JobStore:
         return {
             "id": job.id,
             "user_id": job.user_id,
-            "guild_id": job.guild_id,
-            "channel_id": job.channel_id,
+            "origin": _origin_json(job),
             "checkpoint": job.checkpoint,
             "status": QUEUED,
             "request": json.dumps(job.request, ensure_ascii=False),

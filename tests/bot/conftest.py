@@ -14,7 +14,8 @@ import simcord
 import simcord.interactions as sim_interactions
 
 from bot.discord_app.client import LoracleBot, create_bot
-from engine.settings import Settings, load_settings
+from bot.settings import BotSettings as Settings
+from bot.settings import load_settings
 from tests.bot.fakes import FakeEngine
 
 

@@ -37,9 +37,9 @@ from engine.errors import (
 )
 from engine.i18n import Message, Text
 from engine.kinds import Architecture, Category, FileKind
+from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
-from engine.queue.worker import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.requests import (
     DrawPlan,
     DrawRequest,
@@ -169,7 +169,7 @@ class FakeHandle:
 
     def __init__(self, owner: FakeJob, waiter: Waiter) -> None:
         self.owner = owner
-        self.job = owner.job  # the QueuedJob-like view: id, user_id, request (JSON), channel_id
+        self.job = owner.job  # the QueuedJob-like view: id, user_id, request (JSON), origin
         self._waiter = waiter
         self._events: asyncio.Queue[Any] = asyncio.Queue()
         self._loop = asyncio.get_running_loop()
@@ -227,7 +227,7 @@ class FakeQueuedJob:
     id: str
     user_id: str
     request: dict[str, Any]
-    channel_id: str | None = None
+    origin: dict[str, Any] | None = None
 
 
 class FakeJob:
@@ -239,7 +239,7 @@ class FakeJob:
         self.plan = plan
         self.request = request
         self.user_id = request.user_id
-        self.job = FakeQueuedJob(self.id, request.user_id, request.to_json(), request.channel_id)
+        self.job = FakeQueuedJob(self.id, request.user_id, request.to_json(), request.origin)
         self.handle = FakeHandle(self, engine.waiter)
         self.state = "queued"
 
@@ -572,7 +572,7 @@ class FakeEngine:
         limits = self.admin.limits()
         if len(prompt) > self.settings.max_prompt_chars:
             raise LimitError(Text("too long", "太長"))
-        for word in self.admin.blocklist(request.guild_id):
+        for word in self.admin.blocklist(request.scope):
             if word in prompt.lower():
                 raise RequestError(_BLOCKED, word=word)
         name = request.checkpoint or self.admin.default_checkpoint() or "nova_orange"

@@ -6,8 +6,10 @@ from typing import Any
 
 import discord
 import simcord
+from simcord.backend.errors import BackendError
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+UNKNOWN_MESSAGE = 10008  # Discord's JSON error code
 
 
 def callback_types(env: simcord.Env) -> list[int]:
@@ -67,9 +69,13 @@ def progress_text(result: simcord.InteractionResult) -> str:
 
 
 def still_exists(env: simcord.Env, message: discord.Message) -> bool:
+    """False only for Discord's "Unknown Message" (10008); any other failure is raised, so
+    `assert not still_exists(...)` cannot pass on an unrelated error."""
     try:
         env.backend.get_message(message.channel.id, message.id)
-    except Exception:  # simcord's BackendError 10008 Unknown Message
+    except BackendError as exc:
+        if exc.code != UNKNOWN_MESSAGE:
+            raise
         return False
     return True
 

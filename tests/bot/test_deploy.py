@@ -89,7 +89,7 @@ def _section(title: str) -> str:
 @pytest.fixture
 def bot(tmp_path: Path):
     from bot.discord_app.client import create_bot
-    from engine.settings import load_settings
+    from bot.settings import load_settings
     from tests.bot.fakes import FakeEngine
 
     settings = load_settings(_env_file=None, data_dir=tmp_path / "data", offline=True)
@@ -177,7 +177,7 @@ def test_readme_heartbeat_and_health_line_match_the_code(tmp_path: Path) -> None
 
     from bot.discord_app.heartbeat import INTERVAL_S, heartbeat_path, write_heartbeat
     from bot.health import MAX_AGE_S, check_health
-    from engine.settings import load_settings
+    from bot.settings import load_settings
 
     text = " ".join(_section("### 4. Start it").split())
     assert f"every {INTERVAL_S:.0f} s while connected) within the last {MAX_AGE_S:.0f} s" in text

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 from bot.cli import app
 from bot.discord_app.heartbeat import Heartbeat, heartbeat_path, read_heartbeat, write_heartbeat
 from bot.health import check_health
+from bot.settings import load_settings
 from engine.db import connect
-from engine.settings import load_settings
 
 
 def settings_at(path):

@@ -13,11 +13,11 @@ from PIL import Image
 
 from engine.api import Engine
 from engine.errors import LibraryError, LimitError, LoracleError, RequestError, UnknownNameError, WeightError
-from engine.lora.testing import assert_bit_identical, snapshot_weights
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
 from engine.png_info import read_parameters
 from engine.requests import DrawRequest
 from engine.settings import Settings
+from engine.testing.lora_files import assert_bit_identical, snapshot_weights
 from engine.weights import LoraRequest
 
 pytestmark = pytest.mark.slow
@@ -176,8 +176,8 @@ def test_the_blocklist_sees_through_case_and_full_width_letters(engine: Engine) 
     engine.admin.set_blocklist("42", ["Gore"])
     for prompt in ("GORE everywhere", "ｇｏｒｅ", "go\u200bre"):
         with pytest.raises(RequestError, match="gore"):
-            engine.plan(request(prompt=prompt, guild_id="42"))
-    assert engine.plan(request(prompt="gore", guild_id="7")).params.prompt == "gore"  # another server
+            engine.plan(request(prompt=prompt, scope="42"))
+    assert engine.plan(request(prompt="gore", scope="7")).params.prompt == "gore"  # another server
 
 
 def test_a_long_negative_prompt_is_called_the_negative_prompt(engine: Engine) -> None:
@@ -304,7 +304,7 @@ async def test_switching_checkpoints_frees_the_old_pipeline_before_loading(
     import weakref
 
     from engine.pipeline import generator as generator_module
-    from engine.pipeline.tiny import write_tiny_checkpoint
+    from engine.testing.tiny_sdxl import write_tiny_checkpoint
 
     write_tiny_checkpoint(demo_dir / "models" / "otherXL_v10.safetensors", seed=5)
     engine = Engine(demo_settings)

@@ -278,7 +278,7 @@ _SDXL_CONV = [
     ("input_blocks_1_0_in_layers_2", 320, 320, 3),
     ("output_blocks_2_2_conv", 1280, 1280, 3),
 ]
-# engine/pipeline/tiny.py's SDXL: the same names at toy widths (channels 32/64/64,
+# engine/testing/tiny_sdxl.py's SDXL: the same names at toy widths (channels 32/64/64,
 # cross-attention 64, transformer depth 1/1/2, text encoders of width 32)
 _SDXL_TINY_UNET = [
     ("input_blocks_4_1_proj_in", 64, 64, 0),
@@ -378,7 +378,7 @@ def write_kohya_lora(
 ) -> Path:
     """A kohya / LyCORIS LoRA: `lora_unet_…` and `lora_te*_…` modules with `.alpha`.
 
-    arch: sd1 sd2 sdxl sdxl_tiny (engine/pipeline/tiny.py's widths) flux sd3.
+    arch: sd1 sd2 sdxl sdxl_tiny (engine/testing/tiny_sdxl.py's widths) flux sd3.
     variant: lora | locon | loha | lokr | dora. `metadata=None` writes kohya_metadata for
     the arch; pass `{}` for a file without metadata. `exclude` is a regex of module names
     to leave out (e.g. "attn2" to hide the cross-attention widths).
@@ -664,7 +664,7 @@ def write_diffusers_folder(
     harmless pickle) to exercise refusal; `with_configs=False` leaves only model_index.json
     and the weights, so detection must fall back to tensor names.
     """
-    from engine.pipeline import tiny
+    from engine.testing import tiny_sdxl as tiny
 
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)

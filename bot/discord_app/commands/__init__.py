@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bot.discord_app.commands import admin, draw, general, knowledge
 
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
 
-def register(client: Any) -> None:
+
+def register(client: LoracleBot) -> None:
     for module in (draw, knowledge, general, admin):
         module.register(client)

@@ -13,13 +13,14 @@ import logging
 import re
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import discord
 from discord import app_commands
 
 from bot.discord_app import autocomplete, limits
 from bot.discord_app import texts as T
+from bot.discord_app.port import QueuePort
 from bot.discord_app.progress import download_text
 from bot.discord_app.render import safe
 from bot.discord_app.replies import describe, error_text, is_nsfw, send_private
@@ -28,6 +29,9 @@ from bot.discord_app.translator import desc
 from bot.discord_app.views import ConfirmView
 from engine.errors import RequestError
 from engine.text_input import clean_name
+
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
 
 CLEAR = "-"
 
@@ -118,7 +122,7 @@ def _yes_no(value: bool, locale: str) -> str:
     return (T.YES if value else T.NO).render(locale)
 
 
-def register(client: Any) -> None:
+def register(client: LoracleBot) -> None:
     engine = client.engine
     admin = app_commands.Group(
         name="admin",
@@ -319,7 +323,7 @@ def register(client: Any) -> None:
         await act(interaction, body)
 
     # -- queue --------------------------------------------------------------------------
-    async def queue_action(interaction: discord.Interaction, action: Callable[[Any, str], str]) -> None:
+    async def queue_action(interaction: discord.Interaction, action: Callable[[QueuePort, str], str]) -> None:
         async def body(locale: str) -> str:
             if engine.queue is None:
                 return T.QUEUE_OFF.render(locale)
@@ -329,7 +333,7 @@ def register(client: Any) -> None:
 
     @queue.command(name="pause", description=desc("Stop starting and accepting new jobs"))
     async def pause(interaction: discord.Interaction) -> None:
-        def action(jobs: Any, locale: str) -> str:
+        def action(jobs: QueuePort, locale: str) -> str:
             jobs.pause()
             return T.QUEUE_PAUSED.render(locale)
 
@@ -337,7 +341,7 @@ def register(client: Any) -> None:
 
     @queue.command(name="resume", description=desc("Start and accept jobs again"))
     async def resume(interaction: discord.Interaction) -> None:
-        def action(jobs: Any, locale: str) -> str:
+        def action(jobs: QueuePort, locale: str) -> str:
             jobs.resume()
             return T.QUEUE_RESUMED.render(locale)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -11,10 +11,13 @@ from bot.discord_app import autocomplete
 from bot.discord_app.parsing import DrawOptions
 from bot.discord_app.translator import desc
 
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
+
 MAX_SEED = 2**32 - 1
 
 
-def register(client: Any) -> None:
+def register(client: LoracleBot) -> None:
     @app_commands.command(name="draw", description=desc("Draw a picture with an SDXL checkpoint and LoRAs"))
     @app_commands.describe(
         prompt=desc("What to draw"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
@@ -14,8 +14,11 @@ from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 from bot.discord_app.views import queue_view
 
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
 
-def register(client: Any) -> None:
+
+def register(client: LoracleBot) -> None:
     @app_commands.command(name="queue", description=desc("Your pictures waiting in the queue"))
     async def queue(interaction: discord.Interaction) -> None:
         locale = locale_of(interaction)

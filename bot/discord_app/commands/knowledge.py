@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import re
-from typing import Any
+from typing import TYPE_CHECKING
 
 import discord
 from discord import app_commands
 
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
+from bot.discord_app.port import EnginePort
 from bot.discord_app.render import family_check_embed, lora_info_embed
 from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text, is_nsfw
 from bot.discord_app.texts import locale_of
@@ -18,12 +19,15 @@ from bot.discord_app.translator import desc
 from engine.errors import RequestError
 from engine.text_input import clean_name
 
+if TYPE_CHECKING:
+    from bot.discord_app.client import LoracleBot
+
 
 def split_names(text: str) -> list[str]:
     return [name for name in (clean_name(part) for part in re.split(r"[,;\n，；]", text)) if name]
 
 
-def refuse_nsfw(engine: Any, checkpoint: str, loras: list[str]) -> None:
+def refuse_nsfw(engine: EnginePort, checkpoint: str, loras: list[str]) -> None:
     """Outside age-restricted channels, refuse a check naming an NSFW checkpoint or LoRA,
     as /draw and /lora info do: the verdict card is posted for everyone. Touches the
     library: call it in a thread."""
@@ -33,7 +37,7 @@ def refuse_nsfw(engine: Any, checkpoint: str, loras: list[str]) -> None:
             raise RequestError(T.NSFW_HERE, name=entry.label)
 
 
-def register(client: Any) -> None:
+def register(client: LoracleBot) -> None:
     lora = app_commands.Group(name="lora", description=desc("What Loracle knows about LoRAs"))
     family = app_commands.Group(name="family", description=desc("Which LoRAs suit which checkpoints"))
 

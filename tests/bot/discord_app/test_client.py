@@ -16,7 +16,7 @@ from bot.discord_app.client import create_bot
 from bot.discord_app.heartbeat import Heartbeat
 from bot.discord_app.translator import DESCRIPTIONS, LoracleTranslator
 from bot.health import check_health
-from engine.settings import load_settings
+from bot.settings import load_settings
 from tests.bot.fakes import FakeEngine
 from tests.bot.helpers import private_text, progress_text, public
 

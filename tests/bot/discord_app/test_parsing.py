@@ -12,8 +12,8 @@ def build(**options):
     return build_request(
         DrawOptions(**options),
         user_id="1",
-        guild_id="2",
-        channel_id="3",
+        scope="2",
+        origin={"channel_id": "3"},
         locale="en",
         allow_nsfw=False,
         max_loras=6,
@@ -40,7 +40,7 @@ def test_build_request():
     assert request.checkpoint == "nova"
     assert [(l.name, l.weight) for l in request.loras] == [("a", 0.5), ("b", 1.0)]
     assert (request.width, request.height, request.count) == (64, 128, 1)
-    assert (request.user_id, request.guild_id, request.channel_id, request.allow_nsfw) == ("1", "2", "3", False)
+    assert (request.user_id, request.scope, request.origin, request.allow_nsfw) == ("1", "2", {"channel_id": "3"}, False)
 
 
 def test_prompt_checks():

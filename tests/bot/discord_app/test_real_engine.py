@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from bot.demo import CHECKPOINT, build_demo_library
-from engine.settings import Settings, load_settings
+from bot.settings import BotSettings as Settings
+from bot.settings import load_settings
 from tests.bot.helpers import (
     PNG_SIGNATURE,
     attachment_bytes,

@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from bot.discord_app import runner, texts
+from bot.discord_app import launch, texts
 from bot.discord_app.texts import human_size, locale_of
 from engine.i18n import Text
 
@@ -17,8 +17,8 @@ def all_texts() -> dict[str, Text]:
     for table in ("VERDICTS", "STATUSES", "SOURCES"):
         for key, value in getattr(texts, table).items():
             found[f"{table}[{key}]"] = value
-    found["runner.NO_TOKEN"] = runner.NO_TOKEN
-    found["runner.BAD_TOKEN"] = runner.BAD_TOKEN
+    found["launch.NO_TOKEN"] = launch.NO_TOKEN
+    found["launch.BAD_TOKEN"] = launch.BAD_TOKEN
     return found
 
 

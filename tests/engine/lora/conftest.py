@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from engine.lora import LoraCache, LoraPatcher, LoraSpec
-from engine.lora.testing import write_tiny_lora
-from engine.pipeline.tiny import build_tiny_pipeline
+from engine.testing.lora_files import write_tiny_lora
+from engine.testing.tiny_sdxl import build_tiny_pipeline
 
 
 @pytest.fixture(scope="package", autouse=True)

@@ -8,12 +8,12 @@ import pytest
 
 from engine.errors import CorruptFileError
 from engine.lora.cache import LoraCache, file_identity_key
-from engine.lora.testing import write_tiny_lora
+from engine.testing.lora_files import write_tiny_lora
 
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    from engine.pipeline.tiny import build_tiny_pipeline
+    from engine.testing.tiny_sdxl import build_tiny_pipeline
 
     folder = tmp_path_factory.mktemp("cache")
     pipe = build_tiny_pipeline(0)

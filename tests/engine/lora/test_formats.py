@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from engine.errors import CorruptFileError, LoraFormatError, UnsafeFileError
 from engine.kinds import FileKind
 from engine.lora.formats import dora_weight, load_lora, parse_state_dict, split_key
-from engine.lora.testing import write_tiny_lora
+from engine.testing.lora_files import write_tiny_lora
 
 ATTN_Q = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q"
 CONV3 = "lora_unet_input_blocks_1_0_in_layers_2"

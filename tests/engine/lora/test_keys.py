@@ -11,7 +11,7 @@ from engine.lora.keys import (
     sgm_unet_name,
     unet_block_map,
 )
-from engine.pipeline.tiny import TINY_UNET_CONFIG
+from engine.testing.tiny_sdxl import TINY_UNET_CONFIG
 
 # The real SDXL base UNet config (stabilityai/stable-diffusion-xl-base-1.0/unet/config.json,
 # the fields that shape the module tree), for key-mapping checks on a meta-device model.

@@ -12,14 +12,14 @@ from engine.errors import LoraFormatError, WeightError
 from engine.lora import LoraCache, LoraPatcher, LoraSpec
 from engine.lora.formats import LoraModule, load_lora
 from engine.lora.patcher import contribution_delta
-from engine.lora.testing import (
+from engine.testing.lora_files import (
     assert_bit_identical,
     changed_weights,
     snapshot_weights,
     write_mismatched_lora,
     write_tiny_lora,
 )
-from engine.pipeline.tiny import build_tiny_pipeline
+from engine.testing.tiny_sdxl import build_tiny_pipeline
 
 
 def test_weight_zero_is_bit_identical_to_no_lora(pipe, patcher_for, spec, lora_pool, render):

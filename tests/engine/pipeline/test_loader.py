@@ -21,7 +21,7 @@ from engine.pipeline.loader import (
 )
 from engine.pipeline.samplers import make_scheduler, sampler_names
 from engine.pipeline.single_file import read_header
-from engine.pipeline.tiny import write_tiny_checkpoint
+from engine.testing.tiny_sdxl import write_tiny_checkpoint
 
 SDXL_KEYS = {
     "model.diffusion_model.input_blocks.0.0.weight": (320, 4, 3, 3),

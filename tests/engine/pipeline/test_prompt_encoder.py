@@ -11,10 +11,10 @@ import torch
 import engine.pipeline.prompt_encoder as prompt_encoder
 from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
-from engine.lora.testing import write_tiny_lora
 from engine.pipeline.prompt_encoder import plan_prompts, prompt_inputs, tokenize_prompt
 from engine.pipeline.samplers import make_scheduler
-from engine.pipeline.tiny import build_tiny_pipeline
+from engine.testing.lora_files import write_tiny_lora
+from engine.testing.tiny_sdxl import build_tiny_pipeline
 
 LONG = ", ".join(["masterpiece"] * 45)  # 89 tokens: two chunks
 HIDDEN_L = 32  # the tiny CLIP-L's width; CLIP-G's features follow it

@@ -5,7 +5,7 @@ import torch
 
 from engine.errors import RequestError
 from engine.pipeline.samplers import DEFAULT_SAMPLER, get_sampler, make_scheduler, sampler_names
-from engine.pipeline.tiny import TINY_SCHEDULER_CONFIG
+from engine.testing.tiny_sdxl import TINY_SCHEDULER_CONFIG
 
 V_PRED = {**TINY_SCHEDULER_CONFIG, "prediction_type": "v_prediction", "rescale_betas_zero_snr": True}
 

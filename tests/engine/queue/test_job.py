@@ -13,7 +13,7 @@ def test_job_ids_are_unique_uuid_hex_and_created_now():
     b = QueuedJob(user_id="1", checkpoint="c", request={})
     assert a.id != b.id and len(a.id) == 32 and int(a.id, 16) >= 0
     assert abs(a.created_at - time.time()) < 5
-    assert a.payload is None and a.guild_id is None
+    assert a.payload is None and a.origin is None
 
 
 def test_progress_reports_steps_and_cancellation():

@@ -34,12 +34,12 @@ def mem_store(clock) -> JobStore:
 
 def test_insert_records_a_queued_job_with_its_request(mem_store):
     job = QueuedJob(user_id="42", checkpoint="sha-a", request={"prompt": "貓", "steps": 20},
-                    guild_id="g", channel_id="c", created_at=5.0)
+                    origin={"where": ["g", "c"]}, created_at=5.0)
     mem_store.insert(job)
     row = mem_store.get(job.id)
     assert row.status == "queued" and row.attempts == 0
     assert row.request == {"prompt": "貓", "steps": 20}
-    assert (row.user_id, row.checkpoint, row.guild_id, row.channel_id) == ("42", "sha-a", "g", "c")
+    assert (row.user_id, row.checkpoint, row.origin) == ("42", "sha-a", {"where": ["g", "c"]})
     assert row.created_at == 5.0 and row.started_at is None and row.result is None
     assert row["request"] == row.get("request") == {"prompt": "貓", "steps": 20}
     assert row.get("started_at", 0.0) == 0.0 and row.get("nope") is None
@@ -47,7 +47,7 @@ def test_insert_records_a_queued_job_with_its_request(mem_store):
         row["nope"]
     assert row.to_job(payload="p") == QueuedJob(
         id=job.id, user_id="42", checkpoint="sha-a", request=job.request, payload="p",
-        guild_id="g", channel_id="c", created_at=5.0)
+        origin={"where": ["g", "c"]}, created_at=5.0)
     with pytest.raises(sqlite3.IntegrityError):
         mem_store.insert(job)  # ids are unique
     assert mem_store.insert_if_missing(job) is False

@@ -1,4 +1,4 @@
-"""GpuRunner, the job body: what it tells the user and what it writes into each PNG."""
+"""GpuRunner (engine.workers.local), the job body: what it tells the user and what it writes into each PNG."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from engine.pipeline.prompt_encoder import MAX_CHUNKS, MAX_TOKENS
 from engine.png_info import parse_parameters, read_parameters
 from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint
-from engine.runner import GpuRunner
+from engine.workers.local import GpuRunner
 
 
 @pytest.fixture

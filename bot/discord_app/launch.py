@@ -19,9 +19,10 @@ import discord
 
 from bot.discord_app import endpoints
 from bot.discord_app.client import LoracleBot, create_bot
+from bot.discord_app.port import EnginePort
+from bot.settings import BotSettings
 from engine.errors import SettingsError
 from engine.i18n import Text
-from engine.settings import Settings
 
 log = logging.getLogger("loracle.bot")
 
@@ -41,14 +42,14 @@ BAD_TOKEN = Text(
 )
 
 
-def token_of(settings: Settings) -> str:
+def token_of(settings: BotSettings) -> str:
     token = settings.discord_token.get_secret_value().strip() if settings.discord_token else ""
     if not token:
         raise SettingsError(NO_TOKEN)
     return token
 
 
-def run_bot(settings: Settings) -> None:
+def run_bot(settings: BotSettings) -> None:
     """Run until stopped (Ctrl-C, SIGTERM). Raises SettingsError for a missing or refused token."""
     token = token_of(settings)
     discord.utils.setup_logging(level=getattr(logging, settings.log_level), root=True)
@@ -61,7 +62,7 @@ def run_bot(settings: Settings) -> None:
         log.info("stopped")
 
 
-async def _main(settings: Settings, token: str) -> None:
+async def _main(settings: BotSettings, token: str) -> None:
     from engine.api import Engine
 
     engine = Engine(settings)
@@ -76,7 +77,7 @@ async def _main(settings: Settings, token: str) -> None:
         await engine.close()
 
 
-async def _startup_scan(engine: Any) -> None:
+async def _startup_scan(engine: EnginePort) -> None:
     try:
         report = await engine.scan()
     except Exception:
@@ -88,9 +89,9 @@ async def _startup_scan(engine: Any) -> None:
 
 
 async def serve(
-    settings: Settings,
+    settings: BotSettings,
     token: str,
-    engine: Any,
+    engine: EnginePort,
     *,
     started: Callable[[LoracleBot], None] | None = None,
     handle_signals: bool = True,

@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from engine.pipeline import prepare_environment
+
 TINY_UNET_CONFIG: dict[str, Any] = {
     "sample_size": 16,
     "in_channels": 4,
@@ -164,6 +166,8 @@ def build_tiny_pipeline(seed: int = 0, folder: Path | None = None):
     import tempfile
 
     import torch
+
+    prepare_environment()
     from diffusers import (
         AutoencoderKL,
         EulerDiscreteScheduler,

@@ -1,5 +1,6 @@
-"""Tiny SDXL fixtures, built once per test session: a pipeline, the same weights as a
-CivitAI-style single file and as a diffusers folder, and a Generator with it loaded."""
+"""Tiny SDXL fixtures for the pipeline and worker tests, built once per test session: a
+pipeline, the same weights as a CivitAI-style single file and as a diffusers folder, and a
+Generator with it loaded."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import torch
 
 from engine.pipeline.generator import Generator
 from engine.pipeline.loader import CheckpointSpec
-from engine.pipeline.tiny import build_tiny_pipeline, write_tiny_checkpoint
 from engine.requests import GenerationParams
+from engine.testing.tiny_sdxl import build_tiny_pipeline, write_tiny_checkpoint
 
 # Toy-sized matmuls gain nothing from threads, and on a shared 2-core machine torch's
 # thread pool spins against the other processes: one thread runs these tests ~5x faster.

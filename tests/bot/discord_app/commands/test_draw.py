@@ -9,7 +9,7 @@ from PIL import Image
 
 from bot.discord_app.client import create_bot
 from engine.errors import JobFailedError
-from engine.queue.worker import UNEXPECTED
+from engine.queue.failures import UNEXPECTED
 from tests.bot.helpers import (
     PNG_SIGNATURE,
     attachment_bytes,
@@ -59,7 +59,8 @@ async def test_draw_defers_first_then_replies_with_png_and_applied_weights(world
     ]
     request = job.request
     assert request.user_id == str(world.alice.id)
-    assert request.guild_id == str(world.guild.id) and request.channel_id == str(world.channel.id)
+    assert request.scope == str(world.guild.id)
+    assert request.origin == {"guild_id": str(world.guild.id), "channel_id": str(world.channel.id)}
     assert [(l.name, l.weight) for l in request.loras] == [("detail_slider", 0.6), ("pony_eyes", None)]
     assert request.allow_nsfw is False
 

@@ -24,7 +24,7 @@ from engine.pipeline.loader import CheckpointSpec
 from engine.pipeline.prompt_encoder import MAX_TOKENS
 from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
-from engine.queue.worker import Progress, QueuedJob
+from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult
 from engine.text_input import shorten
 

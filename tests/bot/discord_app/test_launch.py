@@ -13,9 +13,9 @@ from discord import http
 from discord.gateway import DiscordWebSocket
 
 from bot.discord_app import endpoints
-from bot.discord_app.runner import run_bot, serve
+from bot.discord_app.launch import run_bot, serve
+from bot.settings import load_settings
 from engine.errors import SettingsError
-from engine.settings import load_settings
 from tests.bot.fakes import FakeEngine
 from tests.bot.loopback import APP_ID, FakeDiscord, slash_interaction
 

@@ -1,0 +1,114 @@
+"""`loracle draw`: one job through the same queue as the bot, with a progress bar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text as Styled
+
+from bot.cli.common import OUT_DIR, JsonOpt, LangOpt, app, err, fail, out, print_json, printable, run_engine
+from engine.errors import RequestError
+from engine.i18n import EN, normalize_locale
+
+if TYPE_CHECKING:
+    from engine.api import Engine
+    from engine.queue.handle import JobHandle
+    from engine.requests import DrawResult
+
+
+@app.command("draw")
+def draw(
+    prompt: str,
+    negative: Annotated[str, typer.Option("--negative", help="Negative prompt")] = "",
+    checkpoint: Annotated[str | None, typer.Option("--checkpoint", "-c")] = None,
+    lora: Annotated[list[str] | None, typer.Option("--lora", "-l", help="NAME or NAME:WEIGHT (repeatable)")] = None,
+    seed: Annotated[int | None, typer.Option("--seed")] = None,
+    steps: Annotated[int | None, typer.Option("--steps")] = None,
+    cfg: Annotated[float | None, typer.Option("--cfg")] = None,
+    width: Annotated[int | None, typer.Option("--width")] = None,
+    height: Annotated[int | None, typer.Option("--height")] = None,
+    count: Annotated[int, typer.Option("--count")] = 1,
+    sampler: Annotated[str | None, typer.Option("--sampler", help='e.g. "Euler a", "DPM++ 2M Karras"')] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Also copy the images here")] = None,
+    as_json: JsonOpt = False,
+    lang: LangOpt = EN,
+) -> None:
+    """Draw with a checkpoint and LoRAs; prints the PNG paths and the applied weights."""
+    from engine.weights import parse_lora_list
+
+    locale = normalize_locale(lang)
+    if out_dir is not None:
+        # Checked before drawing: a typo here must not cost a GPU job and end in a traceback.
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
+
+    async def body(engine: Engine) -> DrawResult:
+        from engine.requests import DrawRequest
+
+        loras = parse_lora_list(",".join(lora or []), max_loras=engine.settings.max_loras)
+        request = DrawRequest(
+            prompt=prompt,
+            negative=negative,
+            checkpoint=checkpoint,
+            loras=loras,
+            seed=seed,
+            steps=steps,
+            cfg=cfg,
+            width=width,
+            height=height,
+            count=count,
+            sampler=sampler,
+            user_id="cli",
+            locale=locale,
+        )
+        # Jobs a crash left behind belong to the bot, which re-queues them when it starts.
+        await engine.start(recover=False)
+        handle = await engine.submit(request)
+        return await _follow(handle, quiet=as_json)
+
+    result = run_engine(body, json_mode=as_json, locale=locale)
+    if out_dir is not None:
+        import shutil
+
+        try:
+            result.images = [Path(shutil.copy2(p, out_dir / p.name)) for p in result.images]
+        except OSError as exc:
+            fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
+    data = result.to_json(locale)
+    if as_json:
+        print_json(data)
+        return
+    for path in data["images"]:
+        out.print(printable(path))
+    for item in data["loras"]:
+        requested = "default" if item["requested_weight"] is None else f"{item['requested_weight']:g}"
+        out.print(printable(f"  {item['name']}: {requested} → {item['applied_weight']:g} ({item['status']}, {item['verdict']})"))
+    for warning in data["warnings"]:
+        err.print(Styled.assemble(("warning:", "yellow"), printable(f" {warning}")))
+    out.print(printable(f"seed {data['seed']}, {data['steps']} steps, CFG {data['cfg']:g}, {data['width']}×{data['height']}, {data['seconds']:.1f} s"))
+
+
+async def _follow(handle: JobHandle, *, quiet: bool) -> DrawResult:
+    """Show queue position and a step progress bar while the job runs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engine.queue.handle import Queued, Step
+
+    result: DrawResult
+    if quiet or not err.is_terminal:
+        result = await handle.result()
+        return result
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+        task = bar.add_task("queued", total=None)
+        async for event in handle.events():
+            match event:
+                case Queued(position=position):
+                    bar.update(task, description=f"queued (position {position})")
+                case Step(i=i, n=n):
+                    bar.update(task, description="drawing", completed=i, total=n)
+    result = await handle.result()
+    return result

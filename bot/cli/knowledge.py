@@ -1,0 +1,84 @@
+"""`loracle lora info` and `loracle family check`: what Loracle knows about LoRAs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.text import Text as Styled
+
+from bot.cli.common import JsonOpt, LangOpt, err, family_app, lora_app, out, print_json, printable, run_engine
+from engine.i18n import EN, normalize_locale
+
+if TYPE_CHECKING:
+    from engine.answers import FamilyCheck, LoraInfo
+    from engine.api import Engine
+
+
+# -- lora info -------------------------------------------------------------------------
+@lora_app.command("info")
+def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
+    """Base model, family, trigger words, recommended weight and where it fits."""
+    locale = normalize_locale(lang)
+
+    async def body(engine: Engine) -> LoraInfo:
+        return await engine.lora_info(name)
+
+    info = run_engine(body, json_mode=as_json, locale=locale)
+    data = info.to_json(locale)
+    if as_json:
+        print_json(data)
+        return
+    out.print(Styled.assemble((printable(data["label"]), "bold"), f"  ({data['kind']}, {data['architecture']})"))
+    source = f"  (from {data['base_model_source']})" if data["base_model_source"] else ""
+    out.print(Styled.assemble(
+        printable(f"base model: {data['base_model'] or 'unknown'}  family: {data['family_label'] or 'unknown'}"),
+        (printable(source), "dim"),
+    ))
+    out.print(printable(f"trigger words: {', '.join(data['trigger_words']) or '-'}"))
+    out.print(printable(f"recommended weight: {data['recommended_weight']:g} ({data['recommended_weight_source']})"))
+    if data["civitai_url"]:
+        out.print(printable(f"CivitAI: {data['civitai_url']}"))
+    if data["trained_on"]:
+        t = data["trained_on"]
+        out.print(printable(f"trained on: {t.get('name') or '?'} ({t.get('base_model') or 'base model unknown'})"))
+    out.print(printable(f"file: {data['file']}  rank {data['rank']}  alpha {data['alpha']}  AutoV2 {data['autov2']}"))
+    for line in data["evidence"]:
+        out.print(printable(f"  evidence: {line}"))
+    if data["suits"]:
+        out.print("checkpoints in the library:")
+        for s in data["suits"]:
+            family = s["family_label"]
+            out.print(printable(f"  {s['verdict']:<13} {s['checkpoint']} ({family or 'unknown family'})"))
+    for note in data["notes"]:
+        err.print(printable(f"note: {note}"))
+
+
+@family_app.command("check")
+def family_check(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", "-c", help="Checkpoint name")],
+    lora: Annotated[list[str], typer.Option("--lora", "-l", help="LoRA name (repeatable)")],
+    as_json: JsonOpt = False,
+    lang: LangOpt = EN,
+) -> None:
+    """The verdict for each LoRA on the checkpoint, with evidence and an explanation."""
+    locale = normalize_locale(lang)
+
+    async def body(engine: Engine) -> FamilyCheck:
+        return await engine.family_check(checkpoint, lora)
+
+    check = run_engine(body, json_mode=as_json, locale=locale)
+    data = check.to_json(locale)
+    if as_json:
+        print_json(data)
+        return
+    cp = data["checkpoint"]
+    base = f"{cp['base_model'] or 'unknown base model'} ({cp['family_label'] or 'unknown family'})"
+    out.print(Styled.assemble("checkpoint ", (printable(cp["name"]), "bold"), printable(f": {cp['architecture']}, {base}")))
+    for item in data["loras"]:
+        out.print(Styled.assemble("\n", (printable(item["name"]), "bold"), " → ", (item["verdict"], "bold")))
+        out.print(printable(f"  {item['explanation']}"))
+        for line in item["evidence"]:
+            out.print(printable(f"  · {line}"))
+    for note in data["notes"]:
+        err.print(printable(f"note: {note}"))

@@ -1,0 +1,55 @@
+"""`loracle draw`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.bot.cli.readme import assert_documented_keys
+
+
+@pytest.mark.slow
+def test_draw_json_reports_applied_weights(cli, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = cli(
+        "draw", "1girl, smile", "-l", "demo_exact_style:0.7", "-l", "demo_pony_style:-9",
+        "-l", "demo_sd15_detail", "-l", "demo_mystery:0", "--seed", "5", "--steps", "2",
+        "--width", "64", "--height", "64", "--out", str(out), "--json",
+    )
+    data = json.loads(result.stdout)
+    assert data["seed"] == 5 and len(data["images"]) == 1
+    assert Path(data["images"][0]).parent == out and Path(data["images"][0]).exists()
+    loras = {l["name"]: l for l in data["loras"]}
+    assert loras["demo_exact_style"] == {**loras["demo_exact_style"], "requested_weight": 0.7, "applied_weight": 0.7, "status": "applied", "verdict": "exact"}
+    assert loras["demo_pony_style"]["status"] == "clamped" and loras["demo_pony_style"]["applied_weight"] == -2.0
+    assert loras["demo_sd15_detail"]["status"] == "refused" and loras["demo_sd15_detail"]["applied_weight"] == 0
+    assert loras["demo_mystery"]["status"] == "not_applied"
+    assert any("SD 1" in w for w in data["warnings"])
+    assert_documented_keys("draw", data)
+
+
+@pytest.mark.slow
+def test_draw_leaves_the_bots_queued_jobs_alone(cli, demo_dir: Path) -> None:
+    # `docker compose exec ... loracle draw` next to a running bot shares its database:
+    # the bot's waiting job must stay the bot's, not be run (again) by the CLI.
+    from engine.db import ThreadLocalDB
+    from engine.queue.job import QueuedJob
+    from engine.queue.store import JobStore
+
+    store = JobStore(ThreadLocalDB(demo_dir / "loracle.db"))
+    job = QueuedJob(user_id="1234", checkpoint="x", request={"prompt": "a bot job", "steps": 1}, origin={"guild_id": None, "channel_id": "99"})
+    store.insert(job)
+    data = json.loads(cli("draw", "1girl", "--steps", "1", "--width", "64", "--height", "64", "--json").stdout)
+    assert len(data["images"]) == 1
+    assert store.get(job.id).status == "queued"
+    assert len(list((demo_dir / "outputs").rglob("*.png"))) == 1
+
+
+def test_unwritable_out_dir_is_refused_before_drawing(cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = cli("draw", "1girl", "--out", str(blocker / "images"), "--json", ok=False)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "Cannot write the images" in json.loads(result.stderr)["error"]
