@@ -102,11 +102,11 @@ def _write_sd15_lora(path: Path, metadata: dict[str, str]) -> None:
 
 def build_demo_library(root: Path) -> Path:
     """Write the demo checkpoint and LoRAs under `root` (once; later runs reuse them)."""
-    from engine.hashing import hash_file
+    from engine.files.hashing import hash_file
+    from engine.files.header import read_header
     from engine.lora.testing import write_tiny_lora
     from engine.pipeline.single_file import write_single_file
     from engine.pipeline.tiny import build_tiny_pipeline
-    from engine.safetensors_header import read_header
 
     models, loras = root / "models", root / "loras"
     models.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from engine.errors import CorruptFileError, LibraryError, LoracleError, UnsafeFileError
+from engine.files.header import SafetensorsHeader as Header
+from engine.files.header import read_header
 from engine.i18n import Text
 from engine.kinds import Architecture
 from engine.pipeline import tiny
@@ -34,8 +36,6 @@ from engine.pipeline.single_file import (
     V_PRED_KEY,
     VAE_PREFIX,
     ZTSNR_KEY,
-    Header,
-    read_header,
 )
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _prediction_marks(header: Header) -> tuple[bool, bool]:
     """(v-prediction, zero terminal SNR) as the file states them: the `v_pred` / `ztsnr`
     marker tensors, or the training metadata (modelspec.prediction_type,
     ss_v_parameterization, ss_zero_terminal_snr) the library reads the same way."""
-    from engine.training_meta import parse_training_metadata
+    from engine.files.training import parse_training_metadata
 
     training = parse_training_metadata(header.metadata)
     v_pred = V_PRED_KEY in header.tensors or training.prediction_type == "v"
@@ -481,7 +481,7 @@ def _load_vae(path: Path, config_dir: Path, dtype: torch.dtype):
     header = read_header(path)
     wanted = (VAE_PREFIX,) if single_file_has_vae(header) else _LDM_VAE_PARTS
     with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh if k.startswith(wanted)}
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(wanted)}  # noqa: SIM118 - safe_open is not iterable
     if not weights:
         raise LibraryError(
             Text("“{name}” has no VAE in it to borrow.", "「{name}」裡沒有可借用的 VAE。"), name=path.name
@@ -503,7 +503,7 @@ def _load_open_clip(path: Path, config_dir: Path, dtype: torch.dtype):
 
     model = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(config_dir, local_files_only=True))
     with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh if k.startswith(CLIP_G_PREFIX)}
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(CLIP_G_PREFIX)}  # noqa: SIM118 - safe_open is not iterable
     model.load_state_dict(convert_open_clip_checkpoint(model, weights, prefix=CLIP_G_PREFIX), strict=True)
     return model.to(dtype).eval()
 
