@@ -102,9 +102,9 @@ def _write_sd15_lora(path: Path, metadata: dict[str, str]) -> None:
 
 def build_demo_library(root: Path) -> Path:
     """Write the demo checkpoint and LoRAs under `root` (once; later runs reuse them)."""
-    from engine.hashing import hash_file
+    from engine.files.hashing import hash_file
+    from engine.files.header import read_header
     from engine.pipeline.single_file import write_single_file
-    from engine.safetensors_header import read_header
     from engine.testing.lora_files import write_tiny_lora
     from engine.testing.tiny_sdxl import build_tiny_pipeline
 

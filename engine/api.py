@@ -311,7 +311,7 @@ class Engine:
                 ),
                 path=path_text,
             )
-        from engine.modelfile import inspect_path
+        from engine.files.modelfile import inspect_path
 
         info = await asyncio.to_thread(inspect_path, source)
         target_dir = self.settings.loras_dir if info.kind.is_lora else self.settings.models_dir
@@ -538,8 +538,8 @@ class Engine:
 
     def _has_baked_vae(self, entry: LibraryEntry) -> bool:
         """Whether a single-file checkpoint carries its VAE (header only, remembered)."""
+        from engine.files.header import read_header
         from engine.pipeline.loader import single_file_has_vae
-        from engine.pipeline.single_file import read_header
 
         key = (str(entry.path), entry.size, entry.mtime)
         if key not in self._has_vae:

@@ -24,13 +24,14 @@ from typing import Any
 
 from engine.db import ThreadLocalDB, library_version
 from engine.errors import LibraryError, LoracleError, UnknownNameError
-from engine.hashing import hash_file, hash_folder
+from engine.files.hashing import hash_file, hash_folder
+from engine.files.header import SAFETENSORS_SUFFIXES
+from engine.files.modelfile import ModelFileInfo, inspect_path
+from engine.files.sniff import REFUSED_SUFFIXES
+from engine.files.training import TrainingMetadata, parse_training_metadata
 from engine.i18n import Text
 from engine.kinds import Architecture, Category, FileKind
-from engine.modelfile import ModelFileInfo, inspect_path
-from engine.safetensors_header import REFUSED_SUFFIXES, SAFETENSORS_SUFFIXES
 from engine.text_input import clean_name
-from engine.training_meta import TrainingMetadata, parse_training_metadata
 
 # Metadata values bigger than this are not kept verbatim: some trainers embed base64
 # preview images or whole dataset listings, and the DB row is read on every lookup.

@@ -28,82 +28,22 @@ from pathlib import Path
 import torch
 
 from engine.errors import CorruptFileError, LoraFormatError, UnsafeFileError
+from engine.files.lora_keys import (
+    DIFFUSERS_SUFFIXES,
+    LOHA_PARTS,
+    LOKR_PARTS,
+    LORA_PARTS,
+    UNSUPPORTED,
+    lora_kind,
+)
+from engine.files.lora_keys import split_key as split_raw_key
+from engine.files.sniff import REFUSED_SUFFIXES
 from engine.i18n import Text
 from engine.kinds import FileKind
 from engine.lora.keys import normalize_alias
 
-# Key suffix -> role. Matched with str.endswith, so no suffix can shadow another.
-_ROLE_SUFFIXES: dict[str, str] = {
-    ".lora_down.weight": "down",
-    ".lora_up.weight": "up",
-    ".lora_mid.weight": "mid",
-    ".lora_A.weight": "down",  # peft
-    ".lora_B.weight": "up",
-    ".lora.down.weight": "down",  # diffusers LoRACompatibleLinear (legacy)
-    ".lora.up.weight": "up",
-    "_lora.down.weight": "down",  # diffusers attention processors: attn1.processor.to_q_lora
-    "_lora.up.weight": "up",
-    ".lora_linear_layer.down.weight": "down",  # diffusers text-encoder patch (legacy)
-    ".lora_linear_layer.up.weight": "up",
-    ".alpha": "alpha",
-    ".dora_scale": "dora_scale",
-    ".lora_magnitude_vector": "magnitude",  # peft DoRA
-    ".lora_magnitude_vector.weight": "magnitude",
-    ".hada_w1_a": "hada_w1_a",
-    ".hada_w1_b": "hada_w1_b",
-    ".hada_w2_a": "hada_w2_a",
-    ".hada_w2_b": "hada_w2_b",
-    ".hada_t1": "hada_t1",
-    ".hada_t2": "hada_t2",
-    ".lokr_w1": "lokr_w1",
-    ".lokr_w1_a": "lokr_w1_a",
-    ".lokr_w1_b": "lokr_w1_b",
-    ".lokr_w2": "lokr_w2",
-    ".lokr_w2_a": "lokr_w2_a",
-    ".lokr_w2_b": "lokr_w2_b",
-    ".lokr_t2": "lokr_t2",
-    ".diff": "diff",
-    ".diff_b": "diff_b",
-    ".w_norm": "w_norm",
-    ".b_norm": "b_norm",
-}
-_SUFFIXES_LONGEST_FIRST = sorted(_ROLE_SUFFIXES, key=len, reverse=True)
-# The spellings diffusers writes. Its `lora_adapter_metadata` alpha covers them all:
-# training scripts pass peft's state dict through convert_state_dict_to_diffusers, which
-# renames the text encoders' attention layers to `.lora_linear_layer.down` and leaves
-# their MLP layers `.lora_A`, so one file mixes both.
-_DIFFUSERS_SUFFIXES = (
-    ".lora_A.weight",
-    ".lora_B.weight",
-    ".lora.down.weight",
-    ".lora.up.weight",
-    "_lora.down.weight",
-    "_lora.up.weight",
-    ".lora_linear_layer.down.weight",
-    ".lora_linear_layer.up.weight",
-)
-
-# LyCORIS algorithms whose maths we do not implement: refusing beats applying half a file.
-_UNSUPPORTED_SUFFIXES: dict[str, str] = {
-    ".a1.weight": "GLoRA",
-    ".a2.weight": "GLoRA",
-    ".b1.weight": "GLoRA",
-    ".b2.weight": "GLoRA",
-    ".oft_blocks": "OFT/BOFT",
-    ".oft_diag": "OFT",
-    ".oft_R.weight": "OFT",
-    ".rescale": "OFT",
-    ".on_input": "IA3",
-    ".lokr_t1": "LoKr with a Tucker first factor",
-    ".set_weight": "weight replacement",
-}
-
-_LORA_ROLES = {"up", "down", "mid"}
-_LOHA_ROLES = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b", "hada_t1", "hada_t2"}
-_LOKR_ROLES = {"lokr_w1", "lokr_w1_a", "lokr_w1_b", "lokr_w2", "lokr_w2_a", "lokr_w2_b", "lokr_t2"}
 _WEIGHT_DIFF_ROLES = {"diff", "w_norm"}
 _BIAS_ROLES = {"diff_b", "b_norm"}
-_PICKLE_SUFFIXES = {".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle"}
 
 _MSG_UNREADABLE = Text(
     "The LoRA file “{name}” could not be read ({reason}). It may be incomplete or damaged; "
@@ -382,10 +322,8 @@ class ParsedLora:
 
 def split_key(key: str) -> tuple[str, str] | None:
     """(normalized module alias, role) for a recognised key, else None."""
-    for suffix in _SUFFIXES_LONGEST_FIRST:
-        if key.endswith(suffix) and len(key) > len(suffix):
-            return normalize_alias(key[: -len(suffix)]), _ROLE_SUFFIXES[suffix]
-    return None
+    split = split_raw_key(key)
+    return None if split is None else (normalize_alias(split[0]), split[1])
 
 
 def _component_of(alias: str) -> str:
@@ -433,13 +371,13 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
 def _classify(roles: set[str]) -> str | None:
     """The algorithm of one module from the roles present, or None if incomplete."""
     weight_kinds = []
-    if roles & _LORA_ROLES:
+    if roles & LORA_PARTS:
         weight_kinds.append("lora" if {"up", "down"} <= roles else None)
-    if roles & _LOHA_ROLES:
+    if roles & LOHA_PARTS:
         complete = {"hada_w1_a", "hada_w1_b", "hada_w2_a", "hada_w2_b"} <= roles
         tucker_ok = ("hada_t1" in roles) == ("hada_t2" in roles)
         weight_kinds.append("loha" if complete and tucker_ok else None)
-    if roles & _LOKR_ROLES:
+    if roles & LOKR_PARTS:
         w1 = "lokr_w1" in roles or {"lokr_w1_a", "lokr_w1_b"} <= roles
         w2 = "lokr_w2" in roles or {"lokr_w2_a", "lokr_w2_b"} <= roles
         weight_kinds.append("lokr" if w1 and w2 else None)
@@ -453,18 +391,12 @@ def _classify(roles: set[str]) -> str | None:
 
 
 def _file_kind(modules: Mapping[str, LoraModule]) -> FileKind:
-    if not modules:
-        return FileKind.UNKNOWN
-    kinds = {m.kind for m in modules.values()}
-    if any(m.is_dora for m in modules.values()):
-        return FileKind.DORA
-    if "lokr" in kinds:
-        return FileKind.LOKR
-    if "loha" in kinds:
-        return FileKind.LOHA
-    if any(m.kind == "lora" and m.is_conv for m in modules.values()):
-        return FileKind.LOCON
-    return FileKind.LORA
+    # the scanner's rule (engine/files/lora_keys.py), for callers with no stored kind
+    parts = {role for m in modules.values() for role in m.tensors}
+    if any(m.alpha is not None for m in modules.values()):
+        parts.add("alpha")
+    conv = any(m.kind == "lora" and m.is_conv for m in modules.values())
+    return lora_kind(parts, conv=conv) or FileKind.UNKNOWN
 
 
 def _check_consistent(name: str, module: LoraModule) -> None:
@@ -496,11 +428,14 @@ def _all_finite(tensor: torch.Tensor) -> bool:
     return bool(torch.isfinite(tensor).all())
 
 
-def load_lora(path: Path | str, *, name: str | None = None) -> ParsedLora:
-    """Read a .safetensors LoRA into a ParsedLora (tensors stay on the CPU, stored dtype)."""
+def load_lora(path: Path | str, *, name: str | None = None, kind: FileKind | None = None) -> ParsedLora:
+    """Read a .safetensors LoRA into a ParsedLora (tensors stay on the CPU, stored dtype).
+
+    `kind` is what the library stored at scan time; when given it is trusted, not re-derived.
+    """
     path = Path(path)
     display = name or path.stem
-    if path.suffix.lower() in _PICKLE_SUFFIXES:
+    if path.suffix.lower() in REFUSED_SUFFIXES:
         raise UnsafeFileError(_MSG_PICKLE, name=display, suffix=path.suffix)
     from safetensors import safe_open
 
@@ -512,7 +447,7 @@ def load_lora(path: Path | str, *, name: str | None = None) -> ParsedLora:
         raise CorruptFileError(_MSG_UNREADABLE, name=display, reason="file not found") from exc
     except Exception as exc:  # safetensors raises its own error type, OSError or ValueError
         raise CorruptFileError(_MSG_UNREADABLE, name=display, reason=type(exc).__name__) from exc
-    return parse_state_dict(tensors, name=display, metadata=metadata, path=path)
+    return parse_state_dict(tensors, name=display, metadata=metadata, path=path, kind=kind)
 
 
 def parse_state_dict(
@@ -521,20 +456,21 @@ def parse_state_dict(
     name: str,
     metadata: Mapping[str, str] | None = None,
     path: Path | None = None,
+    kind: FileKind | None = None,
 ) -> ParsedLora:
     """Group a LoRA state dict into modules (see `load_lora`)."""
+    stored_kind = kind
     metadata = dict(metadata or {})
     grouped: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     unparsed: list[str] = []
     peft_style: set[str] = set()
     for key, tensor in tensors.items():
-        for suffix, algorithm in _UNSUPPORTED_SUFFIXES.items():
-            if key.endswith(suffix):
-                raise LoraFormatError(_MSG_UNSUPPORTED, name=name, algorithm=algorithm, key=key)
         split = split_key(key)
         if split is None:
             unparsed.append(key)
             continue
+        if split[1] in UNSUPPORTED:
+            raise LoraFormatError(_MSG_UNSUPPORTED, name=name, algorithm=UNSUPPORTED[split[1]], key=key)
         alias, role = split
         if tensor.is_floating_point() and not _all_finite(tensor):
             raise LoraFormatError(_MSG_NOT_FINITE, name=name, key=key)
@@ -543,7 +479,7 @@ def parse_state_dict(
             unparsed.append(key)
             continue
         grouped.setdefault(alias, {})[role] = (key, tensor)
-        if key.endswith(_DIFFUSERS_SUFFIXES):
+        if key.endswith(DIFFUSERS_SUFFIXES):
             peft_style.add(alias)
 
     modules: dict[str, LoraModule] = {}
@@ -567,7 +503,7 @@ def parse_state_dict(
         name=name,
         modules=modules,
         unparsed_keys=sorted(unparsed),
-        kind=_file_kind(modules),
+        kind=stored_kind or _file_kind(modules),
         metadata=metadata,
         path=path,
     )

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from engine.errors import CorruptFileError, LibraryError, LoracleError, UnsafeFileError
+from engine.files.header import SafetensorsHeader as Header
+from engine.files.header import read_header
 from engine.i18n import Text
 from engine.kinds import Architecture
 from engine.pipeline.clip_vocab import write_clip_vocab
@@ -33,8 +35,6 @@ from engine.pipeline.single_file import (
     V_PRED_KEY,
     VAE_PREFIX,
     ZTSNR_KEY,
-    Header,
-    read_header,
 )
 from engine.testing import tiny_sdxl as tiny
 
@@ -119,7 +119,7 @@ def _prediction_marks(header: Header) -> tuple[bool, bool]:
     """(v-prediction, zero terminal SNR) as the file states them: the `v_pred` / `ztsnr`
     marker tensors, or the training metadata (modelspec.prediction_type,
     ss_v_parameterization, ss_zero_terminal_snr) the library reads the same way."""
-    from engine.training_meta import parse_training_metadata
+    from engine.files.training import parse_training_metadata
 
     training = parse_training_metadata(header.metadata)
     v_pred = V_PRED_KEY in header.tensors or training.prediction_type == "v"

@@ -10,10 +10,8 @@
 
 so tiny demo and test checkpoints go through exactly the loading path a real download does.
 The mapping is derived from the model configs rather than hard-coded for SDXL's sizes, which
-is what lets the tiny pipeline (same block layout, toy widths) use it.
-
-`read_header` reads a safetensors header (names, dtypes, shapes, metadata) without touching
-the tensor data, so a file can be classified before anything is loaded.
+is what lets the tiny pipeline (same block layout, toy widths) use it. Reading and
+classifying such a file is engine/files' business.
 """
 
 from __future__ import annotations
@@ -21,48 +19,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine import safetensors_header
-from engine.safetensors_header import TensorInfo
+from engine.files.classify import SGM_VAE_PREFIX, V_PRED_KEY, ZTSNR_KEY
 
 if TYPE_CHECKING:
     import torch
     from diffusers import StableDiffusionXLPipeline
 
 UNET_PREFIX = "model.diffusion_model."
-VAE_PREFIX = "first_stage_model."
+VAE_PREFIX = SGM_VAE_PREFIX
 CLIP_L_PREFIX = "conditioner.embedders.0.transformer."
 CLIP_G_PREFIX = "conditioner.embedders.1.model."
-
-# Marker tensors NoobAI-style v-prediction checkpoints carry (read by ComfyUI and by loader.py).
-V_PRED_KEY = "v_pred"
-ZTSNR_KEY = "ztsnr"
-
-# --------------------------------------------------------------------------- header ---
-
-
-@dataclass(frozen=True)
-class Header:
-    """What a safetensors file says about itself, before any tensor is read."""
-
-    tensors: dict[str, TensorInfo]
-    metadata: dict[str, str] = field(default_factory=dict)
-
-    def shape(self, key: str) -> tuple[int, ...] | None:
-        info = self.tensors.get(key)
-        return info.shape if info else None
-
-    def has_prefix(self, prefix: str) -> bool:
-        return any(key.startswith(prefix) for key in self.tensors)
-
-
-def read_header(path: Path) -> Header:
-    """The header of a .safetensors file (bounded, validated; never loads tensors)."""
-    header = safetensors_header.read_header(Path(path))
-    return Header(header.tensors, header.metadata)
 
 
 # ----------------------------------------------------------------------------- UNet ---

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.safetensors_header import DTYPE_BITS
+from engine.files.header import DTYPE_BITS
 
 # --- the writer -----------------------------------------------------------------------
 

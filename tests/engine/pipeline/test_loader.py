@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.errors import CorruptFileError, LibraryError, UnsafeFileError
+from engine.files.header import read_header
 from engine.kinds import Architecture
 from engine.pipeline.loader import (
     CheckpointSpec,
@@ -20,7 +21,7 @@ from engine.pipeline.loader import (
     load_pipeline,
 )
 from engine.pipeline.samplers import make_scheduler, sampler_names
-from engine.pipeline.single_file import read_header
+from engine.files.header import read_header
 from engine.testing.tiny_sdxl import write_tiny_checkpoint
 
 SDXL_KEYS = {

@@ -16,13 +16,13 @@ from diffusers.loaders.single_file_utils import (
 from safetensors.torch import load_file
 
 from engine.errors import CorruptFileError
+from engine.files.header import read_header
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
 from engine.pipeline.single_file import (
     CLIP_G_PREFIX,
     CLIP_L_PREFIX,
     UNET_PREFIX,
     VAE_PREFIX,
-    read_header,
     sgm_state_dict,
     write_single_file,
 )

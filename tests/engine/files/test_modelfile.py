@@ -5,10 +5,10 @@ import json
 import pytest
 
 from engine.errors import CorruptFileError, LibraryError, UnsafeFileError
+from engine.files.header import TensorInfo, read_header
+from engine.files.modelfile import ModelFileInfo, detect_architecture, detect_kind, inspect_path
+from engine.files.training import parse_training_metadata
 from engine.kinds import Architecture, FileKind
-from engine.modelfile import ModelFileInfo, detect_architecture, detect_kind, inspect_path
-from engine.safetensors_header import TensorInfo, read_header
-from engine.training_meta import parse_training_metadata
 from tests.factories import model_files as mf
 
 A = Architecture

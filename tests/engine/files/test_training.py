@@ -5,14 +5,14 @@ import random
 
 import pytest
 
-from engine.kinds import Architecture
-from engine.training_meta import (
+from engine.files.training import (
     TAG_FREQUENCY_CAP,
     TrainingMetadata,
     arch_from_modelspec,
     arch_from_ss_base_model_version,
     parse_training_metadata,
 )
+from engine.kinds import Architecture
 from tests.factories.model_files import kohya_metadata
 
 SHA = "b76a1fc247db893bc8c1290420f0e96b6f86129576a9fb885c20cb7edbefeea5"

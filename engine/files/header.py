@@ -5,10 +5,9 @@ padded with spaces), then the raw tensor bytes. Header offsets are relative to t
 of that data section. Everything here reads the first 8 + N bytes only, so a 7 GB
 checkpoint is inspected in milliseconds, and validates the header as strictly as the
 reference loader would, because files come from strangers: truncated downloads, web pages
-saved under a model's name, and pickles renamed to `.safetensors`.
-
-Pickled formats (.ckpt/.pt/.bin...) can run arbitrary code when loaded; they are refused
-by name and by content and never unpickled.
+saved under a model's name, and pickles renamed to `.safetensors` (engine/files/sniff.py
+names those). This is the one header type: the scanner, the loader and the demo all read
+headers here.
 """
 
 from __future__ import annotations
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.errors import CorruptFileError, UnsafeFileError
+from engine.errors import CorruptFileError
+from engine.files.sniff import SNIFF_BYTES, refuse_impostor
 from engine.i18n import Text
 from engine.text_input import shorten
 
@@ -30,7 +30,6 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 """Kohya files with a large ss_tag_frequency have headers of several MB; 100 MiB is far
 above anything real and still bounded, so a hostile length cannot exhaust memory."""
 
-REFUSED_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 # Bits per element, as the safetensors spec names the dtypes (sub-byte floats included).
@@ -92,6 +91,13 @@ class SafetensorsHeader:
     @property
     def data_size(self) -> int:
         return self.file_size - self.data_offset
+
+    def shape(self, key: str) -> tuple[int, ...] | None:
+        info = self.tensors.get(key)
+        return info.shape if info else None
+
+    def has_prefix(self, prefix: str) -> bool:
+        return any(key.startswith(prefix) for key in self.tensors)
 
 
 # --- messages -------------------------------------------------------------------------
@@ -155,37 +161,11 @@ _MSG_TRAILING = Text(
     "「{name}」在最後一個張量之後還有 {extra} 位元組不屬於任何張量，safetensors 載入程式會拒絕這個檔案"
     "（下載時重複寫入？）。" + _DOWNLOAD_AGAIN_ZH,
 )
-_MSG_WEB_PAGE = Text(
-    "“{name}” is a web page or text, not a model: the download probably failed (a login page "
-    "or an error message was saved instead). Download it again from the model's page.",
-    "「{name}」是網頁或文字檔，不是模型：下載很可能失敗了（存下來的是登入頁或錯誤訊息）。"
-    "請從模型頁面重新下載。",
-)
-_MSG_LFS_POINTER = Text(
-    "“{name}” is a Git LFS pointer (a tiny placeholder), not the model itself. Download the real "
-    "file (for example with `git lfs pull`).",
-    "「{name}」只是 Git LFS 指標（小小的佔位檔），不是模型本身。請下載真正的檔案（例如執行 `git lfs pull`）。",
-)
-_MSG_GGUF = Text(
-    "“{name}” is a GGUF (quantized) file with a .safetensors name; Loracle only reads real "
-    ".safetensors files and diffusers folders.",
-    "「{name}」是改成 .safetensors 名稱的 GGUF（量化）檔案；Loracle 只讀取真正的 .safetensors 檔案與 diffusers 資料夾。",
-)
 _MSG_TRUNCATED_DATA = Text(
     "“{name}” is cut short: tensor “{tensor}” should be at bytes {start}–{end} but the file ends "
     "earlier." + _DOWNLOAD_AGAIN_EN,
     "「{name}」不完整：張量「{tensor}」應位於第 {start}–{end} 位元組，但檔案提前結束。" + _DOWNLOAD_AGAIN_ZH,
 )
-_MSG_UNSAFE = Text(
-    "“{name}” is a pickled PyTorch file ({what}). Loading such files can run any code hidden in "
-    "them, so Loracle never opens them. Download the .safetensors version of this model instead "
-    "(CivitAI and Hugging Face offer one for almost every model), or convert it yourself on a "
-    "machine you trust.",
-    "「{name}」是 pickle 格式的 PyTorch 檔案（{what_zh}）。載入這種檔案可能執行其中夾帶的任意程式碼，"
-    "因此 Loracle 絕不開啟。請改下載這個模型的 .safetensors 版本（CivitAI 與 Hugging Face 幾乎都有提供），"
-    "或在您信任的電腦上自行轉換。",
-)
-
 _ENTRY_DETAILS: dict[str, tuple[str, str]] = {
     "not_object": ("the entry is not a JSON object", "項目不是 JSON 物件"),
     "dtype": ("unknown data type {dtype}", "未知的資料型別 {dtype}"),
@@ -214,78 +194,6 @@ def _bad_entry(path: Path, tensor: str, reason: str, **detail: Any) -> CorruptFi
     )
 
 
-# --- pickle and other impostors -------------------------------------------------------
-
-_SNIFF_BYTES = 512
-
-
-def _sniff(head: bytes, file_size: int) -> str | None:
-    """Name the container format of a file that is NOT a plausible safetensors file."""
-    if _plausible_safetensors(head, file_size):
-        return None
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"  # torch.save's default format since 1.6: a zip holding a pickle
-    if len(head) >= 262 and head[257:262] == b"ustar":
-        return "tar"  # torch.save's legacy tar format
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"  # pickle protocol 2-5 (legacy torch.save, raw pickle.dump)
-    return None
-
-
-def _plausible_safetensors(head: bytes, file_size: int) -> bool:
-    # A real safetensors file's header length is small and its JSON starts with "{", so a
-    # header length whose first byte happens to be 0x80 is not mistaken for a pickle.
-    if len(head) < 9:
-        return False
-    n = int.from_bytes(head[:8], "little")
-    return head[8:9] == b"{" and 8 + n <= file_size
-
-
-def _sniff_path(path: Path) -> str | None:
-    with open(path, "rb") as f:
-        head = f.read(_SNIFF_BYTES)
-        size = os.fstat(f.fileno()).st_size
-    return _sniff(head, size)
-
-
-def is_pickle_file(path: str | os.PathLike[str]) -> bool:
-    """True when the file's first bytes say it is a pickle (zip/tar/raw), whatever its name."""
-    return _sniff_path(Path(path)) is not None
-
-
-def unsafe_file_error(path: str | os.PathLike[str], what: str | None = None) -> UnsafeFileError:
-    """The error for a pickled file; `what` names the evidence (suffix or sniffed format)."""
-    p = Path(path)
-    what = what or (p.suffix.lower() or "pickle")
-    what_zh = {"zip": "zip 封裝的 pickle", "tar": "tar 封裝的 pickle", "pickle": "pickle 資料"}.get(what, what)
-    what_en = {"zip": "a zip holding a pickle", "tar": "a tar holding a pickle", "pickle": "pickle data"}.get(
-        what, what
-    )
-    return UnsafeFileError(_MSG_UNSAFE, name=p.name, what=what_en, what_zh=what_zh)
-
-
-def check_not_pickle(path: str | os.PathLike[str]) -> None:
-    """Raise UnsafeFileError for a refused suffix or for pickle content under any name."""
-    p = Path(path)
-    if p.suffix.lower() in REFUSED_SUFFIXES:
-        raise unsafe_file_error(p, p.suffix.lower())
-    found = _sniff_path(p)
-    if found:
-        raise unsafe_file_error(p, found)
-
-
-def _looks_like_text(head: bytes) -> str | None:
-    stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
-    if stripped.startswith(b"version https://git-lfs"):
-        return "lfs"
-    lowered = stripped[:64].lower()
-    if lowered.startswith((b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")):
-        return "html"
-    if stripped.startswith((b"{\"error", b"{\"message", b"{\"detail")):
-        return "html"  # a JSON error body from an API saved as the model
-    return None
-
-
 # --- the header -----------------------------------------------------------------------
 
 
@@ -300,19 +208,10 @@ def read_header(
     p = Path(path)
     with open(p, "rb") as f:
         file_size = os.fstat(f.fileno()).st_size
-        head = f.read(_SNIFF_BYTES)
-        found = _sniff(head, file_size)
-        if found:
-            raise unsafe_file_error(p, found)
+        head = f.read(SNIFF_BYTES)
+        refuse_impostor(p, head, file_size)
         if file_size == 0:
             raise CorruptFileError(_MSG_EMPTY, name=p.name)
-        text_kind = None if _plausible_safetensors(head, file_size) else _looks_like_text(head)
-        if text_kind == "lfs":
-            raise CorruptFileError(_MSG_LFS_POINTER, name=p.name)
-        if text_kind == "html":
-            raise CorruptFileError(_MSG_WEB_PAGE, name=p.name)
-        if head.startswith(b"GGUF"):  # its magic read as a length would be ~14 GB
-            raise CorruptFileError(_MSG_GGUF, name=p.name)
         if file_size < 8:
             raise CorruptFileError(_MSG_TOO_SHORT, name=p.name, size=file_size)
         header_size = int.from_bytes(head[:8], "little")

@@ -12,16 +12,14 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from engine.errors import CorruptFileError, UnsafeFileError
-from engine.safetensors_header import (
+from engine.files.header import (
     MAX_HEADER_BYTES,
-    REFUSED_SUFFIXES,
-    check_not_pickle,
     decode_scalar,
-    is_pickle_file,
     read_header,
     read_scalars,
     read_tensor_bytes,
 )
+from engine.files.sniff import REFUSED_SUFFIXES, check_not_pickle, is_pickle_file
 from tests.factories import model_files as mf
 
 
@@ -269,7 +267,7 @@ def test_lone_surrogates_in_metadata_become_encodable_text(tmp_path):
 def test_random_damage_only_ever_raises_our_errors(tmp_path):
     import random
 
-    from engine.modelfile import inspect_header
+    from engine.files.modelfile import inspect_header
 
     good = mf.write_kohya_lora(tmp_path / "good.safetensors", "sd1", rank=2).read_bytes()
     n = int.from_bytes(good[:8], "little")
