@@ -79,6 +79,12 @@ class LoraCache:
         with self._lock:
             return len(self._items)
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of tensors the cached files hold (what the cache costs in memory)."""
+        with self._lock:
+            return sum(parsed.nbytes for parsed in self._items.values())
+
     def discard(self, key: str) -> None:
         with self._lock:
             self._items.pop(key, None)

@@ -59,3 +59,14 @@ def test_failed_load_is_not_cached(tmp_path):
     with pytest.raises(CorruptFileError):
         cache.get(None, tmp_path / "missing.safetensors")
     assert len(cache) == 0 and cache.stats.loads == 0
+
+
+def test_nbytes_counts_the_tensors_of_cached_files(files):
+    cache = LoraCache(1)
+    assert cache.nbytes == 0
+    first = cache.get("a", files[0])
+    assert cache.nbytes == first.nbytes > 0
+    second = cache.get("b", files[1])  # evicts a
+    assert cache.nbytes == second.nbytes
+    cache.clear()
+    assert cache.nbytes == 0
