@@ -9,6 +9,7 @@ becomes None instead of failing the whole body, and unknown fields are ignored.
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -156,7 +157,11 @@ class ModelFile(_Body):
 
     @property
     def size_bytes(self) -> int | None:
-        return int(self.size_kb * 1024) if self.size_kb is not None else None
+        # JSON readers turn 1e999 into inf (and 1e308 KB overflows as bytes); a size we
+        # cannot believe is no size at all
+        if self.size_kb is None or not 0 <= self.size_kb * 1024 < math.inf:
+            return None
+        return int(self.size_kb * 1024)
 
     @property
     def is_safetensors(self) -> bool:

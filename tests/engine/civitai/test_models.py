@@ -217,3 +217,10 @@ def test_nsfw_comes_from_the_creator_flag_or_civitai_rating():
     m = parse_model(load_sample("illustrious-lora-model-1580878"))
     assert m.nsfw is False and [v.nsfw_level for v in m.model_versions] == [5, 6]
     assert all(v.is_nsfw for v in m.model_versions)
+
+
+@pytest.mark.parametrize("size_kb", [1e308, float("inf"), float("nan"), -5.0])
+def test_an_unbelievable_file_size_is_no_size(size_kb):
+    # found by tests/fuzz: sizeKB 1e308 (or 1e999, read as inf) raised OverflowError
+    v = parse_version({"id": 1, "files": [{"sizeKB": size_kb, "name": "a.safetensors"}]})
+    assert v.files[0].size_bytes is None
