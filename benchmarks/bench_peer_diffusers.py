@@ -313,7 +313,6 @@ class Peer:
 
     def drift(self, args: argparse.Namespace) -> None:
         import torch
-
         from engine.lora.testing import changed_weights
 
         print(f"base weights after {args.drift_switches} switches and a restore, vs freshly loaded:")

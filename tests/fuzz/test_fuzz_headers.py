@@ -14,11 +14,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from engine.errors import LoracleError
+from engine.files.header import DTYPE_BITS, MAX_HEADER_BYTES, TensorInfo, read_header
+from engine.files.lora_classify import lora_modules
+from engine.files.modelfile import ModelFileInfo, detect_architecture, detect_kind, inspect_path
+from engine.files.training import TrainingMetadata, parse_training_metadata
 from engine.kinds import Architecture, FileKind
 from engine.lora.formats import split_key
-from engine.modelfile import ModelFileInfo, detect_architecture, detect_kind, inspect_path, lora_modules
-from engine.safetensors_header import DTYPE_BITS, MAX_HEADER_BYTES, TensorInfo, read_header
-from engine.training_meta import TrainingMetadata, parse_training_metadata
 from tests.fuzz._support import json_values, own_errors_only
 
 # --- writing files --------------------------------------------------------------------

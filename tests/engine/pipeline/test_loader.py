@@ -21,7 +21,6 @@ from engine.pipeline.loader import (
     load_pipeline,
 )
 from engine.pipeline.samplers import make_scheduler, sampler_names
-from engine.files.header import read_header
 from engine.testing.tiny_sdxl import write_tiny_checkpoint
 
 SDXL_KEYS = {
