@@ -507,7 +507,7 @@ def load_lora(path: Path | str, *, name: str | None = None) -> ParsedLora:
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (safe_open cannot be iterated)
     except FileNotFoundError as exc:
         raise CorruptFileError(_MSG_UNREADABLE, name=display, reason="file not found") from exc
     except Exception as exc:  # safetensors raises its own error type, OSError or ValueError

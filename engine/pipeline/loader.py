@@ -481,7 +481,7 @@ def _load_vae(path: Path, config_dir: Path, dtype: torch.dtype):
     header = read_header(path)
     wanted = (VAE_PREFIX,) if single_file_has_vae(header) else _LDM_VAE_PARTS
     with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh if k.startswith(wanted)}
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(wanted)}  # noqa: SIM118 (safe_open cannot be iterated)
     if not weights:
         raise LibraryError(
             Text("“{name}” has no VAE in it to borrow.", "「{name}」裡沒有可借用的 VAE。"), name=path.name
@@ -503,7 +503,7 @@ def _load_open_clip(path: Path, config_dir: Path, dtype: torch.dtype):
 
     model = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(config_dir, local_files_only=True))
     with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh if k.startswith(CLIP_G_PREFIX)}
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(CLIP_G_PREFIX)}  # noqa: SIM118 (safe_open cannot be iterated)
     model.load_state_dict(convert_open_clip_checkpoint(model, weights, prefix=CLIP_G_PREFIX), strict=True)
     return model.to(dtype).eval()
 
