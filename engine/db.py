@@ -18,7 +18,7 @@ import sqlite_utils
 
 def _m1_initial(db: sqlite_utils.Database) -> None:
     # Every file the scanner has seen, keyed by its path relative to the data dir.
-    db["files"].create(
+    db.table("files").create(
         {
             "path": str,
             "name": str,  # file stem, unique within a category; what users type
@@ -41,10 +41,10 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         },
         pk="path",
     )
-    db["files"].create_index(["sha256"])
-    db["files"].create_index(["category", "name"])
+    db.table("files").create_index(["sha256"])
+    db.table("files").create_index(["category", "name"])
     # Admin settings keyed by content hash, so a renamed file keeps them.
-    db["overrides"].create(
+    db.table("overrides").create(
         {
             "sha256": str,
             "display_name": str,
@@ -58,11 +58,11 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         pk="sha256",
     )
     # Every CivitAI answer, hits and 404s alike, with its expiry.
-    db["civitai_cache"].create(
+    db.table("civitai_cache").create(
         {"key": str, "status": int, "body": str, "fetched_at": float, "expires_at": float},
         pk="key",
     )
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": str,
             "user_id": str,
@@ -79,9 +79,9 @@ def _m1_initial(db: sqlite_utils.Database) -> None:
         },
         pk="id",
     )
-    db["jobs"].create_index(["status"])
+    db.table("jobs").create_index(["status"])
     # Small runtime settings admins change from Discord (limits, default checkpoint, ...).
-    db["kv"].create({"key": str, "value": str}, pk="key")
+    db.table("kv").create({"key": str, "value": str}, pk="key")
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
@@ -90,7 +90,7 @@ MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_initial]
 def _m2_job_checkpoint(db: sqlite_utils.Database) -> None:
     # The queue's affinity key, so a job recovered after a crash is scheduled next to the
     # jobs that share its checkpoint before its payload is rebuilt.
-    db["jobs"].add_column("checkpoint", str)
+    db.table("jobs").add_column("checkpoint", str)
 
 
 MIGRATIONS.append(_m2_job_checkpoint)
@@ -181,7 +181,7 @@ def _m4_job_origin(db: sqlite_utils.Database) -> None:
     # had: the columns become the origin, and inside the request JSON the guild becomes
     # the blocklist scope and the origin is added, so a job queued before the upgrade is
     # recovered, posted and rerolled as before.
-    db["jobs"].add_column("origin", str)
+    db.table("jobs").add_column("origin", str)
     db.execute(
         "UPDATE jobs SET origin = json_object('guild_id', guild_id, 'channel_id', channel_id) "
         "WHERE guild_id IS NOT NULL OR channel_id IS NOT NULL"

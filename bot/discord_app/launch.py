@@ -15,13 +15,15 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import discord
+from discord import http
 
-from bot.discord_app import endpoints
+from bot.discord_app import endpoints, limits
 from bot.discord_app.client import LoracleBot, create_bot
 from bot.discord_app.port import EnginePort
 from bot.settings import BotSettings
-from engine.errors import SettingsError
+from engine.errors import LoracleError, SettingsError
 from engine.i18n import Text
 
 log = logging.getLogger("loracle.bot")
@@ -40,6 +42,31 @@ BAD_TOKEN = Text(
     "and put the new one in .env.",
     "Discord 拒絕了 LORACLE_DISCORD_TOKEN。請到開發者平台的「Bot」重設 token，並把新的 token 寫進 .env。",
 )
+
+
+UNREACHABLE = Text(
+    "Could not reach Discord at {where} ({reason}). Check the network connection, and "
+    "LORACLE_DISCORD_API_BASE / LORACLE_DISCORD_GATEWAY_URL if a proxy is set.",
+    "無法連線到 Discord（{where}）：{reason}。請檢查網路連線；若有設定代理，也請檢查 "
+    "LORACLE_DISCORD_API_BASE / LORACLE_DISCORD_GATEWAY_URL。",
+)
+DISCORD_ERROR = Text(
+    "Discord answered the login with an error ({reason}) at {where}. It may be a passing "
+    "outage (see https://discordstatus.com); try again in a few minutes.",
+    "Discord 回應登入時發生錯誤（{reason}，{where}）。可能是暫時性的故障（見 https://discordstatus.com），請幾分鐘後再試。",
+)
+# Connection failures at start-up: the network, DNS, a proxy or Discord itself.
+_NETWORK_ERRORS = (OSError, TimeoutError, aiohttp.ClientError, discord.GatewayNotFound, discord.ConnectionClosed)
+
+
+class StartupError(LoracleError):
+    """The bot could not start; the message says what, where and what to check."""
+
+
+def _reason(exc: BaseException) -> str:
+    # One line, short: aiohttp's messages name host and port, never the token.
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return limits.clip(text, 200)
 
 
 def token_of(settings: BotSettings) -> str:
@@ -105,6 +132,13 @@ async def serve(
     try:
         async with bot:
             await bot.start(token)
+    except discord.LoginFailure:
+        raise
+    except discord.HTTPException as exc:
+        raise StartupError(DISCORD_ERROR, reason=f"HTTP {exc.status}", where=http.Route.BASE) from None
+    except _NETWORK_ERRORS as exc:
+        # discord.py retries the gateway by itself; what reaches here failed the login.
+        raise StartupError(UNREACHABLE, where=http.Route.BASE, reason=_reason(exc)) from None
     finally:
         if remove is not None:
             remove()

@@ -35,14 +35,24 @@ DRAW_COLOUR = discord.Colour.blurple()
 _BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
+# Control characters (a newline or an escape in a file name) would start new lines that
+# look like the bot's own; they are shown as the replacement character instead.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _inert(text: str) -> str:
+    return _CONTROL.sub("\ufffd", _BIDI.sub("", text))
+
+
 def safe(text: str | None) -> str:
-    """User- or file-provided text made inert: no markdown, no pings, no reversed text."""
-    return escape_mentions(escape_markdown(_BIDI.sub("", text or "")))
+    """User- or file-provided text made inert: no markdown, no pings, no reversed text, no
+    control characters."""
+    return escape_mentions(escape_markdown(_inert(text or "")))
 
 
 def code(text: str) -> str:
     # Inline code cannot contain backticks; a name with one is shown with it replaced.
-    return f"`{_BIDI.sub('', text).replace('`', 'ˋ')}`"
+    return f"`{_inert(text).replace('`', 'ˋ')}`"
 
 
 def arch_label(architecture: Any) -> str:

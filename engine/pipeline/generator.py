@@ -17,7 +17,7 @@ import math
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 
@@ -30,8 +30,11 @@ from engine.pipeline.samplers import get_sampler, make_scheduler
 from engine.requests import GenerationParams
 
 if TYPE_CHECKING:
-    from diffusers import StableDiffusionXLPipeline
     from PIL.Image import Image
+
+# A diffusers Pipeline. diffusers is untyped and its pipelines set their
+# parts (unet, vae, scheduler, text encoders) at run time, so its class tells mypy nothing.
+Pipeline: TypeAlias = Any
 
 # SDXL's VAE turns each latent cell into 8x8 pixels, and diffusers insists on whole cells.
 SIZE_MULTIPLE = 8
@@ -96,7 +99,7 @@ class Generator:
         self.cache_dir = Path(cache_dir)
         self.config_dir_for = config_dir_for
         self.loaded: CheckpointSpec | None = None
-        self.pipe: StableDiffusionXLPipeline | None = None
+        self.pipe: Pipeline | None = None
         self.last_dropped: DroppedTokens = DroppedTokens()
         self._base_scheduler_config: dict[str, Any] = {}
 
@@ -126,7 +129,7 @@ class Generator:
             free_memory()
             raise _failure(exc) from exc
         self.pipe, self.loaded = pipe, spec
-        self._base_scheduler_config = dict(pipe.scheduler.config)
+        self._base_scheduler_config = dict(self._require_pipe().scheduler.config)
         return True
 
     def unload(self) -> None:
@@ -212,7 +215,7 @@ class Generator:
 
     # -- internals ---------------------------------------------------------------------
 
-    def _require_pipe(self) -> StableDiffusionXLPipeline:
+    def _require_pipe(self) -> Pipeline:
         if self.pipe is None:
             raise JobFailedError(
                 Text(
@@ -234,7 +237,7 @@ class Generator:
         free_memory()
 
     @staticmethod
-    def _validate(pipe: StableDiffusionXLPipeline, params: GenerationParams) -> None:
+    def _validate(pipe: Pipeline, params: GenerationParams) -> None:
         def limit(en: str, zh: str, **values: Any) -> LimitError:
             return LimitError(Text(en, zh), **values)
 

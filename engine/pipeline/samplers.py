@@ -9,7 +9,7 @@ the previous job, keeps one job's options (e.g. Karras sigmas) from leaking into
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,7 +128,8 @@ def zero_snr_betas(config: Mapping[str, Any]) -> list[float]:
     import torch
     from diffusers import EulerDiscreteScheduler
 
-    reference = EulerDiscreteScheduler.from_config(dict(config), rescale_betas_zero_snr=True)
+    build: Callable[..., Any] = EulerDiscreteScheduler.from_config  # diffusers is untyped
+    reference = build(dict(config), rescale_betas_zero_snr=True)
     alphas_cumprod = reference.alphas_cumprod.double()
     previous = torch.cat([alphas_cumprod.new_ones(1), alphas_cumprod[:-1]])
-    return (1.0 - alphas_cumprod / previous).tolist()
+    return [float(beta) for beta in (1.0 - alphas_cumprod / previous).tolist()]

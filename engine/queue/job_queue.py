@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -41,6 +42,13 @@ from engine.queue.scheduler import Scheduler
 from engine.queue.store import JobStore
 
 log = logging.getLogger(__name__)
+
+def _step_poster(handle: JobHandle) -> Callable[[int, int, str | None], None]:
+    def post(i: int, n: int, note: str | None) -> None:
+        handle._post(Step(i, n, note))
+
+    return post
+
 
 @dataclass(frozen=True)
 class QueueEntry:
@@ -333,27 +341,22 @@ class JobQueue:
                         continue
                     job = picked.job
                     handle = self._handles[job.id]
-                    progress = Progress(
-                        on_step=lambda i, n, note, h=handle: h._post(Step(i, n, note))
-                    )
+                    progress = Progress(on_step=_step_poster(handle))
                     self._running = _Running(job, handle, progress)
                     handle._post(Started())
                     self._announce_positions()
                 outcome, fatal = self._run(job, progress)
-                deferred = isinstance(outcome, concurrent.futures.Future)
                 with self._cond:
                     self._running = None
                     self._last_checkpoint = job.checkpoint
                     self._handles.pop(job.id, None)
-                    if deferred:
+                    if isinstance(outcome, concurrent.futures.Future):
                         self._finishing.add(outcome)
                     else:
                         handle._post(outcome)
                     self._announce_positions()
-                if deferred:
-                    outcome.add_done_callback(
-                        lambda fut, job=job, handle=handle: self._finish_later(job, handle, fut)
-                    )
+                if isinstance(outcome, concurrent.futures.Future):
+                    outcome.add_done_callback(functools.partial(self._finish_later, job, handle))
                 if fatal is not None:
                     log.error("worker stopped by %r while running job %s", fatal, job.id)
                     return
@@ -386,7 +389,9 @@ class JobQueue:
     def _finish_later(self, job: QueuedJob, handle: JobHandle, future: concurrent.futures.Future[Any]) -> None:
         """A deferred result is ready (on whichever thread completed it): settle the job."""
         event, _ = self._settle(job, future.result)
-        handle._post(event)  # type: ignore[arg-type]
+        if isinstance(event, concurrent.futures.Future):  # a result is never a second future
+            event = Failed(as_job_failure(TypeError("a deferred result resolved to another future")))
+        handle._post(event)
         with self._cond:
             self._finishing.discard(future)
 
@@ -399,14 +404,15 @@ class JobQueue:
             self._store_call(lambda store: store.mark_cancelled(job.id))
             return Cancelled(), None
         except LoracleError as error:
-            self._store_call(lambda store: store.mark_failed(job.id, str(error)))
+            message = str(error)
+            self._store_call(lambda store: store.mark_failed(job.id, message))
             return Failed(error), None
         except BaseException as exc:
-            error = as_job_failure(exc)
+            failure = as_job_failure(exc)
             log.error("job %s failed", job.id, exc_info=exc)
-            detail = f"{error} [{type(exc).__name__}: {exc}]"
+            detail = f"{failure} [{type(exc).__name__}: {exc}]"
             self._store_call(lambda store: store.mark_failed(job.id, detail))
-            return Failed(error), (None if isinstance(exc, Exception) else exc)
+            return Failed(failure), (None if isinstance(exc, Exception) else exc)
         if isinstance(result, concurrent.futures.Future):
             return result, None
         try:

@@ -153,7 +153,7 @@ class JobStore:
     def insert(self, job: QueuedJob) -> None:
         """Record a newly submitted job as queued (raises if the id exists)."""
         with self._transaction() as db:
-            db["jobs"].insert(self._row(job))
+            db.table("jobs").insert(self._row(job))
 
     def insert_if_missing(self, job: QueuedJob) -> bool:
         """Record `job` unless a row with its id exists; True if it was inserted."""
@@ -288,6 +288,6 @@ class JobStore:
                     )
                     failed.append(row["id"])
         return RecoveryReport(
-            requeue=[row for job_id in requeue if (row := self.get(job_id)) is not None],
-            failed=[row for job_id in failed if (row := self.get(job_id)) is not None],
+            requeue=[found for job_id in requeue if (found := self.get(job_id)) is not None],
+            failed=[found for job_id in failed if (found := self.get(job_id)) is not None],
         )

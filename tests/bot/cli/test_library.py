@@ -89,3 +89,16 @@ def test_library_refresh_json(cli) -> None:
 
 
 # -- README's "Command line" table is the command line ---------------------------------
+
+
+def test_names_with_control_characters_are_escaped_not_obeyed(cli, demo_dir: Path) -> None:
+    # A file name may hold an ANSI escape or a newline; printed raw, it would recolour the
+    # terminal or forge a row of the table.
+    (demo_dir / "loras" / "evil\x1b[31mred\nforged_row.safetensors").write_bytes(b"x")
+    cli("library", "scan", ok=False)
+    for columns in ("80", "200"):
+        result = cli("library", "list", env={"COLUMNS": columns})
+        output = result.stdout + result.stderr
+        assert "\x1b" not in output
+        assert "evil\\x1b[31mred\\nforged_row" in output
+        assert not any(line.startswith("forged_row") for line in output.splitlines())

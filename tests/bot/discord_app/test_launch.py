@@ -156,3 +156,34 @@ async def test_sigterm_lets_the_running_picture_reach_discord_before_closing(loo
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_discord_is_one_line_and_a_failed_exit(tmp_path, monkeypatch, restore_endpoints):
+    from typer.testing import CliRunner
+
+    from bot.cli import app
+
+    port = _closed_port()
+    monkeypatch.chdir(tmp_path)
+    env = {
+        "LORACLE_DATA_DIR": str(tmp_path / "data"),
+        "LORACLE_DISCORD_TOKEN": "secret-token-value",
+        "LORACLE_DISCORD_API_BASE": f"http://127.0.0.1:{port}",
+        "LORACLE_DISCORD_GATEWAY_URL": f"ws://127.0.0.1:{port}",
+    }
+    result = CliRunner().invoke(app, ["run"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and "secret-token-value" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    line = lines[0]
+    assert f"Could not reach Discord at http://127.0.0.1:{port}" in line
+    assert "LORACLE_DISCORD_API_BASE" in line

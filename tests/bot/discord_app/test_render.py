@@ -83,3 +83,12 @@ def test_queue_embed_and_helpers():
     assert worst_verdict(["exact", "other_family", "nonsense"]) == "other_family"
     assert worst_verdict([]) is None
     assert safe("**@everyone**") == "\\*\\*@\u200beveryone\\*\\*"
+
+
+def test_control_characters_in_names_cannot_forge_lines():
+    from bot.discord_app.render import code
+
+    name = "evil\x1b[31m\n**Seed**: 1\r\x85x"
+    for shown in (safe(name), code(name)):
+        assert not any(ch in shown for ch in "\x1b\n\r\x85")
+        assert "\ufffd" in shown and "evil" in shown
