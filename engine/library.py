@@ -24,6 +24,7 @@ from typing import Any
 
 from engine.db import ThreadLocalDB, library_version
 from engine.errors import LibraryError, LoracleError, UnknownNameError
+from engine.files.classify import CheckpointFacts
 from engine.files.hashing import hash_file, hash_folder
 from engine.files.header import SAFETENSORS_SUFFIXES
 from engine.files.modelfile import ModelFileInfo, inspect_path
@@ -40,6 +41,9 @@ _DIFFUSERS_MARKERS = ("model_index.json",)
 # (size, mtime) stored for a file that could not even be stat'ed: no real file matches
 # it, so the next scan looks at the file again
 _UNREADABLE = (-1, -1.0)
+FACTS_VERSION = 2
+"""Bumped when the scan stores new facts: rows written by an older scan are examined again
+(1: before zero_terminal_snr / has_vae were stored for the loader)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,17 @@ class LibraryEntry:
     @property
     def v_prediction(self) -> bool:
         return bool(self.info.get("v_prediction"))
+
+    @property
+    def checkpoint_facts(self) -> CheckpointFacts:
+        """The scan's classification, as the loader trusts it (see engine/files)."""
+        return CheckpointFacts(
+            architecture=self.architecture,
+            kind=self.kind,
+            v_prediction=self.v_prediction,
+            zero_terminal_snr=bool(self.info.get("zero_terminal_snr")),
+            has_vae=bool(self.info.get("has_vae")),
+        )
 
     @cached_property
     def training(self) -> TrainingMetadata:
@@ -181,7 +196,7 @@ class Library:
                         db["files"].upsert(broken, pk="path")
                     report.problems.append(ScanProblem(rel, message))
                     continue
-                if row and row["size"] == stat[0] and row["mtime"] == stat[1]:
+                if row and row["size"] == stat[0] and row["mtime"] == stat[1] and _current(row):
                     seen.add(rel)
                     report.unchanged += 1
                     if row.get("error"):
@@ -506,6 +521,16 @@ def _stem(path: Path) -> str:
     return path.name
 
 
+def _current(row: dict[str, Any]) -> bool:
+    """Whether a row's stored facts are what this version of the scan stores."""
+    if row.get("error"):
+        return True  # nothing was classified; examined again when the file changes
+    try:
+        return bool(json.loads(row.get("info") or "{}").get("facts_version") == FACTS_VERSION)
+    except ValueError:
+        return False
+
+
 def _bounded_metadata(info: ModelFileInfo) -> dict[str, str]:
     kept: dict[str, str] = {}
     for key, value in info.metadata.items():
@@ -524,7 +549,10 @@ def _info_dict(info: ModelFileInfo) -> dict[str, Any]:
         "dtypes": info.dtypes,
         "targets": info.targets,
         "v_prediction": info.v_prediction,
+        "zero_terminal_snr": info.zero_terminal_snr,
+        "has_vae": info.has_vae,
         "notes": info.notes,
+        "facts_version": FACTS_VERSION,
     }
 
 

@@ -24,6 +24,7 @@ from engine.files.classify import (
     CONTEXT_ARCH,
     REFINER_NOTE,
     ZTSNR_NOTE,
+    CheckpointFacts,
     Verdict,
     checkpoint_architecture,
     component_notes,
@@ -97,6 +98,16 @@ class ModelFileInfo:
     notes: list[str] = field(default_factory=list)
     zero_terminal_snr: bool = False  # as the file states it (marker, metadata, scheduler)
     has_vae: bool = False  # a checkpoint with its VAE baked in
+
+    @property
+    def facts(self) -> CheckpointFacts:
+        return CheckpointFacts(
+            architecture=self.architecture,
+            kind=self.kind,
+            v_prediction=self.v_prediction,
+            zero_terminal_snr=self.zero_terminal_snr,
+            has_vae=self.has_vae,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, for caching in the database."""
