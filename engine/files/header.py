@@ -59,6 +59,10 @@ DTYPE_BITS: dict[str, int] = {
 }
 
 _MAX_NDIM = 16
+_MAX_DIM = 2**31
+"""No real tensor has a dimension this long (the largest vocabularies are ~2**18); a
+zero-sized tensor could otherwise declare [2**70, 0] and pass the byte-size check, and the
+number would overflow SQLite and arithmetic later."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,10 @@ _MSG_TRUNCATED_DATA = Text(
 _ENTRY_DETAILS: dict[str, tuple[str, str]] = {
     "not_object": ("the entry is not a JSON object", "項目不是 JSON 物件"),
     "dtype": ("unknown data type {dtype}", "未知的資料型別 {dtype}"),
-    "shape": ("the shape is not a list of non-negative whole numbers", "形狀不是非負整數的清單"),
+    "shape": (
+        "the shape is not a list of at most 16 whole numbers from 0 to 2^31",
+        "形狀不是最多 16 個介於 0 與 2^31 之間的整數",
+    ),
     "offsets": ("the byte offsets are not two whole numbers", "位元組位移不是兩個整數"),
     "range": (
         "its bytes {start}–{end} lie beyond the {size} bytes of data the file holds, so the file is "
@@ -307,7 +314,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_size: int) -> TensorInf
     if (
         not isinstance(shape, list)
         or len(shape) > _MAX_NDIM
-        or not all(_is_int(d) and d >= 0 for d in shape)
+        or not all(_is_int(d) and 0 <= d <= _MAX_DIM for d in shape)
     ):
         raise _bad_entry(path, name, "shape")
     offsets = entry.get("data_offsets")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import library as library_module
+from engine import library_scan
 from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, UnknownNameError
 from engine.kinds import Architecture, Category, FileKind
@@ -216,14 +216,14 @@ def test_a_file_deleted_mid_scan_just_leaves(library: Library, monkeypatch: pyte
     library.scan()
     write_kohya_lora(gone, "sdxl", rank=8)
     os.utime(gone, (1, 1))
-    real = library_module.inspect_path
+    real = library_scan.inspect_path
 
     def deleting(path):
         if Path(path).name == "gone.safetensors":
             Path(path).unlink()  # the user deletes it while we look at it
         return real(path)
 
-    monkeypatch.setattr(library_module, "inspect_path", deleting)
+    monkeypatch.setattr(library_scan, "inspect_path", deleting)
     report = library.scan()
 
     assert report.problems == [] and report.removed == ["loras/gone.safetensors"]
