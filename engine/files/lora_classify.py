@@ -34,7 +34,7 @@ _ALPHA_SAMPLE = 16
 
 # --- LoRA key anatomy -----------------------------------------------------------------
 
-_WEIGHT_PARTS = {
+WEIGHT_PARTS = {
     "down", "hada_w1_b", "lokr_w1", "lokr_w1_a", "diff", "oft_blocks", "oft_diag", "oft_R",
     "on_input", "a1.weight",
 }  # fmt: skip
@@ -384,7 +384,7 @@ def lora_targets(modules: Mapping[str, ModuleParts], arch: Architecture) -> dict
     denoiser = "transformer" if arch in _TRANSFORMER_ARCHES else "unet"
     counts: Counter[str] = Counter()
     for m in modules.values():
-        if set(m.parts) & _WEIGHT_PARTS:
+        if set(m.parts) & WEIGHT_PARTS:
             counts[denoiser if m.target == "denoiser" else m.target] += 1
     return dict(counts)
 

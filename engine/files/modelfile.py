@@ -47,6 +47,7 @@ from engine.files.lora_classify import (
     lora_targets,
 )
 from engine.files.lora_keys import lora_kind
+from engine.files.lora_sanity import check_lora
 from engine.files.sniff import REFUSED_SUFFIXES, check_not_pickle, unsafe_file_error
 from engine.files.training import TrainingMetadata, parse_training_metadata
 from engine.i18n import Text
@@ -249,6 +250,8 @@ def inspect_header(header: SafetensorsHeader, mtime: float | None = None) -> Mod
         if dora and kind in (FileKind.LOHA, FileKind.LOKR):
             notes.append("weight-decomposed (DoRA) on top of " + kind.value)
     is_lora = kind.is_lora
+    if is_lora:
+        check_lora(header, modules)
     rank = lora_rank(modules) if is_lora else None
     if is_lora and rank is None and training.network_dim is not None:
         rank = training.network_dim

@@ -402,7 +402,9 @@ def _file_kind(modules: Mapping[str, LoraModule]) -> FileKind:
 def _check_consistent(name: str, module: LoraModule) -> None:
     t = module.tensors
     problem = None
-    if module.kind == "lora":
+    if module.rank == 0:
+        problem = "rank 0"  # alpha / rank would divide by zero
+    elif module.kind == "lora":
         up, down, mid = t["up"], t["down"], t.get("mid")
         rank = down.shape[0]
         if up.dim() < 2 or down.dim() < 2:
