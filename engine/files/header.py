@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import CorruptFileError
+from engine.files.sniff import SAFETENSORS_SUFFIXES as SAFETENSORS_SUFFIXES
 from engine.files.sniff import SNIFF_BYTES, refuse_impostor
 from engine.i18n import Text
 from engine.text_input import shorten
@@ -30,7 +31,6 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 """Kohya files with a large ss_tag_frequency have headers of several MB; 100 MiB is far
 above anything real and still bounded, so a hostile length cannot exhaust memory."""
 
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 # Bits per element, as the safetensors spec names the dtypes (sub-byte floats included).
 DTYPE_BITS: dict[str, int] = {
