@@ -2,8 +2,9 @@
 
 A scan walks both folders, inspects new or changed `.safetensors` files and diffusers
 folders (header only, never loading tensors), hashes them in one streaming pass, and
-forgets files that vanished. A file is unchanged when its (path, size, mtime) matches the
-stored row, so rescanning an unchanged library hashes nothing. Admin settings live in
+forgets files that vanished (engine/library_scan.py). A file is unchanged when its size,
+mtime_ns, ctime_ns and inode match the stored ones (library_scan.CHANGE_POLICY says why),
+so rescanning an unchanged library hashes nothing. Admin settings live in
 the `overrides` table keyed by SHA256, so a renamed or moved file keeps them.
 
 All methods are synchronous and may block on disk: front ends call them from a thread.

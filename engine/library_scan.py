@@ -9,6 +9,7 @@ CLI command and the bot's start scan first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -28,13 +29,24 @@ from engine.kinds import Architecture, Category, FileKind
 if TYPE_CHECKING:
     from engine.library import Library
 
+Stat = tuple[int, float, str]  # size, mtime (shown to people), change key (compared)
+
+CHANGE_POLICY = """A file is taken as unchanged, and not hashed again, only when its change key is
+the one stored: size, mtime_ns, ctime_ns and inode number together. mtime alone can be set
+back by anyone (os.utime, `touch -d`, cp -p, rsync -t), so a file rewritten in place with
+its size and mtime restored would keep its old hash and a verdict could claim an exact
+SHA-256 match it no longer has. ctime cannot be set by a user process: any write, rename
+onto the path or metadata change moves it, and a replaced file gets a new inode. The price
+is an occasional needless rehash (after chmod/chown, a restore from backup, or a library
+copied to another disk). A diffusers folder's key covers every file in it."""
+
 # Metadata values bigger than this are not kept verbatim: some trainers embed base64
 # preview images or whole dataset listings, and the DB row is read on every lookup.
 _MAX_META_VALUE = 32 * 1024
 _DIFFUSERS_MARKERS = ("model_index.json",)
-# (size, mtime) stored for a file that could not even be stat'ed: no real file matches
-# it, so the next scan looks at the file again
-_UNREADABLE = (-1, -1.0)
+# stored for a file that could not even be stat'ed: no real file matches it, so the next
+# scan looks at the file again
+_UNREADABLE = (-1, -1.0, "")
 FACTS_VERSION = 2
 """Bumped when the scan stores new facts: rows written by an older scan are examined again
 (1: before zero_terminal_snr / has_vae were stored for the loader)."""
@@ -98,7 +110,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
                     db["files"].upsert(broken, pk="path")
                 report.problems.append(ScanProblem(rel, message))
                 continue
-            if row and row["size"] == stat[0] and row["mtime"] == stat[1] and _current(row):
+            if row and _stored_change_key(row) == stat[2] and _current(row):
                 seen.add(rel)
                 report.unchanged += 1
                 if row.get("error"):
@@ -119,7 +131,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
     return report
 
 def _row(
-    path: Path, rel: str, default_category: Category, stat: tuple[int, float], *, error: str | None = None
+    path: Path, rel: str, default_category: Category, stat: Stat, *, error: str | None = None
 ) -> dict[str, Any]:
     """A files row with nothing known yet but where the file is (and why it is broken)."""
     return {
@@ -138,7 +150,7 @@ def _row(
         "rank": None,
         "alpha": None,
         "metadata": "{}",
-        "info": "{}",
+        "info": json.dumps({"change_key": stat[2]}),
         "error": error,
         "scanned_at": time.time(),
     }
@@ -147,7 +159,7 @@ def _examine(
     path: Path,
     rel: str,
     default_category: Category,
-    stat: tuple[int, float],
+    stat: Stat,
     report: ScanReport,
 ) -> dict[str, Any] | None:
     """The row for a new or changed file, or None when the file vanished meanwhile."""
@@ -179,7 +191,7 @@ def _examine(
         rank=bounded_int(info.rank),
         alpha=bounded_float(info.alpha),
         metadata=json.dumps(_bounded_metadata(info)),
-        info=json.dumps(_info_dict(info)),
+        info=json.dumps({**_info_dict(info), "change_key": stat[2]}),
     )
     if info.kind == FileKind.UNKNOWN:
         row["error"] = "not a checkpoint or LoRA this bot can use (" + (
@@ -217,7 +229,7 @@ def _store(
     path: Path,
     rel: str,
     default_category: Category,
-    stat: tuple[int, float],
+    stat: Stat,
     row: dict[str, Any],
     report: ScanReport,
 ) -> None:
@@ -255,14 +267,28 @@ def _candidates(folder: Path) -> Iterator[Path]:
                 yield here / filename
 
 
-def _folder_stat(path: Path) -> tuple[int, float]:
+def _folder_stat(path: Path) -> Stat:
     size, mtime = 0, path.stat().st_mtime
-    for child in path.rglob("*"):
+    keys = []
+    for child in sorted(path.rglob("*")):
         if child.is_file():
             st = child.stat()
             size += st.st_size
             mtime = max(mtime, st.st_mtime)
-    return size, mtime
+            keys.append(f"{child.relative_to(path).as_posix()}={_change_key(st)}")
+    return size, mtime, hashlib.sha256("\n".join(keys).encode("utf-8", "replace")).hexdigest()
+
+
+def _change_key(st: os.stat_result) -> str:
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}:{st.st_ino}"
+
+
+def _stored_change_key(row: dict[str, Any]) -> str | None:
+    try:
+        key = json.loads(row.get("info") or "{}").get("change_key")
+    except ValueError:
+        return None
+    return key if isinstance(key, str) and key else None
 
 
 def _current(row: dict[str, Any]) -> bool:
@@ -300,9 +326,10 @@ def _info_dict(info: ModelFileInfo) -> dict[str, Any]:
     }
 
 
-def stat_tuple(path: Path) -> tuple[int, float]:
+def stat_tuple(path: Path) -> Stat:
+    """(size, mtime, change key) of a file; see CHANGE_POLICY."""
     st = path.stat()
-    return st.st_size, st.st_mtime
+    return st.st_size, st.st_mtime, _change_key(st)
 
 
 def stem(path: Path) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +88,38 @@ def test_bounded_numbers_from_metadata() -> None:
     )
     assert meta.network_dim is None and meta.network_alpha is None and meta.clip_skip is None
     assert parse_training_metadata({"ss_tag_frequency": '{"d": {"tag": 1e300}}'}).tag_frequency["tag"] <= 2**31
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_restored_is_rehashed(library: Library) -> None:
+    path = write_kohya_lora(library.loras_dir / "l.safetensors", "sdxl", seed=1)
+    library.scan()
+    before = library.find("l").sha256
+    st = os.stat(path)
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF  # same size, different content (a weight byte)
+    time.sleep(0.01)  # a new ctime, which no user process can set back
+    path.write_bytes(bytes(raw))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+
+    report = library.scan()
+
+    assert report.updated == ["loras/l.safetensors"]
+    assert library.find("l").sha256 != before
+
+
+def test_a_file_replaced_by_another_inode_is_rehashed(library: Library) -> None:
+    path = write_kohya_lora(library.loras_dir / "l.safetensors", "sdxl", seed=1)
+    library.scan()
+    st = os.stat(path)
+    other = write_kohya_lora(library.loras_dir / ".other.tmp", "sdxl", seed=2)
+    os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.replace(other, path)
+    assert library.scan().updated == ["loras/l.safetensors"]
+
+
+def test_an_untouched_file_is_not_rehashed(library: Library) -> None:
+    write_kohya_lora(library.loras_dir / "l.safetensors", "sdxl")
+    library.scan()
+    report = library.scan()
+    assert (report.unchanged, report.hashed) == (1, 0)
