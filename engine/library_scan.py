@@ -13,6 +13,8 @@ import hashlib
 import json
 import math
 import os
+import re
+import stat as stat_module
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -68,12 +70,14 @@ class ScanReport:
     problems: list[ScanProblem] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[Any] = field(default_factory=list)  # CivitAI trouble, as engine.i18n.Message
+    removed_partials: list[str] = field(default_factory=list)  # see STALE_PART_SECONDS
 
     def summary(self) -> str:
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
             f"{self.unchanged} unchanged, {len(self.problems)} problem(s); "
             f"hashed {self.hashed} file(s) in {self.seconds:.2f} s"
+            + (f"; removed {len(self.removed_partials)} stale partial download(s)" if self.removed_partials else "")
         )
 
 
@@ -93,7 +97,8 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
         (library.loras_dir, Category.LORA),
     ):
         folder.mkdir(parents=True, exist_ok=True)
-        for path in _candidates(folder):
+        stale: list[Path] = []
+        for path in _candidates(folder, stale):
             rel = path.relative_to(library.root).as_posix()
             row = known.get(rel)
             try:
@@ -124,6 +129,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
             seen.add(rel)
             _store(db, path, rel, default_category, stat, new_row, report)
             (report.updated if row else report.added).append(rel)
+        _remove_partials(library.root, stale, report)
     for rel in set(known) - seen:
         db["files"].delete(rel)
         report.removed.append(rel)
@@ -241,8 +247,9 @@ def _store(
         report.problems.append(ScanProblem(rel, message))
 
 
-def _candidates(folder: Path) -> Iterator[Path]:
-    """Model files and diffusers folders below `folder`, skipping hidden and partial files.
+def _candidates(folder: Path, stale_parts: list[Path] | None = None) -> Iterator[Path]:
+    """Model files and diffusers folders below `folder`, skipping hidden and partial files;
+    partial downloads left older than STALE_PART_SECONDS are added to `stale_parts`.
 
     Linked folders are followed (admins link in a ComfyUI or A1111 models folder), each real
     folder once, so a link loop or a second link to the same folder lists nothing twice."""
@@ -261,10 +268,41 @@ def _candidates(folder: Path) -> Iterator[Path]:
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for filename in sorted(filenames):
             if filename.startswith("."):
-                continue  # in-flight downloads are written as hidden temp files
+                # in-flight downloads are written as hidden temp files
+                if stale_parts is not None and _PART_NAME.fullmatch(filename) and _is_stale(here / filename):
+                    stale_parts.append(here / filename)
+                continue
             lower = filename.lower()
             if lower.endswith(SAFETENSORS_SUFFIXES) or lower.endswith(REFUSED_SUFFIXES):
                 yield here / filename
+
+
+# engine/civitai/download.py writes `.loracle-<random>.part` and renames it when done; a
+# killed process leaves it behind. A live download writes at least every
+# civitai_timeout_s (its socket read timeout) or gives up and deletes the file, so one
+# untouched for an hour belongs to no live download, on this machine or another sharing
+# the folder. Only that exact name pattern is ever removed.
+STALE_PART_SECONDS = 3600
+_PART_NAME = re.compile(r"\.loracle-[^/]+\.part")
+
+
+def _is_stale(path: Path) -> bool:
+    try:
+        st = path.lstat()
+    except OSError:
+        return False
+    return stat_module.S_ISREG(st.st_mode) and time.time() - st.st_mtime > STALE_PART_SECONDS
+
+
+def _remove_partials(root: Path, stale: list[Path], report: ScanReport) -> None:
+    for path in stale:
+        if not _is_stale(path):
+            continue  # written to since the walk saw it
+        try:
+            path.unlink()
+        except OSError:
+            continue  # gone already, or not ours to remove: next scan looks again
+        report.removed_partials.append(path.relative_to(root).as_posix())
 
 
 def _folder_stat(path: Path) -> Stat:

@@ -123,3 +123,20 @@ def test_an_untouched_file_is_not_rehashed(library: Library) -> None:
     library.scan()
     report = library.scan()
     assert (report.unchanged, report.hashed) == (1, 0)
+
+
+def test_stale_partial_downloads_are_removed_and_reported(library: Library) -> None:
+    old = library.loras_dir / ".loracle-abc123.part"
+    fresh = library.loras_dir / ".loracle-def456.part"
+    other = library.loras_dir / ".notes.part"  # not ours: never touched
+    for p in (old, fresh, other):
+        p.write_bytes(b"\0" * 100)
+    two_hours_ago = time.time() - 2 * 3600
+    for p in (old, other):
+        os.utime(p, (two_hours_ago, two_hours_ago))
+
+    report = library.scan()
+
+    assert not old.exists() and fresh.exists() and other.exists()
+    assert report.removed_partials == ["loras/.loracle-abc123.part"]
+    assert "1 stale partial download" in report.summary()
