@@ -147,7 +147,7 @@ class Library:
         for group in by_key.values():
             for row, wanted in zip(group, _group_names(group), strict=True):
                 if wanted != row["name"]:
-                    db["files"].update(row["path"], {"name": wanted})
+                    db.table("files").update(row["path"], {"name": wanted})
 
     # -- reading ---------------------------------------------------------------------
     def entries(self, category: Category | str | None = None, *, include_broken: bool = True) -> list[LibraryEntry]:
@@ -219,13 +219,14 @@ class Library:
         typed = _fold(wanted)
         key = typed.removesuffix(".safetensors")
         folded = [(e, *e.folded_names) for e in candidates]
-        for match in (
+        matchers: tuple[Callable[[LibraryEntry, str, str, str], bool], ...] = (
             lambda e, name, _d, _s: name == typed,  # "x.ckpt" when it sits beside "x.safetensors"
             lambda e, name, _d, _s: name == key,
             lambda e, _n, display, _s: display == key,
             lambda e, _n, _d, stem: stem == key,
-            lambda e, _n, _d, _s: len(key) >= 8 and bool(e.sha256) and e.sha256.lower().startswith(key),
-        ):
+            lambda e, _n, _d, _s: len(key) >= 8 and (e.sha256 or "").lower().startswith(key),
+        )
+        for match in matchers:
             hits = [f[0] for f in folded if match(*f)]
             if len(hits) == 1:
                 return hits[0]
@@ -258,13 +259,13 @@ class Library:
         if not entry.sha256:
             raise LibraryError(_NOT_USABLE, name=entry.name, reason=entry.error or "not hashed yet")
         db = self.dbs.db
-        existing = db["overrides"].get(entry.sha256) if _has_row(db, entry.sha256) else {}
+        existing = db.table("overrides").get(entry.sha256) if _has_row(db, entry.sha256) else {}
         row = {f: existing.get(f) for f in _OVERRIDE_FIELDS}
         for key, value in values.items():
             if isinstance(value, bool):
                 value = int(value)
             row[key] = value
-        db["overrides"].upsert(
+        db.table("overrides").upsert(
             {"sha256": entry.sha256, **row, "updated_at": time.time(), "updated_by": by},
             pk="sha256",
         )
@@ -282,7 +283,7 @@ class Library:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-        self.dbs.db["files"].delete(entry.rel_path)
+        self.dbs.db.table("files").delete(entry.rel_path)
 
 
 def _fold(text: str) -> str:

@@ -90,7 +90,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
     started = time.perf_counter()
     report = ScanReport()
     db = library.dbs.db
-    known = {row["path"]: row for row in db["files"].rows}
+    known = {row["path"]: row for row in db.table("files").rows}
     seen: set[str] = set()
     for folder, default_category in (
         (library.models_dir, Category.CHECKPOINT),
@@ -112,7 +112,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
                 seen.add(rel)
                 if not (row and row["size"] == -1 and row.get("error") == message):
                     broken = _row(path, rel, default_category, _UNREADABLE, error=message)
-                    db["files"].upsert(broken, pk="path")
+                    db.table("files").upsert(broken, pk="path")
                 report.problems.append(ScanProblem(rel, message))
                 continue
             if row and _stored_change_key(row) == stat[2] and _current(row):
@@ -131,7 +131,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
             (report.updated if row else report.added).append(rel)
         _remove_partials(library.root, stale, report)
     for rel in set(known) - seen:
-        db["files"].delete(rel)
+        db.table("files").delete(rel)
         report.removed.append(rel)
     report.seconds = time.perf_counter() - started
     return report
@@ -240,10 +240,10 @@ def _store(
     report: ScanReport,
 ) -> None:
     try:
-        db["files"].upsert(row, pk="path")
+        db.table("files").upsert(row, pk="path")
     except Exception as exc:  # e.g. OverflowError for a number SQLite cannot hold
         message = _problem_text(exc)
-        db["files"].upsert(_row(path, rel, default_category, stat, error=message), pk="path")
+        db.table("files").upsert(_row(path, rel, default_category, stat, error=message), pk="path")
         report.problems.append(ScanProblem(rel, message))
 
 

@@ -397,7 +397,7 @@ def decode_scalar(dtype: str, raw: bytes) -> float:
         if len(raw) != 2:
             raise ValueError(f"BF16 scalar needs 2 bytes, got {len(raw)}")
         # bfloat16 is the top half of a float32
-        return struct.unpack("<f", b"\x00\x00" + raw)[0]
+        return float(struct.unpack("<f", b"\x00\x00" + raw)[0])
     fmt = _STRUCT_FORMATS.get(dtype)
     if fmt is None:
         raise ValueError(f"cannot decode a {dtype} scalar")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,7 +158,7 @@ class LoraModule:
             if len(w2) == 4:
                 return (a * w2[0], b * w2[1], *w2[2:])
             return (a * w2[0], b * w2[1])
-        part = t.get("diff", t.get("w_norm"))
+        part = t["diff"] if "diff" in t else t["w_norm"]
         return tuple(part.shape)
 
     def _lokr_w1_shape(self) -> tuple[int, int]:
@@ -241,7 +241,7 @@ class LoraModule:
             raw = raw * factor
         return raw
 
-    def _raw_weight_delta(self, f) -> torch.Tensor:
+    def _raw_weight_delta(self, f: Callable[[str], torch.Tensor]) -> torch.Tensor:
         t = self.tensors
         if self.kind == "lora":
             up = f("up").flatten(1)
@@ -300,7 +300,7 @@ def dora_weight(
     else:
         norm = v.reshape(out_dim, -1).norm(dim=1).reshape(out_dim, *rest) + eps
         m = m.reshape(out_dim, *rest)
-    change = v * (m / norm) - weight
+    change: torch.Tensor = v * (m / norm) - weight
     return change * multiplier if multiplier != 1.0 else change
 
 
@@ -461,7 +461,7 @@ def parse_state_dict(
     kind: FileKind | None = None,
 ) -> ParsedLora:
     """Group a LoRA state dict into modules (see `load_lora`)."""
-    stored_kind = kind
+
     metadata = dict(metadata or {})
     grouped: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     unparsed: list[str] = []
@@ -487,16 +487,16 @@ def parse_state_dict(
     modules: dict[str, LoraModule] = {}
     for alias, parts in grouped.items():
         roles = set(parts) - {"alpha", "dora_scale", "magnitude"}
-        kind = _classify(roles)
+        algorithm = _classify(roles)
         keys = sorted(key for key, _ in parts.values())
-        if kind is None:
+        if algorithm is None:
             unparsed.extend(keys)
             continue
         alpha = None
         if "alpha" in parts:
             alpha = float(parts["alpha"][1].float().flatten()[0].item())
         module_tensors = {role: t for role, (_, t) in parts.items() if role != "alpha"}
-        module = LoraModule(alias=alias, kind=kind, tensors=module_tensors, alpha=alpha, keys=keys)
+        module = LoraModule(alias=alias, kind=algorithm, tensors=module_tensors, alpha=alpha, keys=keys)
         if alpha is None and alias in peft_style and module.rank:
             module.alpha = _peft_alpha(metadata, alias, module.rank)
         _check_consistent(name, module)
@@ -505,7 +505,7 @@ def parse_state_dict(
         name=name,
         modules=modules,
         unparsed_keys=sorted(unparsed),
-        kind=stored_kind or _file_kind(modules),
+        kind=kind or _file_kind(modules),
         metadata=metadata,
         path=path,
     )

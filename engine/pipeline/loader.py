@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from engine.errors import CorruptFileError, LibraryError, LoracleError, UnsafeFileError
 from engine.files.classify import CheckpointFacts
@@ -40,7 +40,10 @@ from engine.pipeline.single_file import (
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import StableDiffusionXLPipeline
+
+# diffusers assembles a pipeline's components at runtime, so statically its attributes
+# (unet, vae, scheduler, ...) are unknown: pipelines are typed as Any here.
+Pipeline: TypeAlias = Any
 
 SDXL_CONFIG_DIR = Path(__file__).with_name("sdxl_config")
 CheckpointFormat = Literal["safetensors", "diffusers"]
@@ -304,7 +307,7 @@ def load_pipeline(
     dtype: torch.dtype,
     cache_dir: Path,
     config_dir_for: Callable[[SingleFileInfo], Path] | None = None,
-) -> StableDiffusionXLPipeline:
+) -> Pipeline:
     """Load `spec` as a StableDiffusionXLPipeline on `device` in `dtype`, fully offline.
 
     `config_dir_for` picks the diffusers config folder for a single file (default: the
@@ -380,7 +383,7 @@ def _quiet_diffusers() -> Iterator[None]:
         diffusers_logging.enable_progress_bar()
 
 
-def apply_v_prediction(pipe: StableDiffusionXLPipeline, *, zero_terminal_snr: bool = True) -> None:
+def apply_v_prediction(pipe: Pipeline, *, zero_terminal_snr: bool = True) -> None:
     """Switch the scheduler to v-prediction (and zero terminal SNR, as NoobAI-XL v-pred uses).
 
     Zero terminal SNR needs "trailing" timesteps (Lin et al., "Common Diffusion Noise
@@ -399,7 +402,7 @@ def apply_v_prediction(pipe: StableDiffusionXLPipeline, *, zero_terminal_snr: bo
 
 def _load_single_file(
     path: Path, info: SingleFileInfo, folder: Path, dtype: torch.dtype, vae_path: Path | None = None
-) -> StableDiffusionXLPipeline:
+) -> Pipeline:
     from diffusers import StableDiffusionXLPipeline
 
     extra = {}
@@ -420,7 +423,7 @@ def _load_single_file(
     )
 
 
-def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype) -> StableDiffusionXLPipeline:
+def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype) -> Pipeline:
     from diffusers import StableDiffusionXLPipeline
 
     index = path / "model_index.json"
@@ -449,7 +452,8 @@ def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype)
                 name=spec.name,
                 part=part,
             )
-    return StableDiffusionXLPipeline.from_pretrained(
+    pipeline_class: Any = StableDiffusionXLPipeline  # diffusers' from_pretrained is unannotated
+    return pipeline_class.from_pretrained(
         str(path),
         local_files_only=True,
         torch_dtype=dtype,
@@ -483,7 +487,7 @@ def _incomplete(name: str) -> CorruptFileError:
     )
 
 
-def _check_complete(name: str, pipe: StableDiffusionXLPipeline) -> None:
+def _check_complete(name: str, pipe: Pipeline) -> None:
     # A checkpoint missing some weights can load "successfully" with those left on the meta
     # device, and only fail at the first job; catch it here, where the file is to blame.
     for part in ("unet", "vae", "text_encoder", "text_encoder_2"):

@@ -18,7 +18,7 @@ PAYLOAD = {"state_dict": {"w": [1.0, 2.0]}, "epoch": 3}
 def test_pickles_of_every_protocol_are_named(tmp_path, protocol):
     path = tmp_path / "m.safetensors"
     path.write_bytes(pickle.dumps(PAYLOAD, protocol=protocol))
-    with pytest.raises(UnsafeFileError, match="renamed to .safetensors") as err:
+    with pytest.raises(UnsafeFileError, match=r"renamed to \.safetensors") as err:
         read_header(path)
     assert "pickle" in str(err.value) and "bytes" not in str(err.value)
 
