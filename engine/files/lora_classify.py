@@ -9,6 +9,7 @@ engine/files/lora_keys.py.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -366,8 +367,20 @@ def lora_alpha(
         return training.network_alpha
     # diffusers >= 0.34 stores the peft config as JSON: {"unet.lora_alpha": 8, "unet.r": 8, ...}
     adapter = _json_dict(header.metadata.get("lora_adapter_metadata"))
-    found = [v for k, v in sorted(adapter.items()) if k.endswith("lora_alpha") and isinstance(v, (int, float))]
-    return float(found[0]) if found else None
+    found = [v for k, v in sorted(adapter.items()) if k.endswith("lora_alpha")]
+    return finite_float(found[0]) if found else None
+
+
+def finite_float(value: Any) -> float | None:
+    """A number read from file metadata as a float, or None when it is no sane number (a
+    string, a bool, inf, NaN, or an integer too large for a float: 10**400 is valid JSON)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) and abs(f) <= 1e12 else None
 
 
 def _json_dict(text: str | None) -> dict[str, Any]:

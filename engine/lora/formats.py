@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from engine.errors import CorruptFileError, LoraFormatError, UnsafeFileError
+from engine.files.lora_classify import finite_float
 from engine.files.lora_keys import (
     DIFFUSERS_SUFFIXES,
     LOHA_PARTS,
@@ -358,10 +359,16 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
     if isinstance(patterns, dict):
         for pattern, value in patterns.items():
             # peft's own rule: the pattern must match a trailing run of dotted name parts.
-            if re.match(rf"(.*\.)?({pattern})$", module_name):
+            try:
+                hit = re.match(rf"(.*\.)?({pattern})$", module_name)
+            except (re.error, TypeError):
+                continue  # a pattern peft itself could not have written
+            if hit:
                 alpha = value
                 break
-    alpha = float(alpha)
+    alpha = finite_float(alpha)
+    if alpha is None:
+        return None  # no usable number: alpha defaults to the rank
     if config.get(prefix + "use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); expressed as an alpha for the alpha/r rule.
         alpha = alpha * math.sqrt(rank)
