@@ -26,7 +26,6 @@ from engine.db import ThreadLocalDB
 from engine.errors import (
     LibraryError,
     LimitError,
-    LoracleError,
     RequestError,
     WeightError,
 )
@@ -141,7 +140,6 @@ class Engine:
         # Set by close(): a scan running in its thread stops before its next file (hashing
         # a new library can take minutes, longer than a container's stop grace period).
         self._closing = threading.Event()
-        self._has_vae: dict[tuple[str, int, float], bool] = {}  # (path, size, mtime) -> answer
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, *, generator: Any = None, recover: bool = True) -> None:
@@ -472,6 +470,7 @@ class Engine:
             family=ckpt_summary.family,
             family_label=ckpt_summary.family_label,
             v_prediction=ckpt_entry.v_prediction,
+            facts=ckpt_entry.checkpoint_facts,
         )
         warnings: list[Message] = []
         if ckpt_entry.format == "safetensors" and not self._has_baked_vae(ckpt_entry):
@@ -537,17 +536,8 @@ class Engine:
         return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
 
     def _has_baked_vae(self, entry: LibraryEntry) -> bool:
-        """Whether a single-file checkpoint carries its VAE (header only, remembered)."""
-        from engine.files.header import read_header
-        from engine.pipeline.loader import single_file_has_vae
-
-        key = (str(entry.path), entry.size, entry.mtime)
-        if key not in self._has_vae:
-            try:
-                self._has_vae[key] = single_file_has_vae(read_header(entry.path))
-            except (LoracleError, OSError):
-                return True  # unreadable now: the loader reports it properly
-        return self._has_vae[key]
+        """Whether a single-file checkpoint carries its VAE, as the scan stored it."""
+        return entry.checkpoint_facts.has_vae
 
     def _vae_donor(self, entry: LibraryEntry, family: str | None) -> LibraryEntry | None:
         """Another SDXL checkpoint whose VAE a checkpoint pruned of its own can use; one of

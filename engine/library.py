@@ -2,8 +2,9 @@
 
 A scan walks both folders, inspects new or changed `.safetensors` files and diffusers
 folders (header only, never loading tensors), hashes them in one streaming pass, and
-forgets files that vanished. A file is unchanged when its (path, size, mtime) matches the
-stored row, so rescanning an unchanged library hashes nothing. Admin settings live in
+forgets files that vanished (engine/library_scan.py). A file is unchanged when its size,
+mtime_ns, ctime_ns and inode match the stored ones (library_scan.CHANGE_POLICY says why),
+so rescanning an unchanged library hashes nothing. Admin settings live in
 the `overrides` table keyed by SHA256, so a renamed or moved file keeps them.
 
 All methods are synchronous and may block on disk: front ends call them from a thread.
@@ -13,33 +14,24 @@ from __future__ import annotations
 
 import difflib
 import json
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from engine.db import ThreadLocalDB, library_version
-from engine.errors import LibraryError, LoracleError, UnknownNameError
-from engine.files.hashing import hash_file, hash_folder
-from engine.files.header import SAFETENSORS_SUFFIXES
-from engine.files.modelfile import ModelFileInfo, inspect_path
-from engine.files.sniff import REFUSED_SUFFIXES
+from engine.errors import LibraryError, UnknownNameError
+from engine.files.classify import CheckpointFacts
 from engine.files.training import TrainingMetadata, parse_training_metadata
 from engine.i18n import Text
 from engine.kinds import Architecture, Category, FileKind
+from engine.library_scan import ScanProblem as ScanProblem
+from engine.library_scan import ScanReport as ScanReport
+from engine.library_scan import scan_folders, stem
 from engine.text_input import clean_name
-
-# Metadata values bigger than this are not kept verbatim: some trainers embed base64
-# preview images or whole dataset listings, and the DB row is read on every lookup.
-_MAX_META_VALUE = 32 * 1024
-_DIFFUSERS_MARKERS = ("model_index.json",)
-# (size, mtime) stored for a file that could not even be stat'ed: no real file matches
-# it, so the next scan looks at the file again
-_UNREADABLE = (-1, -1.0)
 
 
 @dataclass(frozen=True)
@@ -80,6 +72,17 @@ class LibraryEntry:
     def v_prediction(self) -> bool:
         return bool(self.info.get("v_prediction"))
 
+    @property
+    def checkpoint_facts(self) -> CheckpointFacts:
+        """The scan's classification, as the loader trusts it (see engine/files)."""
+        return CheckpointFacts(
+            architecture=self.architecture,
+            kind=self.kind,
+            v_prediction=self.v_prediction,
+            zero_terminal_snr=bool(self.info.get("zero_terminal_snr")),
+            has_vae=bool(self.info.get("has_vae")),
+        )
+
     @cached_property
     def training(self) -> TrainingMetadata:
         return parse_training_metadata(self.metadata)
@@ -89,31 +92,6 @@ class LibraryEntry:
         """Name, display name and file stem in the form typed names are compared in;
         computed once per library snapshot, not on every lookup."""
         return _fold(self.name), _fold(self.display_name or ""), _fold(Path(self.rel_path).stem)
-
-
-@dataclass
-class ScanProblem:
-    rel_path: str
-    message: str
-
-
-@dataclass
-class ScanReport:
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    unchanged: int = 0
-    hashed: int = 0
-    problems: list[ScanProblem] = field(default_factory=list)
-    seconds: float = 0.0
-    notes: list[Any] = field(default_factory=list)  # CivitAI trouble, as engine.i18n.Message
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.removed)} removed, "
-            f"{self.unchanged} unchanged, {len(self.problems)} problem(s); "
-            f"hashed {self.hashed} file(s) in {self.seconds:.2f} s"
-        )
 
 
 _OVERRIDE_FIELDS = ("display_name", "base_model", "weight", "nsfw", "enabled")
@@ -154,128 +132,9 @@ class Library:
 
     # -- scanning --------------------------------------------------------------------
     def scan(self, progress: Callable[[str], None] | None = None) -> ScanReport:
-        started = time.perf_counter()
-        report = ScanReport()
-        db = self.dbs.db
-        known = {row["path"]: row for row in db["files"].rows}
-        seen: set[str] = set()
-        for folder, default_category in (
-            (self.models_dir, Category.CHECKPOINT),
-            (self.loras_dir, Category.LORA),
-        ):
-            folder.mkdir(parents=True, exist_ok=True)
-            for path in _candidates(folder):
-                rel = path.relative_to(self.root).as_posix()
-                row = known.get(rel)
-                try:
-                    stat = _folder_stat(path) if path.is_dir() else stat_tuple(path)
-                except OSError as exc:
-                    if not os.path.lexists(path):
-                        continue  # deleted since the walk listed it: forgotten below
-                    # a broken link, a link loop, no permission: keep it listed as broken
-                    # (not as the usable file it may once have been) and look again next time
-                    message = f"cannot read: {exc.strerror or exc}"
-                    seen.add(rel)
-                    if not (row and row["size"] == -1 and row.get("error") == message):
-                        broken = self._row(path, rel, default_category, _UNREADABLE, error=message)
-                        db["files"].upsert(broken, pk="path")
-                    report.problems.append(ScanProblem(rel, message))
-                    continue
-                if row and row["size"] == stat[0] and row["mtime"] == stat[1]:
-                    seen.add(rel)
-                    report.unchanged += 1
-                    if row.get("error"):
-                        report.problems.append(ScanProblem(rel, row["error"]))
-                    continue
-                if progress:
-                    progress(rel)
-                new_row = self._examine(path, rel, default_category, stat, report)
-                if new_row is None:
-                    continue  # it vanished while we read it
-                seen.add(rel)
-                db["files"].upsert(new_row, pk="path")
-                (report.updated if row else report.added).append(rel)
-        for rel in set(known) - seen:
-            db["files"].delete(rel)
-            report.removed.append(rel)
+        report = scan_folders(self, progress)
         self._assign_names()
-        report.seconds = time.perf_counter() - started
         return report
-
-    @staticmethod
-    def _row(
-        path: Path, rel: str, default_category: Category, stat: tuple[int, float], *, error: str | None = None
-    ) -> dict[str, Any]:
-        """A files row with nothing known yet but where the file is (and why it is broken)."""
-        return {
-            "path": rel,
-            "name": _stem(path),
-            "category": default_category.value,
-            "format": "diffusers" if path.is_dir() else "safetensors",
-            "kind": FileKind.UNKNOWN.value,
-            "architecture": Architecture.UNKNOWN.value,
-            "size": stat[0],
-            "mtime": stat[1],
-            "sha256": None,
-            "autov1": None,
-            "autov2": None,
-            "autov3": None,
-            "rank": None,
-            "alpha": None,
-            "metadata": "{}",
-            "info": "{}",
-            "error": error,
-            "scanned_at": time.time(),
-        }
-
-    def _examine(
-        self,
-        path: Path,
-        rel: str,
-        default_category: Category,
-        stat: tuple[int, float],
-        report: ScanReport,
-    ) -> dict[str, Any] | None:
-        """The row for a new or changed file, or None when the file vanished meanwhile."""
-        row = self._row(path, rel, default_category, stat)
-        try:
-            info = inspect_path(path)
-            hashes = hash_folder(path) if info.format == "diffusers" else hash_file(path, info.data_offset)
-        except (LoracleError, OSError) as exc:
-            if not os.path.lexists(path):
-                return None  # deleted or moved away mid-scan: not a broken file
-            if isinstance(exc, LoracleError):
-                row["error"] = str(exc)
-            else:
-                row["error"] = f"cannot read the file: {exc.strerror or exc}"
-            report.problems.append(ScanProblem(rel, row["error"]))
-            return row
-        report.hashed += 1
-        category = default_category
-        if info.kind.is_lora:
-            category = Category.LORA
-        elif info.kind == FileKind.CHECKPOINT:
-            category = Category.CHECKPOINT
-        row.update(
-            category=category.value,
-            format=info.format,
-            kind=info.kind.value,
-            architecture=info.architecture.value,
-            sha256=hashes.sha256,
-            autov1=hashes.autov1,
-            autov2=hashes.autov2,
-            autov3=hashes.autov3,
-            rank=info.rank,
-            alpha=info.alpha,
-            metadata=json.dumps(_bounded_metadata(info)),
-            info=json.dumps(_info_dict(info)),
-        )
-        if info.kind == FileKind.UNKNOWN:
-            row["error"] = "not a checkpoint or LoRA this bot can use (" + (
-                "; ".join(info.notes) or "no recognisable weights"
-            ) + ")"
-            report.problems.append(ScanProblem(rel, row["error"]))
-        return row
 
     def _assign_names(self) -> None:
         """Names are file stems; when two files in one category share a stem, both get
@@ -284,11 +143,11 @@ class Library:
         rows = list(db.query("SELECT path, category, name, error FROM files"))
         by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
-            by_key.setdefault((row["category"], _fold(_stem(Path(row["path"])))), []).append(row)
+            by_key.setdefault((row["category"], _fold(stem(Path(row["path"])))), []).append(row)
         for group in by_key.values():
             for row, wanted in zip(group, _group_names(group), strict=True):
                 if wanted != row["name"]:
-                    db["files"].update(row["path"], {"name": wanted})
+                    db.table("files").update(row["path"], {"name": wanted})
 
     # -- reading ---------------------------------------------------------------------
     def entries(self, category: Category | str | None = None, *, include_broken: bool = True) -> list[LibraryEntry]:
@@ -360,13 +219,14 @@ class Library:
         typed = _fold(wanted)
         key = typed.removesuffix(".safetensors")
         folded = [(e, *e.folded_names) for e in candidates]
-        for match in (
+        matchers: tuple[Callable[[LibraryEntry, str, str, str], bool], ...] = (
             lambda e, name, _d, _s: name == typed,  # "x.ckpt" when it sits beside "x.safetensors"
             lambda e, name, _d, _s: name == key,
             lambda e, _n, display, _s: display == key,
             lambda e, _n, _d, stem: stem == key,
-            lambda e, _n, _d, _s: len(key) >= 8 and bool(e.sha256) and e.sha256.lower().startswith(key),
-        ):
+            lambda e, _n, _d, _s: len(key) >= 8 and (e.sha256 or "").lower().startswith(key),
+        )
+        for match in matchers:
             hits = [f[0] for f in folded if match(*f)]
             if len(hits) == 1:
                 return hits[0]
@@ -399,13 +259,13 @@ class Library:
         if not entry.sha256:
             raise LibraryError(_NOT_USABLE, name=entry.name, reason=entry.error or "not hashed yet")
         db = self.dbs.db
-        existing = db["overrides"].get(entry.sha256) if _has_row(db, entry.sha256) else {}
+        existing = db.table("overrides").get(entry.sha256) if _has_row(db, entry.sha256) else {}
         row = {f: existing.get(f) for f in _OVERRIDE_FIELDS}
         for key, value in values.items():
             if isinstance(value, bool):
                 value = int(value)
             row[key] = value
-        db["overrides"].upsert(
+        db.table("overrides").upsert(
             {"sha256": entry.sha256, **row, "updated_at": time.time(), "updated_by": by},
             pk="sha256",
         )
@@ -423,7 +283,7 @@ class Library:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-        self.dbs.db["files"].delete(entry.rel_path)
+        self.dbs.db.table("files").delete(entry.rel_path)
 
 
 def _fold(text: str) -> str:
@@ -437,8 +297,8 @@ def _group_names(group: list[dict[str, Any]]) -> list[str]:
     even that collides (`x.safetensors` beside `x.ckpt` or `x.sft`), the one usable file keeps
     it and the others add their extension, so a broken twin never hides a good file."""
     if len(group) == 1:
-        return [_stem(Path(group[0]["path"]))]
-    qualified = [_qualified(Path(row["path"]), _stem(Path(row["path"]))) for row in group]
+        return [stem(Path(group[0]["path"]))]
+    qualified = [_qualified(Path(row["path"]), stem(Path(row["path"]))) for row in group]
     names = list(qualified)
     for key in {_fold(q) for q in qualified}:
         same = [i for i, q in enumerate(qualified) if _fold(q) == key]
@@ -459,75 +319,3 @@ def _qualified(rel: Path, name: str) -> str:
 
 def _has_row(db: Any, sha256: str) -> bool:
     return bool(list(db.query("SELECT 1 FROM overrides WHERE sha256 = ?", [sha256])))
-
-
-def _candidates(folder: Path) -> Iterator[Path]:
-    """Model files and diffusers folders below `folder`, skipping hidden and partial files.
-
-    Linked folders are followed (admins link in a ComfyUI or A1111 models folder), each real
-    folder once, so a link loop or a second link to the same folder lists nothing twice."""
-    visited: set[str] = set()
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        here = Path(dirpath)
-        real = os.path.realpath(here)
-        if real in visited:
-            dirnames.clear()
-            continue
-        visited.add(real)
-        if any(marker in filenames for marker in _DIFFUSERS_MARKERS) and here != folder:
-            dirnames.clear()
-            yield here
-            continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for filename in sorted(filenames):
-            if filename.startswith("."):
-                continue  # in-flight downloads are written as hidden temp files
-            lower = filename.lower()
-            if lower.endswith(SAFETENSORS_SUFFIXES) or lower.endswith(REFUSED_SUFFIXES):
-                yield here / filename
-
-
-def _folder_stat(path: Path) -> tuple[int, float]:
-    size, mtime = 0, path.stat().st_mtime
-    for child in path.rglob("*"):
-        if child.is_file():
-            st = child.stat()
-            size += st.st_size
-            mtime = max(mtime, st.st_mtime)
-    return size, mtime
-
-
-def _stem(path: Path) -> str:
-    # Only model suffixes are stripped: a diffusers folder "animagine-xl-3.1" keeps its dot.
-    lower = path.name.lower()
-    for suffix in (*SAFETENSORS_SUFFIXES, *REFUSED_SUFFIXES):
-        if lower.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return path.name
-
-
-def _bounded_metadata(info: ModelFileInfo) -> dict[str, str]:
-    kept: dict[str, str] = {}
-    for key, value in info.metadata.items():
-        if len(value) <= _MAX_META_VALUE:
-            kept[key] = value
-        elif key == "ss_tag_frequency":
-            # keep what the tag lint and /lora info use: the most frequent tags
-            kept[key] = json.dumps({"merged": info.training.tag_frequency})
-    return kept
-
-
-def _info_dict(info: ModelFileInfo) -> dict[str, Any]:
-    return {
-        "architecture_evidence": info.architecture_evidence,
-        "tensor_count": info.tensor_count,
-        "dtypes": info.dtypes,
-        "targets": info.targets,
-        "v_prediction": info.v_prediction,
-        "notes": info.notes,
-    }
-
-
-def stat_tuple(path: Path) -> tuple[int, float]:
-    st = path.stat()
-    return st.st_size, st.st_mtime

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeAlias
 
+from engine.files.classify import CheckpointFacts
 from engine.i18n import EN, Message
 from engine.kinds import Architecture
 from engine.pipeline.samplers import DEFAULT_SAMPLER
@@ -63,6 +64,7 @@ class PlannedCheckpoint:
     # A checkpoint pruned of its VAE borrows another library checkpoint's (file, name).
     vae_path: Path | None = None
     vae_from: str | None = None
+    facts: CheckpointFacts | None = None  # the scan's classification, trusted by the loader
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from engine.files.header import TensorInfo
 from engine.files.training import TrainingMetadata
-from engine.kinds import Architecture
+from engine.kinds import Architecture, FileKind
 
 CONTEXT_ARCH = {
     768: Architecture.SD1,
@@ -247,3 +247,15 @@ def prediction(tensors: Mapping[str, TensorInfo], training: TrainingMetadata) ->
 def single_file_has_vae(tensors: Mapping[str, TensorInfo]) -> bool:
     """Whether a single-file checkpoint carries its VAE (files "pruned" of it do not)."""
     return any(k.startswith(SGM_VAE_PREFIX) for k in tensors)
+
+
+@dataclass(frozen=True)
+class CheckpointFacts:
+    """What the scan decided about a checkpoint: stored in the library, carried by the plan
+    to the loader, and trusted there, so no second opinion forms on the GPU thread."""
+
+    architecture: Architecture
+    kind: FileKind
+    v_prediction: bool
+    zero_terminal_snr: bool  # as the file states it; applies only with v_prediction
+    has_vae: bool

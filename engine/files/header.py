@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import CorruptFileError
+from engine.files.sniff import SAFETENSORS_SUFFIXES as SAFETENSORS_SUFFIXES
 from engine.files.sniff import SNIFF_BYTES, refuse_impostor
 from engine.i18n import Text
 from engine.text_input import shorten
@@ -30,7 +31,6 @@ MAX_HEADER_BYTES = 100 * 1024 * 1024
 """Kohya files with a large ss_tag_frequency have headers of several MB; 100 MiB is far
 above anything real and still bounded, so a hostile length cannot exhaust memory."""
 
-SAFETENSORS_SUFFIXES = (".safetensors", ".sft")
 
 # Bits per element, as the safetensors spec names the dtypes (sub-byte floats included).
 DTYPE_BITS: dict[str, int] = {
@@ -59,6 +59,10 @@ DTYPE_BITS: dict[str, int] = {
 }
 
 _MAX_NDIM = 16
+_MAX_DIM = 2**31
+"""No real tensor has a dimension this long (the largest vocabularies are ~2**18); a
+zero-sized tensor could otherwise declare [2**70, 0] and pass the byte-size check, and the
+number would overflow SQLite and arithmetic later."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,10 @@ _MSG_TRUNCATED_DATA = Text(
 _ENTRY_DETAILS: dict[str, tuple[str, str]] = {
     "not_object": ("the entry is not a JSON object", "項目不是 JSON 物件"),
     "dtype": ("unknown data type {dtype}", "未知的資料型別 {dtype}"),
-    "shape": ("the shape is not a list of non-negative whole numbers", "形狀不是非負整數的清單"),
+    "shape": (
+        "the shape is not a list of at most 16 whole numbers from 0 to 2^31",
+        "形狀不是最多 16 個介於 0 與 2^31 之間的整數",
+    ),
     "offsets": ("the byte offsets are not two whole numbers", "位元組位移不是兩個整數"),
     "range": (
         "its bytes {start}–{end} lie beyond the {size} bytes of data the file holds, so the file is "
@@ -307,7 +314,7 @@ def _parse_entry(path: Path, name: str, entry: Any, data_size: int) -> TensorInf
     if (
         not isinstance(shape, list)
         or len(shape) > _MAX_NDIM
-        or not all(_is_int(d) and d >= 0 for d in shape)
+        or not all(_is_int(d) and 0 <= d <= _MAX_DIM for d in shape)
     ):
         raise _bad_entry(path, name, "shape")
     offsets = entry.get("data_offsets")
@@ -390,7 +397,7 @@ def decode_scalar(dtype: str, raw: bytes) -> float:
         if len(raw) != 2:
             raise ValueError(f"BF16 scalar needs 2 bytes, got {len(raw)}")
         # bfloat16 is the top half of a float32
-        return struct.unpack("<f", b"\x00\x00" + raw)[0]
+        return float(struct.unpack("<f", b"\x00\x00" + raw)[0])
     fmt = _STRUCT_FORMATS.get(dtype)
     if fmt is None:
         raise ValueError(f"cannot decode a {dtype} scalar")

@@ -9,6 +9,7 @@ engine/files/lora_keys.py.
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ _ALPHA_SAMPLE = 16
 
 # --- LoRA key anatomy -----------------------------------------------------------------
 
-_WEIGHT_PARTS = {
+WEIGHT_PARTS = {
     "down", "hada_w1_b", "lokr_w1", "lokr_w1_a", "diff", "oft_blocks", "oft_diag", "oft_R",
     "on_input", "a1.weight",
 }  # fmt: skip
@@ -366,8 +367,20 @@ def lora_alpha(
         return training.network_alpha
     # diffusers >= 0.34 stores the peft config as JSON: {"unet.lora_alpha": 8, "unet.r": 8, ...}
     adapter = _json_dict(header.metadata.get("lora_adapter_metadata"))
-    found = [v for k, v in sorted(adapter.items()) if k.endswith("lora_alpha") and isinstance(v, (int, float))]
-    return float(found[0]) if found else None
+    found = [v for k, v in sorted(adapter.items()) if k.endswith("lora_alpha")]
+    return finite_float(found[0]) if found else None
+
+
+def finite_float(value: Any) -> float | None:
+    """A number read from file metadata as a float, or None when it is no sane number (a
+    string, a bool, inf, NaN, or an integer too large for a float: 10**400 is valid JSON)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        f = float(value)
+    except OverflowError:
+        return None
+    return f if math.isfinite(f) and abs(f) <= 1e12 else None
 
 
 def _json_dict(text: str | None) -> dict[str, Any]:
@@ -384,7 +397,7 @@ def lora_targets(modules: Mapping[str, ModuleParts], arch: Architecture) -> dict
     denoiser = "transformer" if arch in _TRANSFORMER_ARCHES else "unet"
     counts: Counter[str] = Counter()
     for m in modules.values():
-        if set(m.parts) & _WEIGHT_PARTS:
+        if set(m.parts) & WEIGHT_PARTS:
             counts[denoiser if m.target == "denoiser" else m.target] += 1
     return dict(counts)
 

@@ -24,6 +24,7 @@ from engine.files.classify import (
     CONTEXT_ARCH,
     REFINER_NOTE,
     ZTSNR_NOTE,
+    CheckpointFacts,
     Verdict,
     checkpoint_architecture,
     component_notes,
@@ -46,6 +47,7 @@ from engine.files.lora_classify import (
     lora_targets,
 )
 from engine.files.lora_keys import lora_kind
+from engine.files.lora_sanity import check_lora
 from engine.files.sniff import REFUSED_SUFFIXES, check_not_pickle, unsafe_file_error
 from engine.files.training import TrainingMetadata, parse_training_metadata
 from engine.i18n import Text
@@ -97,6 +99,16 @@ class ModelFileInfo:
     notes: list[str] = field(default_factory=list)
     zero_terminal_snr: bool = False  # as the file states it (marker, metadata, scheduler)
     has_vae: bool = False  # a checkpoint with its VAE baked in
+
+    @property
+    def facts(self) -> CheckpointFacts:
+        return CheckpointFacts(
+            architecture=self.architecture,
+            kind=self.kind,
+            v_prediction=self.v_prediction,
+            zero_terminal_snr=self.zero_terminal_snr,
+            has_vae=self.has_vae,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form, for caching in the database."""
@@ -238,6 +250,8 @@ def inspect_header(header: SafetensorsHeader, mtime: float | None = None) -> Mod
         if dora and kind in (FileKind.LOHA, FileKind.LOKR):
             notes.append("weight-decomposed (DoRA) on top of " + kind.value)
     is_lora = kind.is_lora
+    if is_lora:
+        check_lora(header, modules)
     rank = lora_rank(modules) if is_lora else None
     if is_lora and rank is None and training.network_dim is not None:
         rank = training.network_dim

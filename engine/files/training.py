@@ -101,22 +101,28 @@ def _text(value: str | None) -> str | None:
     return None if value.lower() in _NONE_STRINGS else value
 
 
+# Bounds for numbers read from metadata (strangers write "1e300"): far beyond any real
+# rank, alpha, step count or clip skip, and well inside what SQLite and arithmetic hold.
+INT_LIMIT = 2**31
+FLOAT_LIMIT = 1e12
+
+
 def _int(value: str | None) -> int | None:
     f = _float(value)
-    if f is None or not f.is_integer():
+    if f is None or not f.is_integer() or abs(f) > INT_LIMIT:
         return None
     return int(f)
 
 
 def _float(value: str | None) -> float | None:
     text = _text(value)
-    if text is None:
+    if text is None or len(text) > 64:  # no real number is written with more digits
         return None
     try:
         f = float(text)
     except ValueError:
         return None
-    return f if math.isfinite(f) else None
+    return f if math.isfinite(f) and abs(f) <= FLOAT_LIMIT else None
 
 
 def _bool(value: str | None) -> bool:
@@ -185,12 +191,12 @@ def _count(value: Any) -> int:
     if isinstance(value, bool):
         return 0
     if isinstance(value, int):
-        return value
+        return max(0, min(value, INT_LIMIT))
     if isinstance(value, float) and math.isfinite(value):
-        return int(value)
+        return max(0, min(int(value), INT_LIMIT))
     if isinstance(value, str):
         f = _float(value)
-        return int(f) if f is not None else 0
+        return max(0, min(int(f), INT_LIMIT)) if f is not None else 0
     return 0
 
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from engine.errors import CorruptFileError, LoraFormatError, UnsafeFileError
+from engine.files.lora_classify import finite_float
 from engine.files.lora_keys import (
     DIFFUSERS_SUFFIXES,
     LOHA_PARTS,
@@ -158,7 +159,7 @@ class LoraModule:
             if len(w2) == 4:
                 return (a * w2[0], b * w2[1], *w2[2:])
             return (a * w2[0], b * w2[1])
-        part = t.get("diff", t.get("w_norm"))
+        part = t["diff"] if "diff" in t else t["w_norm"]
         return tuple(part.shape)
 
     def _lokr_w1_shape(self) -> tuple[int, int]:
@@ -241,7 +242,7 @@ class LoraModule:
             raw = raw * factor
         return raw
 
-    def _raw_weight_delta(self, f) -> torch.Tensor:
+    def _raw_weight_delta(self, f: Callable[[str], torch.Tensor]) -> torch.Tensor:
         t = self.tensors
         if self.kind == "lora":
             up = f("up").flatten(1)
@@ -300,7 +301,7 @@ def dora_weight(
     else:
         norm = v.reshape(out_dim, -1).norm(dim=1).reshape(out_dim, *rest) + eps
         m = m.reshape(out_dim, *rest)
-    change = v * (m / norm) - weight
+    change: torch.Tensor = v * (m / norm) - weight
     return change * multiplier if multiplier != 1.0 else change
 
 
@@ -358,10 +359,16 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
     if isinstance(patterns, dict):
         for pattern, value in patterns.items():
             # peft's own rule: the pattern must match a trailing run of dotted name parts.
-            if re.match(rf"(.*\.)?({pattern})$", module_name):
+            try:
+                hit = re.match(rf"(.*\.)?({pattern})$", module_name)
+            except (re.error, TypeError):
+                continue  # a pattern peft itself could not have written
+            if hit:
                 alpha = value
                 break
-    alpha = float(alpha)
+    alpha = finite_float(alpha)
+    if alpha is None:
+        return None  # no usable number: alpha defaults to the rank
     if config.get(prefix + "use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); expressed as an alpha for the alpha/r rule.
         alpha = alpha * math.sqrt(rank)
@@ -402,7 +409,9 @@ def _file_kind(modules: Mapping[str, LoraModule]) -> FileKind:
 def _check_consistent(name: str, module: LoraModule) -> None:
     t = module.tensors
     problem = None
-    if module.kind == "lora":
+    if module.rank == 0:
+        problem = "rank 0"  # alpha / rank would divide by zero
+    elif module.kind == "lora":
         up, down, mid = t["up"], t["down"], t.get("mid")
         rank = down.shape[0]
         if up.dim() < 2 or down.dim() < 2:
@@ -459,7 +468,7 @@ def parse_state_dict(
     kind: FileKind | None = None,
 ) -> ParsedLora:
     """Group a LoRA state dict into modules (see `load_lora`)."""
-    stored_kind = kind
+
     metadata = dict(metadata or {})
     grouped: dict[str, dict[str, tuple[str, torch.Tensor]]] = {}
     unparsed: list[str] = []
@@ -485,16 +494,16 @@ def parse_state_dict(
     modules: dict[str, LoraModule] = {}
     for alias, parts in grouped.items():
         roles = set(parts) - {"alpha", "dora_scale", "magnitude"}
-        kind = _classify(roles)
+        algorithm = _classify(roles)
         keys = sorted(key for key, _ in parts.values())
-        if kind is None:
+        if algorithm is None:
             unparsed.extend(keys)
             continue
         alpha = None
         if "alpha" in parts:
             alpha = float(parts["alpha"][1].float().flatten()[0].item())
         module_tensors = {role: t for role, (_, t) in parts.items() if role != "alpha"}
-        module = LoraModule(alias=alias, kind=kind, tensors=module_tensors, alpha=alpha, keys=keys)
+        module = LoraModule(alias=alias, kind=algorithm, tensors=module_tensors, alpha=alpha, keys=keys)
         if alpha is None and alias in peft_style and module.rank:
             module.alpha = _peft_alpha(metadata, alias, module.rank)
         _check_consistent(name, module)
@@ -503,7 +512,7 @@ def parse_state_dict(
         name=name,
         modules=modules,
         unparsed_keys=sorted(unparsed),
-        kind=stored_kind or _file_kind(modules),
+        kind=kind or _file_kind(modules),
         metadata=metadata,
         path=path,
     )

@@ -22,7 +22,7 @@ from the UNet config, so the same code serves the tiny test UNet and the real SD
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +151,7 @@ def _unwrap(model: Any) -> Any:
     return getattr(model, "_orig_mod", model)
 
 
-def _weighted_modules(model: Any):
+def _weighted_modules(model: Any) -> Iterator[tuple[str, Any]]:
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
         if name and weight is not None and hasattr(weight, "shape"):

@@ -4,8 +4,9 @@ A CivitAI checkpoint is one .safetensors file in the original SGM layout; diffus
 into a pipeline with `from_single_file`, which needs a folder of configs and tokenizers that
 it would normally download. We ship that folder (`sdxl_config/`, the published SDXL base 1.0
 configs plus CLIP's vocabulary) and pick it, or the tiny pipeline's, from the tensor shapes in
-the file's header. Files that are not SDXL base checkpoints are refused before any weights
-are read, with a message naming what the file is.
+the file's header. What a file is (architecture, v-prediction, VAE) was decided at scan
+time by engine/files and is trusted here; files that are not SDXL base checkpoints are
+refused before any weights are read, with a message naming what the file is.
 """
 
 from __future__ import annotations
@@ -19,38 +20,38 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from engine.errors import CorruptFileError, LibraryError, LoracleError, UnsafeFileError
-from engine.files.header import SafetensorsHeader as Header
-from engine.files.header import read_header
+from engine.files.classify import CheckpointFacts
+from engine.files.header import SafetensorsHeader, read_header
+from engine.files.modelfile import inspect_header
 from engine.i18n import Text
-from engine.kinds import Architecture
+from engine.kinds import Architecture, FileKind
 from engine.pipeline.clip_vocab import write_clip_vocab
 from engine.pipeline.device import ensure_vae_upcast
+from engine.pipeline.parts import load_open_clip, load_vae
 from engine.pipeline.single_file import (
     CLIP_G_PREFIX,
     CLIP_L_PREFIX,
     UNET_PREFIX,
-    V_PRED_KEY,
-    VAE_PREFIX,
-    ZTSNR_KEY,
 )
 from engine.testing import tiny_sdxl as tiny
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import StableDiffusionXLPipeline
+
+# diffusers assembles a pipeline's components at runtime, so statically its attributes
+# (unet, vae, scheduler, ...) are unknown: pipelines are typed as Any here.
+Pipeline: TypeAlias = Any
 
 SDXL_CONFIG_DIR = Path(__file__).with_name("sdxl_config")
 CheckpointFormat = Literal["safetensors", "diffusers"]
 
 _CONV_IN = UNET_PREFIX + "input_blocks.0.0.weight"
-_LABEL_EMB = UNET_PREFIX + "label_emb.0.0.weight"
 _CLIP_L_POS = CLIP_L_PREFIX + "text_model.embeddings.position_embedding.weight"
 _CLIP_G_POS = CLIP_G_PREFIX + "positional_embedding"
 _REFINER_CLIP = "conditioner.embedders.0.model."
-_SD_CROSS_ATTN = UNET_PREFIX + "input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ class CheckpointSpec:
     """Which checkpoint to load; two equal specs mean the same loaded pipeline.
 
     `vae_path` names where to take the VAE from when the single file has none baked in:
-    another SDXL checkpoint (its `first_stage_model.*`) or a VAE file of its own.
+    another SDXL checkpoint (its `first_stage_model.*`) or a VAE file of its own. `facts`
+    is the library's classification of the file, which the loader trusts.
     """
 
     name: str
@@ -67,6 +69,7 @@ class CheckpointSpec:
     sha256: str | None = None
     v_prediction: bool = False
     vae_path: Path | None = None
+    facts: CheckpointFacts | None = None  # stored at scan time; None: decided at load
 
 
 # ------------------------------------------------------------------ classification ---
@@ -76,7 +79,7 @@ class CheckpointSpec:
 class SingleFileInfo:
     """What the header of a single-file checkpoint says, before any weight is read."""
 
-    header: Header
+    header: SafetensorsHeader
     architecture: Architecture
     variant: Literal["sdxl", "tiny"] | None  # which config folder fits; None if not SDXL
     v_prediction: bool
@@ -84,57 +87,15 @@ class SingleFileInfo:
     has_vae: bool = True
 
 
-def _is_lora(header: Header) -> bool:
-    return any(
-        k.startswith(("lora_unet_", "lora_te")) or ".lora_down." in k or ".lora_A." in k for k in header.tensors
-    )
+def inspect_single_file(
+    path: Path, *, facts: CheckpointFacts | None = None, vae_elsewhere: bool = False
+) -> SingleFileInfo:
+    """Check that we can draw with a single-file checkpoint; LibraryError if not.
 
-
-def checkpoint_architecture(header: Header) -> Architecture:
-    """The architecture a checkpoint's key names and shapes point to (UNKNOWN for a LoRA)."""
-    keys = header.tensors
-    if _is_lora(header):
-        return Architecture.UNKNOWN
-    if any("double_blocks." in k for k in keys):
-        return Architecture.FLUX
-    if any("joint_blocks." in k for k in keys):
-        return Architecture.SD3
-    if any("double_layers." in k for k in keys) or "cond_seq_linear.weight" in keys:
-        return Architecture.AURAFLOW
-    if header.has_prefix("conditioner.embedders.") or _LABEL_EMB in keys:
-        return Architecture.SDXL
-    if header.has_prefix("cond_stage_model.model."):
-        return Architecture.SD2
-    if header.has_prefix("cond_stage_model.transformer."):
-        return Architecture.SD1
-    cross = header.shape(_SD_CROSS_ATTN)
-    if cross and len(cross) == 2:
-        return {768: Architecture.SD1, 1024: Architecture.SD2, 2048: Architecture.SDXL}.get(
-            cross[1], Architecture.UNKNOWN
-        )
-    return Architecture.UNKNOWN
-
-
-def _prediction_marks(header: Header) -> tuple[bool, bool]:
-    """(v-prediction, zero terminal SNR) as the file states them: the `v_pred` / `ztsnr`
-    marker tensors, or the training metadata (modelspec.prediction_type,
-    ss_v_parameterization, ss_zero_terminal_snr) the library reads the same way."""
-    from engine.files.training import parse_training_metadata
-
-    training = parse_training_metadata(header.metadata)
-    v_pred = V_PRED_KEY in header.tensors or training.prediction_type == "v"
-    return v_pred, v_pred and (ZTSNR_KEY in header.tensors or training.zero_terminal_snr)
-
-
-def single_file_has_vae(header: Header) -> bool:
-    """Whether a single-file checkpoint carries its VAE (files "pruned" of it do not)."""
-    return header.has_prefix(VAE_PREFIX)
-
-
-def inspect_single_file(path: Path, *, vae_elsewhere: bool = False) -> SingleFileInfo:
-    """Read and classify a checkpoint's header; LibraryError if we cannot draw with it.
-
-    `vae_elsewhere`: a VAE comes from another file, so a checkpoint without one is fine.
+    `facts` is what the library stored at scan time and is trusted; without it (a script
+    loading a file the library never saw) the same scanner decides them now. What is
+    checked here is only the layout loading needs (tensors present, sizes we have configs
+    for). `vae_elsewhere`: a VAE comes from another file, so a checkpoint without one is fine.
     """
     path = Path(path)
     # Only this exact suffix: diffusers picks its reader by extension and hands anything
@@ -150,8 +111,10 @@ def inspect_single_file(path: Path, *, vae_elsewhere: bool = False) -> SingleFil
             name=path.name,
         )
     header = read_header(path)
-    arch = checkpoint_architecture(header)
-    if _is_lora(header):
+    if facts is None:
+        facts = inspect_header(header).facts
+    arch = facts.architecture
+    if facts.kind.is_lora:
         raise LibraryError(
             Text(
                 "“{name}” is a LoRA, not a checkpoint. Put it in the LoRA folder and pick a "
@@ -160,6 +123,8 @@ def inspect_single_file(path: Path, *, vae_elsewhere: bool = False) -> SingleFil
             ),
             name=path.name,
         )
+    if facts.kind is not FileKind.CHECKPOINT:
+        arch = Architecture.UNKNOWN
     if arch is Architecture.UNKNOWN:
         raise LibraryError(
             Text(
@@ -181,19 +146,18 @@ def inspect_single_file(path: Path, *, vae_elsewhere: bool = False) -> SingleFil
             name=path.name,
             arch=arch.label,
         )
-    _require_sdxl_base(path.name, header, vae_elsewhere=vae_elsewhere)
-    v_pred, zero_snr = _prediction_marks(header)
+    _require_sdxl_base(path.name, header, has_vae=facts.has_vae, vae_elsewhere=vae_elsewhere)
     return SingleFileInfo(
         header=header,
         architecture=arch,
         variant=_variant(path.name, header),
-        v_prediction=v_pred,
-        zero_terminal_snr=zero_snr,
-        has_vae=single_file_has_vae(header),
+        v_prediction=facts.v_prediction,
+        zero_terminal_snr=facts.v_prediction and facts.zero_terminal_snr,
+        has_vae=facts.has_vae,
     )
 
 
-def _require_sdxl_base(name: str, header: Header, *, vae_elsewhere: bool = False) -> None:
+def _require_sdxl_base(name: str, header: SafetensorsHeader, *, has_vae: bool, vae_elsewhere: bool = False) -> None:
     def refuse(en: str, zh: str) -> LibraryError:
         return LibraryError(Text(en, zh), name=name)
 
@@ -216,7 +180,7 @@ def _require_sdxl_base(name: str, header: Header, *, vae_elsewhere: bool = False
             "「{name}」是 SDXL 局部重繪（inpainting）或其他特殊用途的主模型。Loracle 只能以文字提示繪圖，"
             "請選擇一般的 SDXL 主模型。",
         )
-    if not vae_elsewhere and not single_file_has_vae(header):
+    if not vae_elsewhere and not has_vae:
         raise refuse(
             "“{name}” has no VAE (the part that turns the result into pixels) baked in, and no "
             "other VAE was given to use with it. Add any SDXL checkpoint that includes a VAE to "
@@ -232,7 +196,7 @@ def _require_sdxl_base(name: str, header: Header, *, vae_elsewhere: bool = False
         )
 
 
-def _variant(name: str, header: Header) -> Literal["sdxl", "tiny"]:
+def _variant(name: str, header: SafetensorsHeader) -> Literal["sdxl", "tiny"]:
     width = header.shape(_CONV_IN)[0]  # type: ignore[index]  # checked by _require_sdxl_base
     if width == 320:
         return "sdxl"
@@ -343,7 +307,7 @@ def load_pipeline(
     dtype: torch.dtype,
     cache_dir: Path,
     config_dir_for: Callable[[SingleFileInfo], Path] | None = None,
-) -> StableDiffusionXLPipeline:
+) -> Pipeline:
     """Load `spec` as a StableDiffusionXLPipeline on `device` in `dtype`, fully offline.
 
     `config_dir_for` picks the diffusers config folder for a single file (default: the
@@ -374,7 +338,7 @@ def load_pipeline(
                 else:
                     v_pred, zero_snr = spec.v_prediction, spec.v_prediction
             else:
-                info = inspect_single_file(path, vae_elsewhere=spec.vae_path is not None)
+                info = inspect_single_file(path, facts=spec.facts, vae_elsewhere=spec.vae_path is not None)
                 folder = (config_dir_for or ConfigFolders(cache_dir))(info)
                 pipe = _load_single_file(path, info, folder, dtype, spec.vae_path)
                 v_pred = spec.v_prediction or info.v_prediction
@@ -419,7 +383,7 @@ def _quiet_diffusers() -> Iterator[None]:
         diffusers_logging.enable_progress_bar()
 
 
-def apply_v_prediction(pipe: StableDiffusionXLPipeline, *, zero_terminal_snr: bool = True) -> None:
+def apply_v_prediction(pipe: Pipeline, *, zero_terminal_snr: bool = True) -> None:
     """Switch the scheduler to v-prediction (and zero terminal SNR, as NoobAI-XL v-pred uses).
 
     Zero terminal SNR needs "trailing" timesteps (Lin et al., "Common Diffusion Noise
@@ -438,17 +402,17 @@ def apply_v_prediction(pipe: StableDiffusionXLPipeline, *, zero_terminal_snr: bo
 
 def _load_single_file(
     path: Path, info: SingleFileInfo, folder: Path, dtype: torch.dtype, vae_path: Path | None = None
-) -> StableDiffusionXLPipeline:
+) -> Pipeline:
     from diffusers import StableDiffusionXLPipeline
 
     extra = {}
     if not info.has_vae and vae_path is not None:
-        extra["vae"] = _load_vae(Path(vae_path), folder / "vae", dtype)
+        extra["vae"] = load_vae(Path(vae_path), folder / "vae", dtype)
     widths = (info.header.shape(_CLIP_L_POS) or (0,))[-1], (info.header.shape(_CLIP_G_POS) or (1,))[-1]
     if widths[0] == widths[1]:
         # diffusers tells the two text encoders apart by width alone; when they are equal
         # (only in toy models) it would fill text_encoder_2 with CLIP-L's weights.
-        extra["text_encoder_2"] = _load_open_clip(path, folder / "text_encoder_2", dtype)
+        extra["text_encoder_2"] = load_open_clip(path, folder / "text_encoder_2", dtype)
     return StableDiffusionXLPipeline.from_single_file(
         str(path),
         config=str(folder),
@@ -459,56 +423,7 @@ def _load_single_file(
     )
 
 
-# Top-level names of a VAE saved on its own in the LDM layout (sdxl_vae.safetensors).
-_LDM_VAE_PARTS = ("encoder.", "decoder.", "quant_conv.", "post_quant_conv.")
-
-
-def _load_vae(path: Path, config_dir: Path, dtype: torch.dtype):
-    """The VAE of another file: a checkpoint's `first_stage_model.*`, or a VAE file in the
-    LDM or diffusers layout. Only those tensors are read, not a whole 7 GB checkpoint."""
-    from diffusers import AutoencoderKL
-    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-    from safetensors import safe_open
-
-    if path.suffix != ".safetensors":
-        raise UnsafeFileError(
-            Text(
-                "The VAE file “{name}” is not a .safetensors file, so Loracle does not open it.",
-                "VAE 檔案「{name}」不是 .safetensors 檔，Loracle 不會開啟它。",
-            ),
-            name=path.name,
-        )
-    header = read_header(path)
-    wanted = (VAE_PREFIX,) if single_file_has_vae(header) else _LDM_VAE_PARTS
-    with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(wanted)}
-    if not weights:
-        raise LibraryError(
-            Text("“{name}” has no VAE in it to borrow.", "「{name}」裡沒有可借用的 VAE。"), name=path.name
-        )
-    config = AutoencoderKL.load_config(config_dir)
-    vae = AutoencoderKL.from_config(config)
-    if any(k.startswith("encoder.down_blocks.") for k in weights):  # already diffusers names
-        state = weights
-    else:
-        state = convert_ldm_vae_checkpoint(weights, config)
-    vae.load_state_dict(state, strict=True)
-    return vae.to(dtype).eval()
-
-
-def _load_open_clip(path: Path, config_dir: Path, dtype: torch.dtype):
-    from diffusers.loaders.single_file_utils import convert_open_clip_checkpoint
-    from safetensors import safe_open
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
-
-    model = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(config_dir, local_files_only=True))
-    with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(CLIP_G_PREFIX)}
-    model.load_state_dict(convert_open_clip_checkpoint(model, weights, prefix=CLIP_G_PREFIX), strict=True)
-    return model.to(dtype).eval()
-
-
-def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype) -> StableDiffusionXLPipeline:
+def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype) -> Pipeline:
     from diffusers import StableDiffusionXLPipeline
 
     index = path / "model_index.json"
@@ -537,7 +452,8 @@ def _load_diffusers_folder(spec: CheckpointSpec, path: Path, dtype: torch.dtype)
                 name=spec.name,
                 part=part,
             )
-    return StableDiffusionXLPipeline.from_pretrained(
+    pipeline_class: Any = StableDiffusionXLPipeline  # diffusers' from_pretrained is unannotated
+    return pipeline_class.from_pretrained(
         str(path),
         local_files_only=True,
         torch_dtype=dtype,
@@ -571,7 +487,7 @@ def _incomplete(name: str) -> CorruptFileError:
     )
 
 
-def _check_complete(name: str, pipe: StableDiffusionXLPipeline) -> None:
+def _check_complete(name: str, pipe: Pipeline) -> None:
     # A checkpoint missing some weights can load "successfully" with those left on the meta
     # device, and only fail at the first job; catch it here, where the file is to blame.
     for part in ("unet", "vae", "text_encoder", "text_encoder_2"):

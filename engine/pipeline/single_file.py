@@ -20,13 +20,16 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from engine.files.classify import SGM_VAE_PREFIX, V_PRED_KEY, ZTSNR_KEY
 
 if TYPE_CHECKING:
     import torch
-    from diffusers import StableDiffusionXLPipeline
+
+# diffusers assembles a pipeline's components at runtime, so statically its attributes
+# (unet, vae, scheduler, ...) are unknown: pipelines are typed as Any here.
+Pipeline: TypeAlias = Any
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = SGM_VAE_PREFIX
@@ -227,7 +230,7 @@ def _openclip_key(key: str) -> str:
 # ---------------------------------------------------------------------------- writer ---
 
 
-def sgm_state_dict(pipe: StableDiffusionXLPipeline) -> dict[str, torch.Tensor]:
+def sgm_state_dict(pipe: Pipeline) -> dict[str, torch.Tensor]:
     """The whole pipeline as one SGM-layout state dict (tensors shared, not copied)."""
     import torch
 
@@ -247,7 +250,7 @@ def sgm_state_dict(pipe: StableDiffusionXLPipeline) -> dict[str, torch.Tensor]:
 
 
 def write_single_file(
-    pipe: StableDiffusionXLPipeline,
+    pipe: Pipeline,
     path: Path,
     metadata: Mapping[str, str] | None = None,
     *,

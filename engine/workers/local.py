@@ -94,6 +94,7 @@ class GpuRunner:
             sha256=cp.sha256,
             v_prediction=cp.v_prediction,
             vae_path=cp.vae_path,
+            facts=cp.facts,
         )
         if self.generator.loaded != spec:
             # The patcher holds the old pipeline and its pristine copies; dropped only

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine import library as library_module
+from engine import library_scan
 from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, UnknownNameError
 from engine.kinds import Architecture, Category, FileKind
@@ -216,14 +216,14 @@ def test_a_file_deleted_mid_scan_just_leaves(library: Library, monkeypatch: pyte
     library.scan()
     write_kohya_lora(gone, "sdxl", rank=8)
     os.utime(gone, (1, 1))
-    real = library_module.inspect_path
+    real = library_scan.inspect_path
 
     def deleting(path):
         if Path(path).name == "gone.safetensors":
             Path(path).unlink()  # the user deletes it while we look at it
         return real(path)
 
-    monkeypatch.setattr(library_module, "inspect_path", deleting)
+    monkeypatch.setattr(library_scan, "inspect_path", deleting)
     report = library.scan()
 
     assert report.problems == [] and report.removed == ["loras/gone.safetensors"]
@@ -288,3 +288,23 @@ def test_a_named_pipe_does_not_stall_the_scan(library: Library) -> None:
     assert [p.rel_path for p in report.problems] == ["loras/pipe.safetensors"]
     assert "not a regular file" in report.problems[0].message
     assert library.find("fine").usable
+
+
+def test_scan_stores_the_facts_the_loader_trusts(library: Library) -> None:
+    write_checkpoint(library.models_dir / "v.safetensors", "sdxl", v_pred=True)
+    library.scan()
+    facts = library.find("v").checkpoint_facts
+    assert (facts.architecture, facts.kind, facts.v_prediction, facts.has_vae) == (
+        Architecture.SDXL, FileKind.CHECKPOINT, True, True,
+    )  # fmt: skip
+
+
+def test_rows_from_an_older_scan_are_examined_again(library: Library) -> None:
+    write_checkpoint(library.models_dir / "m.safetensors", "sdxl")
+    library.scan()
+    # a row as the scan before stored facts wrote it: no has_vae, no facts_version
+    library.dbs.db["files"].update("models/m.safetensors", {"info": '{"v_prediction": false}'})
+    report = library.scan()
+    assert report.updated == ["models/m.safetensors"]
+    assert library.find("m").checkpoint_facts.has_vae
+    assert library.scan().unchanged == 1

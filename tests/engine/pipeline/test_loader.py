@@ -10,12 +10,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.errors import CorruptFileError, LibraryError, UnsafeFileError
+from engine.files.classify import CheckpointFacts
 from engine.files.header import read_header
-from engine.kinds import Architecture
+from engine.files.modelfile import inspect_header
+from engine.kinds import Architecture, FileKind
 from engine.pipeline.loader import (
     CheckpointSpec,
     ConfigFolders,
-    checkpoint_architecture,
     hub_offline,
     inspect_single_file,
     load_pipeline,
@@ -56,8 +57,16 @@ def with_changes(**changes):
     "keys, arch",
     [
         (SDXL_KEYS, Architecture.SDXL),
-        ({"cond_stage_model.transformer.text_model.final_layer_norm.weight": (768,)}, Architecture.SD1),
-        ({"cond_stage_model.model.ln_final.weight": (1024,)}, Architecture.SD2),
+        # a text encoder alone is no checkpoint (the scanner calls it UNKNOWN): each has a UNet
+        (
+            {"model.diffusion_model.time_embed.0.weight": (8, 4),
+             "cond_stage_model.transformer.text_model.final_layer_norm.weight": (768,)},
+            Architecture.SD1,
+        ),
+        (
+            {"model.diffusion_model.time_embed.0.weight": (8, 4), "cond_stage_model.model.ln_final.weight": (1024,)},
+            Architecture.SD2,
+        ),
         (
             {"model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768)},
             Architecture.SD1,
@@ -68,8 +77,21 @@ def with_changes(**changes):
         ({"something.else": (1,)}, Architecture.UNKNOWN),
     ],
 )
-def test_architecture_from_header(tmp_path, keys, arch):
-    assert checkpoint_architecture(read_header(fake_checkpoint(tmp_path / "m.safetensors", keys))) is arch
+def test_architecture_from_header_is_the_scanners(tmp_path, keys, arch):
+    # the loader has no classifier of its own: without stored facts it asks the scanner
+    path = fake_checkpoint(tmp_path / "m.safetensors", keys)
+    assert inspect_header(read_header(path)).architecture is arch
+
+
+def test_stored_facts_are_trusted_over_the_file(tmp_path):
+    path = fake_checkpoint(tmp_path / "m.safetensors", SDXL_KEYS)
+    facts = CheckpointFacts(Architecture.SDXL, FileKind.CHECKPOINT, v_prediction=True, zero_terminal_snr=True,
+                            has_vae=True)  # fmt: skip
+    info = inspect_single_file(path, facts=facts)
+    assert (info.v_prediction, info.zero_terminal_snr) == (True, True)
+    stored_as_flux = CheckpointFacts(Architecture.FLUX, FileKind.CHECKPOINT, False, False, True)
+    with pytest.raises(LibraryError, match="Flux"):
+        inspect_single_file(path, facts=stored_as_flux)
 
 
 def test_full_sdxl_header_is_the_sdxl_variant(tmp_path):
@@ -84,7 +106,13 @@ def test_tiny_checkpoint_is_the_tiny_variant(tiny_checkpoint):
 @pytest.mark.parametrize(
     "keys, words",
     [
-        ({"cond_stage_model.transformer.text_model.final_layer_norm.weight": (768,)}, "SD 1.x"),
+        (
+            {
+                "model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+                "cond_stage_model.transformer.text_model.final_layer_norm.weight": (768,),
+            },
+            "SD 1.x",
+        ),
         ({"model.diffusion_model.double_blocks.0.img_attn.norm.key_norm.scale": (128,)}, "Flux"),
         ({"double_layers.0.attn.w2q.weight": (8, 8)}, "AuraFlow"),
         ({"something.else": (1,)}, "not a checkpoint Loracle recognises"),
