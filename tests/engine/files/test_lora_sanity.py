@@ -73,7 +73,7 @@ def test_a_peft_alpha_too_large_for_a_float_is_unknown_not_an_overflow(tmp_path)
     path = mf.write_safetensors(
         tmp_path / "p.safetensors",
         {"unet.down_blocks.1.attentions.0.proj_in.lora_A.weight": T("F32", (4, 640)),
-         "unet.down_blocks.1.attentions.0.proj_in.lora_B.weight": T("F32", (640, 4))},  # fmt: skip
+         "unet.down_blocks.1.attentions.0.proj_in.lora_B.weight": T("F32", (640, 4))},
         meta,
     )
     assert inspect_path(path).alpha is None
