@@ -394,7 +394,9 @@ def _resource_weight(
             kind = resource.get("type")
             if isinstance(kind, str) and kind.lower() not in ("lora", "locon", "lycoris", "dora"):
                 continue
-            weight = _number(resource.get("weight", resource.get("strength")))
+            weight = _number(resource.get("weight"))
+            if weight is None:
+                weight = _number(resource.get("strength"))
             if weight is None:
                 continue
             rhash = resource.get("hash")

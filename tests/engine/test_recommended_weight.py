@@ -286,3 +286,19 @@ def test_hostile_descriptions_take_bounded_time(hostile: str):
     started = time.monotonic()
     from_description(hostile, ["a"])
     assert time.monotonic() - started < 2.0
+
+
+def test_parsed_versions_give_the_same_answers_as_their_bodies():
+    bodies = [
+        *_picker_versions(),
+        _version_with_images(
+            {"prompt": "<lora:mystyle_v2:0.6>"},
+            {"resources": [{"type": "lora", "hash": SHA[:10], "weight": 0.8}]},
+            {"civitaiResources": [{"type": "lora", "weight": 0.7, "modelVersionId": 4242}]},
+            {"resources": [{"type": "lora", "name": "mystyle_v2", "strength": 0.75}]},
+        ),
+    ]
+    identity = LoraIdentity(sha256=SHA)
+    for body in bodies:
+        assert recommended_weight(parse_version(body), None, identity) == recommended_weight(body, None, identity)
+    assert recommended_weight(parse_version(bodies[-1]), None, identity) == RecommendedWeight(0.7, 0.6, 0.8, "examples")
