@@ -478,6 +478,7 @@ def test_parse_retry_after():
     assert parse_retry_after(email.utils.formatdate(1000.0 + 30, usegmt=True), now=1000.0) == 30.0
     assert parse_retry_after(email.utils.formatdate(10.0, usegmt=True), now=1000.0) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_retry_after("nan") is None and parse_retry_after("1e400") is None
 
 
 async def test_a_given_session_is_used_and_left_open(fake_civitai, cache: CivitaiCache, tmp_path):
