@@ -217,3 +217,11 @@ def test_nsfw_comes_from_the_creator_flag_or_civitai_rating():
     m = parse_model(load_sample("illustrious-lora-model-1580878"))
     assert m.nsfw is False and [v.nsfw_level for v in m.model_versions] == [5, 6]
     assert all(v.is_nsfw for v in m.model_versions)
+
+
+@pytest.mark.parametrize("size", [1.7e308, -5, 1e15])
+def test_an_absurd_file_size_is_no_size(size: float):
+    from engine.civitai.models import parse_version
+
+    version = parse_version({"id": 1, "files": [{"name": "a.safetensors", "sizeKB": size}]})
+    assert version.files[0].size_bytes is None
