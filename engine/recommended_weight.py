@@ -353,10 +353,12 @@ def lora_tag_weights(text: str, names: list[str], *, strict: bool = True) -> lis
 def from_examples(
     version: Mapping[str, Any], identity: LoraIdentity, names: Iterable[str] = ()
 ) -> RecommendedWeight | None:
+    """The median weight the author used for this LoRA in the version's example images;
+    `names` defaults to those the identity and the version's files give."""
     images = version.get("images")
     if not isinstance(images, list):
         return None
-    name_list = list(names)
+    name_list = [n for n in (_normal(n) for n in names) if n] or _identity_names(identity, version)
     hashes = {h.upper() for h in (identity.sha256, identity.autov2) if isinstance(h, str) and h}
     if identity.sha256:
         hashes.add(identity.sha256.upper()[:10])  # AutoV2 is the SHA256's first ten digits

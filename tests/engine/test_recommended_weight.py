@@ -15,6 +15,7 @@ from engine.recommended_weight import (
     RecommendedWeight,
     default_weight,
     from_description,
+    from_examples,
     html_to_text,
     recommended_weight,
     weight_in_text,
@@ -302,3 +303,9 @@ def test_parsed_versions_give_the_same_answers_as_their_bodies():
     for body in bodies:
         assert recommended_weight(parse_version(body), None, identity) == recommended_weight(body, None, identity)
     assert recommended_weight(parse_version(bodies[-1]), None, identity) == RecommendedWeight(0.7, 0.6, 0.8, "examples")
+
+
+def test_from_examples_on_its_own_takes_raw_names_or_the_files_names():
+    version = _version_with_images({"resources": [{"type": "lora", "name": "My Style V2", "weight": 0.9}]})
+    assert from_examples(version, LoraIdentity(), ["mystyle_v2.safetensors"]) == RecommendedWeight(0.9, None, None, "examples")
+    assert from_examples(version, LoraIdentity(sha256=SHA)) == RecommendedWeight(0.9, None, None, "examples")
