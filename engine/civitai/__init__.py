@@ -1,7 +1,9 @@
-"""CivitAI: API bodies, the SQLite answer cache, the client, references and downloads."""
+"""CivitAI: API bodies, the SQLite answer cache, the client over a transport, references
+and downloads."""
 
 from __future__ import annotations
 
+from engine.civitai.body import BadBody, decode_json
 from engine.civitai.cache import CacheEntry, CivitaiCache, by_hash_key, model_key, version_key
 from engine.civitai.client import CivitaiClient, Lookup, parse_retry_after
 from engine.civitai.download import disposition_name, download_version, pick_file, safe_file_name
@@ -19,9 +21,20 @@ from engine.civitai.models import (
     parse_version,
 )
 from engine.civitai.refs import CivitaiRef, parse_civitai_ref
+from engine.civitai.transport import (
+    AiohttpTransport,
+    MockTransport,
+    Request,
+    Response,
+    Timeout,
+    Transport,
+    TransportError,
+)
 
 __all__ = [
     "AIR_ECOSYSTEMS",
+    "AiohttpTransport",
+    "BadBody",
     "CacheEntry",
     "CivitaiCache",
     "CivitaiClient",
@@ -30,12 +43,19 @@ __all__ = [
     "FileMetadata",
     "Image",
     "Lookup",
+    "MockTransport",
     "Model",
     "ModelFile",
     "ModelVersion",
+    "Request",
+    "Response",
+    "Timeout",
+    "Transport",
+    "TransportError",
     "VersionModel",
     "air_architecture",
     "by_hash_key",
+    "decode_json",
     "disposition_name",
     "download_version",
     "model_key",

@@ -9,7 +9,6 @@ becomes None instead of failing the whole body, and unknown fields are ignored.
 
 from __future__ import annotations
 
-import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -157,11 +156,7 @@ class ModelFile(_Body):
 
     @property
     def size_bytes(self) -> int | None:
-        # JSON readers turn 1e999 into inf (and 1e308 KB overflows as bytes); a size we
-        # cannot believe is no size at all
-        if self.size_kb is None or not 0 <= self.size_kb * 1024 < math.inf:
-            return None
-        return int(self.size_kb * 1024)
+        return None if self.size_kb is None else int(self.size_kb * 1024)
 
     @property
     def is_safetensors(self) -> bool:
@@ -204,12 +199,41 @@ _NSFW_WORDS = {"none": 1, "false": 1, "soft": 2, "mature": 4, "x": 8, "true": 16
 _SFW_LEVELS = 1 | 2  # CivitAI's sfwBrowsingLevelsFlag: PG and PG-13
 
 
+class MetaResource(_Body):
+    """A resource an example image was made with, as its generation metadata lists it."""
+
+    name: Opt[str] = None
+    type: Opt[str] = None  # "lora" | "model" | "embed" | ...
+    weight: Opt[float] = None
+    strength: Opt[float] = None
+    hash: Opt[str] = None  # usually the AutoV2
+    model_version_id: Opt[int] = None  # civitaiResources entries name the version instead
+
+
+class ImageMeta(_Body):
+    """The parts of an example image's generation metadata that say how a LoRA was used."""
+
+    prompt: Opt[str] = None
+    resources: Items[MetaResource] = Field(default_factory=list)
+    civitai_resources: Items[MetaResource] = Field(default_factory=list)
+    additional_resources: Items[MetaResource] = Field(default_factory=list)
+
+
+class VersionSettings(_Body):
+    """CivitAI's recommended LoRA strength for a version (its generator's slider)."""
+
+    strength: Opt[float] = None
+    min_strength: Opt[float] = None
+    max_strength: Opt[float] = None
+
+
 class Image(_Body):
     url: Opt[str] = None
     nsfw_level: Opt[int] = None
     width: Opt[int] = None
     height: Opt[int] = None
     type: Opt[str] = None  # "image" | "video"
+    meta: Opt[ImageMeta] = None
 
     @model_validator(mode="before")
     @classmethod
@@ -292,6 +316,7 @@ class ModelVersion(_Body):
     images: Items[Image] = Field(default_factory=list)
     model: Opt[VersionModel] = None
     stats: Opt[Stats] = None
+    settings: Opt[VersionSettings] = None
     # CivitAI's own rating of the version's content, in the level bits described above
     # _NSFW_WORDS; 2024+ bodies only. The model's `nsfw` is the creator's own flag and is
     # often false for versions CivitAI rates R or X.

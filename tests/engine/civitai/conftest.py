@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ import pytest_asyncio
 from engine import db as dbmod
 from engine.civitai.cache import CivitaiCache
 from engine.civitai.client import CivitaiClient
+from engine.civitai.transport import MockTransport, Request, Response
 from tests.fakes.civitai import FakeCivitai, fake_civitai, settings_for  # noqa: F401
 
 FLUX_SHA = "9753338AB693CA82BF89ED77A5D1912879E40051463EC6E330FB9866CE798668"
@@ -94,3 +96,29 @@ async def make_client(
 @pytest.fixture
 def fake(fake_civitai: tuple[FakeCivitai, str]) -> FakeCivitai:
     return fake_civitai[0]
+
+
+# -- clients on an in-process transport ----------------------------------------------------
+
+BASE = "https://civitai.example"
+
+
+def client_for(
+    handler: Callable[[Request], Any],
+    cache: CivitaiCache,
+    tmp_path: Path,
+    sleeps: list[float] | None = None,
+    **overrides: Any,
+) -> tuple[CivitaiClient, MockTransport]:
+    transport = MockTransport(handler)
+
+    async def sleep(seconds: float) -> None:
+        if sleeps is not None:
+            sleeps.append(seconds)
+
+    settings = settings_for(BASE, tmp_path / "data", **overrides)
+    return CivitaiClient(settings, cache, transport=transport, sleep=sleep, image_dir=tmp_path / "img"), transport
+
+
+def ok(body: Any) -> Response:
+    return Response(200, headers={"Content-Type": "application/json"}, content=json.dumps(body))

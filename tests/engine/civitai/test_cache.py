@@ -3,6 +3,8 @@ from __future__ import annotations
 import json
 import threading
 
+import pytest
+
 from engine.civitai.cache import CivitaiCache, by_hash_key, model_key, version_key
 from engine.db import ThreadLocalDB
 from tests.engine.civitai.conftest import Clock
@@ -74,3 +76,12 @@ def test_works_on_a_thread_local_file_database(tmp_path):
     thread.start()
     thread.join()
     assert seen[0] is not None and seen[0].json() == {"id": 3}
+
+
+def test_a_cache_row_that_looks_like_a_reference_but_nests_deep_is_no_answer(cache: CivitaiCache):
+    cache.put("by-hash:ABCDEF12", 200, '{"$ref": ' + "[" * 100_000 + "]" * 100_000 + "}", ttl_s=100)
+    assert cache.get("by-hash:ABCDEF12") is not None  # a body, not a reference; reading it fails later
+    from engine.civitai.body import BadBody
+
+    with pytest.raises(BadBody):
+        cache.get("by-hash:ABCDEF12").json()  # type: ignore[union-attr]

@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -22,8 +25,10 @@ from tests.engine.civitai.conftest import (
     SECRET,
     UNKNOWN_SHA,
     Clock,
+    client_for,
+    ok,
 )
-from tests.fakes.civitai import FakeCivitai, settings_for
+from tests.fakes.civitai import FakeCivitai, settings_for, version_body
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
@@ -478,6 +483,7 @@ def test_parse_retry_after():
     assert parse_retry_after(email.utils.formatdate(1000.0 + 30, usegmt=True), now=1000.0) == 30.0
     assert parse_retry_after(email.utils.formatdate(10.0, usegmt=True), now=1000.0) == 0.0
     assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+    assert parse_retry_after("nan") is None and parse_retry_after("1e400") is None
 
 
 async def test_a_given_session_is_used_and_left_open(fake_civitai, cache: CivitaiCache, tmp_path):
@@ -624,3 +630,101 @@ def test_civitai_own_domains_are_civitai(cache: CivitaiCache, tmp_path):
         assert client.is_civitai_url(url)
     for url in ("http://civitai.red/x", "https://civitai.red.evil.example/x", "https://notcivitai.com/x"):
         assert not client.is_civitai_url(url)
+
+
+# -- malformed, oversized and hostile answers: one failed lookup with a note, never an
+# exception out of the client ------------------------------------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+def _body_with(**fields: Any) -> dict[str, Any]:
+    body = version_body(FLUX_SHA, version_id=77, base_model="Illustrious")
+    body.update(fields)
+    return body
+
+
+HOSTILE_BODIES: dict[str, bytes] = {
+    "deep list": DEEP,
+    "deep object": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+    "deep inside a real body": json.dumps(_body_with()).encode()[:-1] + b', "x": ' + DEEP + b"}",
+    "just under the interpreter limit": b'{"id": 1, "x": ' + b"[" * 900 + b"]" * 900 + b"}",
+    "NaN": b'{"id": 1, "baseModel": NaN}',
+    "Infinity": b'{"id": Infinity}',
+    "1e999": b'{"id": 1, "files": [{"sizeKB": 1e999}]}',
+    "a very long integer": b'{"id": ' + b"9" * 4000 + b"}",
+    "not UTF-8": b'{"id": 1, "name": "\xff\xfe"}',
+    "over the size cap": b'{"id": 1, "description": "' + b"a" * (5 * 1024 * 1024) + b'"}',
+    "a bare string": b'"hello"',
+    "null": b"null",
+    "id as a string of letters": b'{"id": "seven"}',
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+async def test_a_hostile_body_is_one_failed_lookup_with_a_note(
+    name: str, cache: CivitaiCache, tmp_path: Path
+):
+    body = HOSTILE_BODIES[name]
+    client, _ = client_for(lambda request: Response(200, content=body), cache, tmp_path)
+    for got in (
+        await client.version_by_hash(FLUX_SHA),
+        await client.model_version(77),
+        await client.model(77),
+    ):
+        assert got.status == "unavailable" and got.note is not None, name
+        assert "could not read" in got.note.en
+    assert cache.get(f"by-hash:{FLUX_SHA}") is None
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_BODIES))
+async def test_a_hostile_batch_body_is_a_failed_lookup_per_hash(name: str, cache: CivitaiCache, tmp_path: Path):
+    body = HOSTILE_BODIES[name]
+    client, _ = client_for(lambda request: Response(200, content=body), cache, tmp_path)
+    got = await client.versions_by_hashes([FLUX_SHA, "AB" * 32])
+    assert {g.status for g in got.values()} == {"unavailable"}
+
+
+async def test_deep_nesting_inside_a_batch_entry(cache: CivitaiCache, tmp_path: Path):
+    text = b'[{"id": 5, "files": [{"hashes": {"SHA256": "' + FLUX_SHA.encode() + b'"}}], "x": ' + DEEP + b"}]"
+    client, _ = client_for(lambda request: Response(200, content=text), cache, tmp_path)
+    got = await client.versions_by_hashes([FLUX_SHA])
+    assert got[FLUX_SHA].status == "unavailable"
+
+
+async def test_a_deep_error_body_on_401_still_reads_as_a_refusal(cache: CivitaiCache, tmp_path: Path):
+    client, _ = client_for(lambda request: Response(401, content=DEEP[:16 * 1024]), cache, tmp_path)
+    got = await client.model(1)
+    assert got.status == "unavailable" and got.note is not None and "API key" in got.note.en
+
+
+WRONG_TYPES: dict[str, dict[str, Any]] = {
+    "baseModel a number": {"baseModel": 7},
+    "baseModel a list": {"baseModel": ["SDXL"]},
+    "files not a list": {"files": "lots"},
+    "files of numbers": {"files": [1, 2, None, "x"]},
+    "hashes a string": {"files": [{"name": "a.safetensors", "hashes": "ABCDEF0123"}]},
+    "hashes with non-hex values": {"files": [{"hashes": {"SHA256": "../../etc/passwd", "AutoV2": 12}}]},
+    "a hash a mile long": {"files": [{"hashes": {"SHA256": "A" * 100_000}}]},
+    "images an object": {"images": {"url": "x"}},
+    "model a string": {"model": "LORA"},
+    "trainedWords a string": {"trainedWords": "girl"},
+    "trainedWords with huge entries": {"trainedWords": ["ok", "w" * 1_000_000]},
+    "name a huge string": {"name": "n" * 3_000_000},
+    "stats a list": {"stats": [1, 2]},
+    "publishedAt nonsense": {"publishedAt": "yesterday-ish"},
+    "nsfwLevel a float": {"nsfwLevel": 3.5},
+}
+
+
+@pytest.mark.parametrize("name", list(WRONG_TYPES))
+async def test_wrong_types_cost_the_field_not_the_lookup(name: str, cache: CivitaiCache, tmp_path: Path):
+    body = _body_with(**WRONG_TYPES[name])
+    client, _ = client_for(lambda request: ok(body), cache, tmp_path)
+    got = await client.model_version(77)
+    assert got.found and got.value is not None and got.value.id == 77, name
+    version = got.value
+    assert all(isinstance(h, str) and len(h) <= 64 for h in version.all_hashes())
+    assert version.base_model in (None, "Illustrious")
+    assert version.name is None or len(version.name) <= 100_000
+    assert all(len(w) <= 1000 for w in version.trained_words)

@@ -224,3 +224,11 @@ def test_an_unbelievable_file_size_is_no_size(size_kb):
     # found by tests/fuzz: sizeKB 1e308 (or 1e999, read as inf) raised OverflowError
     v = parse_version({"id": 1, "files": [{"sizeKB": size_kb, "name": "a.safetensors"}]})
     assert v.files[0].size_bytes is None
+
+
+@pytest.mark.parametrize("size", [1.7e308, -5, 1e15])
+def test_an_absurd_file_size_is_no_size(size: float):
+    from engine.civitai.models import parse_version
+
+    version = parse_version({"id": 1, "files": [{"name": "a.safetensors", "sizeKB": size}]})
+    assert version.files[0].size_bytes is None

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from engine.civitai.cache import CivitaiCache
-from engine.civitai.client import CivitaiClient
-from engine.civitai.transport import MockTransport, Request, Response, TransportError, read_limited
-from tests.engine.civitai.conftest import FLUX_SHA, SECRET
-from tests.fakes.civitai import settings_for, version_body
-
-BASE = "https://civitai.example"
-
-
-def client_for(
-    handler: Callable[[Request], Any],
-    cache: CivitaiCache,
-    tmp_path: Path,
-    sleeps: list[float] | None = None,
-    **overrides: Any,
-) -> tuple[CivitaiClient, MockTransport]:
-    transport = MockTransport(handler)
-
-    async def sleep(seconds: float) -> None:
-        if sleeps is not None:
-            sleeps.append(seconds)
-
-    settings = settings_for(BASE, tmp_path / "data", **overrides)
-    return CivitaiClient(settings, cache, transport=transport, sleep=sleep, image_dir=tmp_path / "img"), transport
-
-
-def ok(body: Any) -> Response:
-    return Response(200, headers={"Content-Type": "application/json"}, content=json.dumps(body))
+from engine.civitai.transport import Request, Response, TransportError, read_limited
+from tests.engine.civitai.conftest import BASE, FLUX_SHA, SECRET, client_for, ok
+from tests.fakes.civitai import version_body
 
 
 async def test_429_with_retry_after_is_waited_out_then_answered(cache: CivitaiCache, tmp_path: Path):
@@ -141,3 +114,10 @@ async def test_read_limited_refuses_a_long_body_by_header_or_by_count():
         await read_limited(Response(200, content=b"x" * 11), 10)
     assert await read_limited(Response(200, content=b"x" * 10), 10) == b"x" * 10
     assert await Response(200, content=b"abcdef").read_at_most(4) == b"abcd"
+
+
+def test_request_is_plain_data():
+    from yarl import URL
+
+    request = Request("GET", URL(f"https://x/{FLUX_SHA}"))
+    assert request.json is None and dict(request.headers) == {}
