@@ -291,7 +291,7 @@ class ModelVersion(_Body):
             if file.primary:
                 return file
         models = [f for f in self.files if (f.type or "Model") == "Model"]
-        return (models or self.files or [None])[0]
+        return (models or self.files)[0] if self.files else None
 
     def all_hashes(self) -> set[str]:
         hashes: set[str] = set()
