@@ -404,9 +404,11 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
     raw = metadata.get("lora_adapter_metadata")
     if not raw:
         return None
+    # The header is a stranger's: what is not peft's config (deep nesting, a pattern that is
+    # no regex, an alpha that is no finite number) is ignored, as if absent.
     try:
         config = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(config, dict):
         return None
@@ -420,10 +422,19 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
     if isinstance(patterns, dict):
         for pattern, value in patterns.items():
             # peft's own rule: the pattern must match a trailing run of dotted name parts.
-            if re.match(rf"(.*\.)?({pattern})$", module_name):
+            try:
+                matched = re.match(rf"(.*\.)?({pattern})$", module_name)
+            except re.error:
+                continue
+            if matched:
                 alpha = value
                 break
-    alpha = float(alpha)
+    try:
+        alpha = float(alpha)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not math.isfinite(alpha):
+        return None
     if config.get(prefix + "use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); expressed as an alpha for the alpha/r rule.
         alpha = alpha * math.sqrt(rank)

@@ -337,3 +337,34 @@ def test_inspection_end_to_end(scratch, raw):
         # the library caches this as JSON and reads it back on the next start
         again = ModelFileInfo.from_dict(json.loads(json.dumps(info.to_dict())))
         assert again.to_dict() == info.to_dict()
+
+
+# --- diffusers' peft config in the header -----------------------------------------------
+
+_peft_keys = st.sampled_from(
+    ["unet.lora_alpha", "unet.alpha_pattern", "unet.use_rslora", "unet.r", "text_encoder.lora_alpha"]
+)
+_patterns = st.dictionaries(
+    st.sampled_from(["to_q", "(", "a|b", ".*", "[", "proj$", "(?P<x>"]) | st.text(max_size=6),
+    json_values,
+    max_size=3,
+)
+_peft_configs = (
+    st.dictionaries(_peft_keys, json_values | _patterns | st.sampled_from([1e308, 10**400]), max_size=5).map(
+        json.dumps
+    )
+    | _junk_value
+)
+
+
+@given(raw=_peft_configs)
+def test_peft_alpha_metadata(raw):
+    import torch
+
+    from engine.lora.formats import parse_state_dict
+
+    state = {"unet.a.proj.lora_A.weight": torch.ones(4, 3), "unet.a.proj.lora_B.weight": torch.ones(5, 4)}
+    parsed = own_errors_only(parse_state_dict, state, name="p", metadata={"lora_adapter_metadata": raw})
+    if not isinstance(parsed, LoracleError):
+        scale = parsed.modules["unet.a.proj"].scale
+        assert math.isfinite(scale)
