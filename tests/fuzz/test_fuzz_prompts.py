@@ -18,6 +18,7 @@ from engine.pipeline.prompt_weights import (
     CHUNK_LENGTH,
     Vocabulary,
     chunk_fragments,
+    chunk_prompt,
     is_plain,
     parse_prompt_attention,
 )
@@ -231,3 +232,29 @@ def test_unterminated_lora_tags_take_linear_time(piece):
     split_prompt_loras(text)
     lora_tags(text)
     assert time.perf_counter() - started < 0.5
+
+
+@pytest.fixture(scope="module")
+def clip_tokenizer(tmp_path_factory: pytest.TempPathFactory):
+    # The project's own CLIP vocabulary (what the tiny and real SDXL pipelines use)
+    from transformers import CLIPTokenizer
+
+    from engine.pipeline.clip_vocab import write_clip_vocab
+
+    return CLIPTokenizer.from_pretrained(write_clip_vocab(tmp_path_factory.mktemp("fuzz-clip") / "tokenizer"))
+
+
+@given(text=prompts)
+def test_chunks_with_the_clip_tokenizer(clip_tokenizer, text):
+    chunks = chunk_prompt(text, clip_tokenizer)
+    vocab = Vocabulary.of(clip_tokenizer)
+    assert chunks
+    for chunk in chunks:
+        assert len(chunk.tokens) == len(chunk.weights) == CHUNK_LENGTH + 2
+        assert chunk.tokens[0] == vocab.start and chunk.tokens[1 + chunk.length] == vocab.end
+    parsed = parse_prompt_attention(text)
+    ids = clip_tokenizer([f for f, _ in parsed], add_special_tokens=False, truncation=False, verbose=False)
+    expected = [
+        t for (f, w), toks in zip(parsed, ids["input_ids"], strict=True) if (f, w) != BREAK for t in toks
+    ]
+    assert [t for chunk in chunks for t in chunk.prompt_tokens] == expected
