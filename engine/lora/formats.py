@@ -433,12 +433,10 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
         alpha = float(alpha)
     except (TypeError, ValueError, OverflowError):
         return None
-    if not math.isfinite(alpha):
-        return None
     if config.get(prefix + "use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); expressed as an alpha for the alpha/r rule.
         alpha = alpha * math.sqrt(rank)
-    return alpha
+    return alpha if math.isfinite(alpha) else None
 
 
 def _classify(roles: set[str]) -> str | None:

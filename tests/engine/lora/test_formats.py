@@ -375,6 +375,7 @@ def test_alpha_zero_means_no_scaling(tmp_path, pipe):
         '{"unet.lora_alpha": 1e999}',
         json.dumps({"unet.lora_alpha": 8, "unet.alpha_pattern": {"(": 2}}),
         "[" * 100_000,
+        json.dumps({"unet.lora_alpha": 1e308, "unet.use_rslora": True}),  # overflows times sqrt(r)
     ],
 )
 def test_peft_metadata_that_is_not_peft_config_is_ignored(raw):
