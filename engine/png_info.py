@@ -55,9 +55,10 @@ class LoraUse:
 
 
 def quote(value: Any) -> Any:
-    """A1111's quoting: JSON-quote a value that holds a comma, colon or newline."""
+    """A1111's quoting: JSON-quote a value that holds a comma, colon or newline; also one
+    that the reader would change: it unquotes a leading `"` and drops edge whitespace."""
     text = str(value)
-    if "," not in text and "\n" not in text and ":" not in text:
+    if "," not in text and "\n" not in text and ":" not in text and text == text.strip() and text[:1] != '"':
         return value
     return json.dumps(text, ensure_ascii=False)
 
@@ -133,9 +134,9 @@ def format_parameters(
     `sampler` an A1111 sampler name ("Euler a", "DPM++ 2M"); `loras` LoraUse or
     (name, weight, AutoV3 or None) tuples; `extra` more `Key: value` pairs (e.g.
     {"Clip skip": 2}), written before `Lora hashes`."""
-    loras = [lora if isinstance(lora, LoraUse) else LoraUse(*lora) for lora in loras]
+    uses = [lora if isinstance(lora, LoraUse) else LoraUse(*lora) for lora in loras]
     lora_hashes = ", ".join(
-        f"{lora_alias(lora.name)}: {short_hash(lora.hash, 12)}" for lora in loras if lora.hash
+        f"{lora_alias(lora.name)}: {short_hash(lora.hash, 12)}" for lora in uses if lora.hash
     )
     params: dict[str, Any] = {
         "Steps": steps,
@@ -155,7 +156,7 @@ def format_parameters(
         for key, value in params.items()
         if value is not None
     )
-    text = prompt_with_loras(prompt, loras)
+    text = prompt_with_loras(prompt, uses)
     if negative:
         text += f"\nNegative prompt: {negative}"
     return f"{text}\n{line}".strip()
@@ -229,7 +230,13 @@ def save_png(image: Image.Image, path: Path | str, parameters: str) -> Path:
 
 
 def read_parameters(path: Path | str) -> str | None:
-    """The `parameters` text of a PNG (tEXt, zTXt or iTXt), or None."""
-    with Image.open(path) as image:
-        value = getattr(image, "text", {}).get(PARAMETERS_KEY)
+    """The `parameters` text of a PNG (tEXt, zTXt or iTXt), or None; None too for an image
+    Pillow cannot read (truncated, a damaged text chunk, not an image): it has none to give."""
+    try:
+        with Image.open(path) as image:
+            value = getattr(image, "text", {}).get(PARAMETERS_KEY)
+    except FileNotFoundError:
+        raise
+    except OSError:  # UnidentifiedImageError and "image file is truncated" among them
+        return None
     return None if value is None else str(value)

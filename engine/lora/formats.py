@@ -343,9 +343,11 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
     raw = metadata.get("lora_adapter_metadata")
     if not raw:
         return None
+    # The header is a stranger's: what is not peft's config (deep nesting, a pattern that is
+    # no regex, an alpha that is no finite number) is ignored, as if absent.
     try:
         config = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(config, dict):
         return None
@@ -372,7 +374,7 @@ def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | N
     if config.get(prefix + "use_rslora"):
         # rsLoRA scales by alpha/sqrt(r); expressed as an alpha for the alpha/r rule.
         alpha = alpha * math.sqrt(rank)
-    return alpha
+    return alpha if math.isfinite(alpha) else None
 
 
 def _classify(roles: set[str]) -> str | None:

@@ -29,7 +29,8 @@ _ROUND = 1.1
 _SQUARE = 1 / 1.1
 
 # A1111's re_attention, token for token: escapes, brackets, a `:weight)` closer, plain text,
-# and a lone colon (so "score:9" stays text).
+# and a lone colon (so "score:9" stays text). A1111's closer takes any run of dots and
+# digits and then fails on "(hair:1.2.)"; here only a number closes, the rest stays text.
 _ATTENTION = re.compile(
     r"""
 \\\(|
@@ -40,7 +41,7 @@ _ATTENTION = re.compile(
 \\|
 \(|
 \[|
-:\s*([+-]?[.\d]+)\s*\)|
+:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|
 \)|
 ]|
 [^\\()\[\]:]+|

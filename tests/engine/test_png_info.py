@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import stat
+import zlib
 
 import pytest
 from PIL import Image
@@ -204,3 +205,29 @@ def test_read_parameters_of_a_png_without_them(tmp_path):
     path = tmp_path / "plain.png"
     Image.new("RGB", (2, 2)).save(path)
     assert read_parameters(path) is None
+
+
+@pytest.mark.parametrize("value", ['"quoted"', '"', " leading space", "trailing space ", '"a" b'])
+def test_values_the_reader_would_change_are_quoted(value):
+    # found by tests/fuzz: a model or sampler name like "x" (in quotes) came back as x, and
+    # edge spaces were lost
+    text = format_parameters(prompt="p", steps=1, sampler=value, cfg=1, seed=1, width=1, height=1, model_name=value)
+    fields = parse_parameters(text)
+    assert fields["Sampler"] == value and fields["Model"] == value
+
+
+def test_a_damaged_png_has_no_parameters(tmp_path):
+    # found by tests/fuzz: a zTXt chunk with an unknown compression method, or a cut-off
+    # file, made Pillow raise UnidentifiedImageError / OSError out of read_parameters
+    good = save_png(Image.new("RGB", (2, 2)), tmp_path / "a.png", "Steps: 1")
+    data = good.read_bytes()
+    at = data.index(b"IDAT") - 4
+    body = b"parameters\x00\x01"
+    chunk = len(body).to_bytes(4, "big") + b"zTXt" + body + zlib.crc32(b"zTXt" + body).to_bytes(4, "big")
+    (tmp_path / "bad.png").write_bytes(data[:at] + chunk + data[at:])
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    (tmp_path / "text.png").write_bytes(b"not an image")
+    for name in ("bad.png", "cut.png", "text.png"):
+        assert read_parameters(tmp_path / name) is None
+    with pytest.raises(FileNotFoundError):
+        read_parameters(tmp_path / "missing.png")

@@ -37,3 +37,38 @@ json_values = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
     max_leaves=12,
 )
+
+# Prompts built from the pieces A1111's syntax is made of, so brackets, weights, escapes
+# and BREAK meet in every combination; plus any text at all.
+_SYNTAX = [
+    "(", ")", "[", "]", ":", "\\", "\\(", "\\)", "\\\\", "BREAK", " BREAK ", "\nBREAK\n", ":1.2)",
+    ": 0.5 )", ":-1)", ":.)", ":1.2.3)", ":+)", ":1e3)", ":9999999999)", ",", ", ", "1girl", "score:9",
+    " ", "\n", "<lora:x:0.8>", "<lora:", ">", "<lyco:y>", "０.５", "(((", ")))", "masterpiece",
+]  # fmt: skip
+prompts = st.lists(st.sampled_from(_SYNTAX) | st.text(max_size=5), max_size=40).map("".join) | st.text(
+    max_size=200
+)
+
+# LoRA lists as typed in /draw's `loras` option: separators, tags, full-width punctuation.
+_list_pieces = st.sampled_from(
+    [
+        "a",
+        "b",
+        "A",
+        "name:0.8",
+        ":",
+        ",",
+        ";",
+        "\n",
+        "<lora:x:1>",
+        "<lora:",
+        ">",
+        "：",
+        "，",
+        " ",
+        "-0.5",
+        "nan",
+        "x:",
+    ]
+) | st.text(max_size=6)
+lora_lists = st.lists(_list_pieces, max_size=20).map("".join) | st.text(max_size=80)

@@ -30,7 +30,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase
 
 settings.register_profile(
     "ci",
-    max_examples=60,
+    max_examples=50,
     derandomize=True,
     database=None,
     deadline=1000,  # ms per example; generous for a loaded 2-core CI machine

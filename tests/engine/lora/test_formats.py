@@ -364,3 +364,22 @@ def test_full_weight_and_bias_diffs(pipe, patcher_for, tmp_path, spec):
 def test_alpha_zero_means_no_scaling(tmp_path, pipe):
     path = write_tiny_lora(tmp_path / "a0.safetensors", pipe, alpha=0.0, text_encoders=False)
     assert {m.scale for m in load_lora(path).modules.values()} == {1.0}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        json.dumps({"unet.lora_alpha": "abc"}),
+        json.dumps({"unet.lora_alpha": [8]}),
+        json.dumps({"unet.lora_alpha": 10**400}),
+        '{"unet.lora_alpha": 1e999}',
+        json.dumps({"unet.lora_alpha": 8, "unet.alpha_pattern": {"(": 2}}),
+        "[" * 100_000,
+        json.dumps({"unet.lora_alpha": 1e308, "unet.use_rslora": True}),  # overflows times sqrt(r)
+    ],
+)
+def test_peft_metadata_that_is_not_peft_config_is_ignored(raw):
+    # found by tests/fuzz: these raised ValueError, TypeError, OverflowError, re.error or
+    # RecursionError out of parse_state_dict; alpha now falls back to the rank
+    parsed = parse_state_dict(_peft_state(), name="p", metadata={"lora_adapter_metadata": raw})
+    assert parsed.modules["unet.a.proj"].scale == (2.0 if "alpha_pattern" in raw else 1.0)

@@ -153,3 +153,19 @@ def test_a_long_tag_list_is_cut_at_a_comma(tiny_pipe):
     first, second = chunk_prompt(prompt, tiny_pipe.tokenizer)
     assert first.length == 74
     assert tiny_pipe.tokenizer.decode(list(second.prompt_tokens)) == "blue hair , smile"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("(hair:1.2.)", [("hair:1.2.", 1.1)]),
+        ("(a:.)", [("a:.", 1.1)]),
+        ("(a:1.2.3), b", [("a:1.2.3", 1.1), (", b", 1.0)]),
+        ("(a:1.)", [("a", 1.0)]),
+        ("(a:.5)", [("a", 0.5)]),
+    ],
+)
+def test_a_weight_that_is_no_number_stays_text(text, expected):
+    # found by tests/fuzz: A1111's closer took any run of dots and digits, and
+    # float("1.2.") raised ValueError out of the parser
+    assert parse_prompt_attention(text) == expected
