@@ -401,7 +401,7 @@ def load_lora(path: Path | str, *, name: str | None = None, kind: FileKind | Non
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = dict(handle.metadata() or {})
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
     except FileNotFoundError as exc:
         raise CorruptFileError(_MSG_UNREADABLE, name=display, reason="file not found") from exc
     except Exception as exc:  # safetensors raises its own error type, OSError or ValueError

@@ -39,7 +39,7 @@ def load_vae(path: Path, config_dir: Path, dtype: torch.dtype) -> Any:
     header = read_header(path)
     wanted = (VAE_PREFIX,) if single_file_has_vae(header.tensors) else _LDM_VAE_PARTS
     with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(wanted)}  # noqa: SIM118 - safe_open is not iterable
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(wanted)}
     if not weights:
         raise LibraryError(
             Text("“{name}” has no VAE in it to borrow.", "「{name}」裡沒有可借用的 VAE。"), name=path.name
@@ -61,7 +61,7 @@ def load_open_clip(path: Path, config_dir: Path, dtype: torch.dtype) -> Any:
 
     model: Any = CLIPTextModelWithProjection(CLIPTextConfig.from_pretrained(config_dir, local_files_only=True))
     with safe_open(str(path), framework="pt") as fh:
-        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(CLIP_G_PREFIX)}  # noqa: SIM118 - safe_open is not iterable
+        weights = {k: fh.get_tensor(k) for k in fh.keys() if k.startswith(CLIP_G_PREFIX)}
     model.load_state_dict(_untyped(convert_open_clip_checkpoint)(model, weights, prefix=CLIP_G_PREFIX), strict=True)
     return model.to(dtype).eval()
 
