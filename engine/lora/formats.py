@@ -18,9 +18,7 @@ instead of being dropped or half-applied; keys we do not recognise at all are ke
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +26,6 @@ from pathlib import Path
 import torch
 
 from engine.errors import CorruptFileError, LoraFormatError, UnsafeFileError
-from engine.files.lora_classify import finite_float
 from engine.files.lora_keys import (
     DIFFUSERS_SUFFIXES,
     LOHA_PARTS,
@@ -42,6 +39,7 @@ from engine.files.sniff import REFUSED_SUFFIXES
 from engine.i18n import Text
 from engine.kinds import FileKind
 from engine.lora.keys import normalize_alias
+from engine.lora.peft import peft_alpha
 
 _WEIGHT_DIFF_ROLES = {"diff", "w_norm"}
 _BIAS_ROLES = {"diff_b", "b_norm"}
@@ -327,56 +325,6 @@ def split_key(key: str) -> tuple[str, str] | None:
     return None if split is None else (normalize_alias(split[0]), split[1])
 
 
-def _component_of(alias: str) -> str:
-    for component in ("text_encoder_2", "text_encoder", "unet"):
-        if alias.startswith(component + "."):
-            return component
-    return "unet"
-
-
-def _peft_alpha(metadata: Mapping[str, str], alias: str, rank: int) -> float | None:
-    """alpha for a peft-format module from diffusers' `lora_adapter_metadata` header.
-
-    diffusers (>= 0.33) stores each component's LoraConfig there as "<component>.lora_alpha",
-    "<component>.alpha_pattern", "<component>.use_rslora"; without it alpha equals the rank.
-    """
-    raw = metadata.get("lora_adapter_metadata")
-    if not raw:
-        return None
-    # The header is a stranger's: what is not peft's config (deep nesting, a pattern that is
-    # no regex, an alpha that is no finite number) is ignored, as if absent.
-    try:
-        config = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(config, dict):
-        return None
-    component = _component_of(alias)
-    prefix = f"{component}."
-    alpha = config.get(prefix + "lora_alpha")
-    if alpha is None:
-        return None
-    module_name = alias[len(prefix) :] if alias.startswith(prefix) else alias
-    patterns = config.get(prefix + "alpha_pattern") or {}
-    if isinstance(patterns, dict):
-        for pattern, value in patterns.items():
-            # peft's own rule: the pattern must match a trailing run of dotted name parts.
-            try:
-                hit = re.match(rf"(.*\.)?({pattern})$", module_name)
-            except (re.error, TypeError):
-                continue  # a pattern peft itself could not have written
-            if hit:
-                alpha = value
-                break
-    alpha = finite_float(alpha)
-    if alpha is None:
-        return None  # no usable number: alpha defaults to the rank
-    if config.get(prefix + "use_rslora"):
-        # rsLoRA scales by alpha/sqrt(r); expressed as an alpha for the alpha/r rule.
-        alpha = alpha * math.sqrt(rank)
-    return alpha if math.isfinite(alpha) else None
-
-
 def _classify(roles: set[str]) -> str | None:
     """The algorithm of one module from the roles present, or None if incomplete."""
     weight_kinds = []
@@ -507,7 +455,7 @@ def parse_state_dict(
         module_tensors = {role: t for role, (_, t) in parts.items() if role != "alpha"}
         module = LoraModule(alias=alias, kind=algorithm, tensors=module_tensors, alpha=alpha, keys=keys)
         if alpha is None and alias in peft_style and module.rank:
-            module.alpha = _peft_alpha(metadata, alias, module.rank)
+            module.alpha = peft_alpha(metadata, alias, module.rank)
         _check_consistent(name, module)
         modules[alias] = module
     return ParsedLora(

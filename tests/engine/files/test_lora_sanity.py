@@ -70,12 +70,9 @@ def test_a_peft_alpha_too_large_for_a_float_is_unknown_not_an_overflow(tmp_path)
     import json
 
     meta = {"lora_adapter_metadata": json.dumps({"unet.lora_alpha": 10**400, "unet.alpha_pattern": {"(": 1}})}
-    path = mf.write_safetensors(
-        tmp_path / "p.safetensors",
-        {"unet.down_blocks.1.attentions.0.proj_in.lora_A.weight": T("F32", (4, 640)),
-         "unet.down_blocks.1.attentions.0.proj_in.lora_B.weight": T("F32", (640, 4))},
-        meta,
-    )
+    base = "unet.down_blocks.1.attentions.0.proj_in"
+    tensors = {f"{base}.lora_A.weight": T("F32", (4, 640)), f"{base}.lora_B.weight": T("F32", (640, 4))}
+    path = mf.write_safetensors(tmp_path / "p.safetensors", tensors, meta)
     assert inspect_path(path).alpha is None
     state = {"unet.x.lora_A.weight": torch.ones(4, 8), "unet.x.lora_B.weight": torch.ones(8, 4)}
     parsed = parse_state_dict(state, name="p", metadata=meta)  # an invalid alpha_pattern regex too

@@ -1,4 +1,4 @@
-"""A scan finishes whatever one file contains: each hostile file is one reported problem."""
+"""The scan (engine/library_scan.py): whatever one file contains, the walk finishes; changes are seen."""
 
 from __future__ import annotations
 
