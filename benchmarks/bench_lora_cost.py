@@ -59,10 +59,10 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
 
     from engine.lora.cache import LoraCache
     from engine.lora.patcher import LoraSpec
+    from engine.planning.lora_weights import LoraRequest
     from engine.queue.job import Progress
     from engine.requests import DrawRequest
     from engine.runner import GpuRunner
-    from engine.weights import LoraRequest
 
     settings = c.make_settings(root)
     engine = await c.open_engine(settings)  # plans only: the runners below do the drawing

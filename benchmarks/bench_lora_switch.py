@@ -60,10 +60,10 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
     from PIL import Image
 
     from engine.lora.cache import LoraCache
+    from engine.planning.lora_weights import LoraRequest
     from engine.queue.job import Progress
     from engine.requests import DrawRequest
     from engine.runner import GpuRunner
-    from engine.weights import LoraRequest
 
     settings = c.make_settings(root)
     engine = await c.open_engine(settings)  # plans only: the runners below do the drawing

@@ -9,7 +9,7 @@ from typing import Any
 from engine.i18n import EN, Message
 from engine.kinds import Architecture
 from engine.pipeline.samplers import DEFAULT_SAMPLER
-from engine.weights import LoraRequest, LoraStatus
+from engine.planning.lora_weights import LoraRequest, LoraStatus
 
 
 @dataclass

@@ -14,9 +14,9 @@ from bot.discord_app import limits
 from bot.discord_app import texts as T
 from engine.errors import LimitError, RequestError
 from engine.i18n import EN
+from engine.planning.lora_weights import parse_lora_list
 from engine.requests import DrawRequest
 from engine.text_input import clean_name, clean_prompt
-from engine.weights import parse_lora_list
 
 _SIZE = re.compile(r"^\s*(\d{2,5})\s*[x×*X,]\s*(\d{2,5})\s*(?:px)?\s*$")
 

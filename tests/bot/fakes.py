@@ -37,6 +37,7 @@ from engine.errors import (
 )
 from engine.i18n import Message, Text
 from engine.kinds import Architecture, Category, FileKind
+from engine.planning.lora_weights import LoraStatus, decide_weight
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
 from engine.queue.worker import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
@@ -50,7 +51,6 @@ from engine.requests import (
 )
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
-from engine.weights import LoraStatus, decide_weight
 
 VERDICT_ORDER = ["exact", "same_family", "other_family", "unknown", "incompatible"]
 FAMILIES = {"Illustrious": "Illustrious", "NoobAI": "Illustrious", "Pony": "Pony", "SDXL 1.0": "SDXL"}

@@ -15,10 +15,10 @@ from engine.api import Engine
 from engine.errors import LibraryError, LimitError, LoracleError, RequestError, UnknownNameError, WeightError
 from engine.lora.testing import assert_bit_identical, snapshot_weights
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
+from engine.planning.lora_weights import LoraRequest
 from engine.png_info import read_parameters
 from engine.requests import DrawRequest
 from engine.settings import Settings
-from engine.weights import LoraRequest
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,13 @@ import math
 import pytest
 
 from engine.errors import WeightError
-from engine.weights import LoraRequest, LoraStatus, decide_weight, parse_lora_list, split_prompt_loras
+from engine.planning.lora_weights import (
+    LoraRequest,
+    LoraStatus,
+    decide_weight,
+    parse_lora_list,
+    split_prompt_loras,
+)
 
 
 def test_parse_list_forms() -> None:

@@ -1,0 +1,190 @@
+"""Planning a draw: everything that can be refused is refused here, before any GPU work.
+
+Order matters for cost: length limits come before any parsing (a huge prompt must not
+reach a regex), names are resolved before files are read, and the prompt's weight syntax
+is parsed here so a malformed `(tag:1.2.3)` never loads a checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from engine.admin_settings import AdminSettings
+from engine.answers import ModelSummary
+from engine.content_rules import check_blocklist, refuse_nsfw
+from engine.errors import LibraryError, LimitError, RequestError, WeightError
+from engine.families import FamilyTable
+from engine.i18n import Message, Text
+from engine.kinds import Architecture, Category
+from engine.knowledge import Knowledge
+from engine.library import Library, LibraryEntry
+from engine.planning.checkpoints import CheckpointChooser
+from engine.planning.lora_weights import LoraStatus, decide_weight, split_prompt_loras
+from engine.planning.params import OUT_OF_RANGE, generation_params
+from engine.prompt_lint import lint_prompt
+from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint, PlannedLora
+from engine.settings import Settings
+from engine.text_input import clean_name, clean_prompt
+from engine.verdicts import Verdict
+
+_NOT_SDXL = Text(
+    "“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.",
+    "「{name}」是 {arch} 模型；Loracle 只能用 SDXL 模型繪圖。",
+)
+_PROMPT_TOO_LONG = Text(
+    "The prompt is {length} characters long; the limit is {limit}.",
+    "提示詞長度為 {length} 個字元，上限是 {limit}。",
+)
+_NEGATIVE_TOO_LONG = Text(
+    "The negative prompt is {length} characters long; the limit is {limit}.",
+    "負面提示詞長度為 {length} 個字元，上限是 {limit}。",
+)
+_EMPTY_PROMPT = Text("The prompt is empty.", "提示詞是空的。")
+_REFUSED = Text(
+    "{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint; their layers do not fit together.",
+    "{name} 未套用：它是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型，兩者的網路層對不上。",
+)
+_SAME_LORA_TWICE = Text(
+    "“{first}” and “{second}” are the same LoRA ({name}); give it once with one weight.",
+    "「{first}」和「{second}」是同一個 LoRA（{name}）；請只列一次、給一個權重。",
+)
+_VAE_BORROWED = Text(
+    "“{name}” has no VAE of its own; its images are decoded with the VAE of “{donor}” "
+    "(SDXL checkpoints share one VAE design).",
+    "「{name}」沒有自己的 VAE；它的圖片改用「{donor}」的 VAE 解碼（SDXL 主模型共用同一種 VAE 設計）。",
+)
+_NO_VAE = Text(
+    "“{name}” has no VAE (the part that turns the result into pixels) baked in, and the library "
+    "has no other SDXL checkpoint to borrow one from. Add any SDXL checkpoint that includes a "
+    "VAE, or use a version of this one with the VAE included.",
+    "「{name}」沒有內建 VAE（把結果轉成像素的部分），而模型庫裡也沒有其他 SDXL 主模型可以借用。"
+    "請加入任何一個內含 VAE 的 SDXL 主模型，或改用此模型內含 VAE 的版本。",
+)
+
+
+class Planner:
+    def __init__(
+        self,
+        settings: Settings,
+        library: Library,
+        knowledge: Knowledge,
+        table: FamilyTable,
+        admin: AdminSettings,
+        summary: Callable[[LibraryEntry], ModelSummary],
+    ) -> None:
+        self.settings = settings
+        self.library = library
+        self.knowledge = knowledge
+        self.table = table
+        self.admin = admin
+        self.summary = summary
+        self.checkpoints = CheckpointChooser(library, admin, lambda e: summary(e).family)
+
+    def plan(self, request: DrawRequest) -> DrawPlan:
+        """Resolve names, check compatibility and weights, apply limits."""
+        limits = self.admin.limits()
+        prompt, negative = self._check_texts(request)
+        prompt, tagged = split_prompt_loras(prompt)
+        loras = [*request.loras, *tagged]
+        if not prompt:
+            raise RequestError(_EMPTY_PROMPT)
+        check_blocklist((prompt, negative), self.admin.blocklist(request.guild_id))
+
+        ckpt_entry = self.checkpoints.choose(request.checkpoint)
+        refuse_nsfw([ckpt_entry], self.knowledge, allow_nsfw=request.allow_nsfw)
+        checkpoint, warnings = self._checkpoint(ckpt_entry)
+
+        if len(loras) > self.settings.max_loras:
+            raise LimitError(OUT_OF_RANGE, what="LoRAs", low=0, high=self.settings.max_loras, value=len(loras))
+        planned: list[PlannedLora] = []
+        asked_as: dict[str, str] = {}  # file -> the name it was first asked for by
+        for req in loras:
+            entry = self.library.get_usable(clean_name(req.name), Category.LORA)
+            # A file name and a display name (or two spellings) can reach the same file;
+            # applied twice, its weights would add up past the clamp range.
+            same = entry.sha256 or entry.rel_path  # two copies of one file count as one
+            if same in asked_as:
+                raise WeightError(_SAME_LORA_TWICE, first=asked_as[same], second=req.name, name=entry.name)
+            asked_as[same] = req.name
+            refuse_nsfw([entry], self.knowledge, allow_nsfw=request.allow_nsfw)
+            lora = self._lora(entry, req.weight, ckpt_entry)
+            warnings.extend(lora.warnings)
+            planned.append(lora)
+
+        family = self.table.family(checkpoint.family) if checkpoint.family else None
+        for lint in lint_prompt(prompt, negative, family, self.table):
+            warnings.append(Message(lint.text, lint.params))
+
+        params = generation_params(request, prompt, negative, self.settings, limits)
+        return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
+
+    def _check_texts(self, request: DrawRequest) -> tuple[str, str]:
+        """The cleaned prompt and negative, refused when too long: before anything parses them."""
+        prompt = clean_prompt(request.prompt)
+        negative = clean_prompt(request.negative or "")
+        limit = self.settings.max_prompt_chars
+        for text, too_long in ((prompt, _PROMPT_TOO_LONG), (negative, _NEGATIVE_TOO_LONG)):
+            if len(text) > limit:
+                raise LimitError(too_long, length=len(text), limit=limit)
+        if not prompt:
+            raise RequestError(_EMPTY_PROMPT)
+        return prompt, negative
+
+    def _checkpoint(self, entry: LibraryEntry) -> tuple[PlannedCheckpoint, list[Message]]:
+        summary = self.summary(entry)
+        if entry.architecture not in (Architecture.SDXL,):
+            raise RequestError(_NOT_SDXL, name=entry.label, arch=Architecture(summary.architecture).label)
+        checkpoint = PlannedCheckpoint(
+            name=entry.name,
+            label=entry.label,
+            path=entry.path,
+            format=entry.format,
+            sha256=entry.sha256,
+            autov2=entry.autov2,
+            architecture=entry.architecture,
+            base_model=summary.base_model,
+            family=summary.family,
+            family_label=summary.family_label,
+            v_prediction=entry.v_prediction,
+        )
+        warnings: list[Message] = []
+        if entry.format == "safetensors" and not self.checkpoints.has_baked_vae(entry):
+            donor = self.checkpoints.vae_donor(entry, summary.family)
+            if donor is None:
+                raise LibraryError(_NO_VAE, name=entry.label)
+            checkpoint.vae_path, checkpoint.vae_from = donor.path, donor.name
+            warnings.append(Message.of(_VAE_BORROWED, name=entry.label, donor=donor.label))
+        return checkpoint, warnings
+
+    def _lora(self, entry: LibraryEntry, weight: float | None, ckpt_entry: LibraryEntry) -> PlannedLora:
+        result = self.knowledge.verdict(entry, ckpt_entry)
+        s = self.settings
+        decision = decide_weight(entry.name, weight, entry.weight_override, s.lora_weight_min, s.lora_weight_max)
+        lora = PlannedLora(
+            name=entry.name,
+            label=entry.label,
+            path=entry.path,
+            sha256=entry.sha256,
+            autov3=entry.autov3,
+            requested_weight=weight,
+            applied_weight=decision.applied,
+            status=decision.status,
+            verdict=str(result.verdict),
+        )
+        if result.verdict == Verdict.INCOMPATIBLE:
+            lora.status, lora.applied_weight = LoraStatus.REFUSED, 0.0
+            lora.warnings.append(
+                Message.of(
+                    _REFUSED,
+                    name=entry.name,
+                    lora_arch=result.lora_architecture.label,
+                    checkpoint=ckpt_entry.label,
+                    ckpt_arch=result.checkpoint_architecture.label,
+                )
+            )
+        else:
+            if decision.note:
+                lora.warnings.append(decision.note)
+            if result.warning_text is not None:
+                lora.warnings.append(Message(result.warning_text, result.params))
+        return lora
