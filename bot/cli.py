@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Column, Table
 from rich.text import Text as Styled
 
+from bot import cli_hints
 from engine.errors import LoracleError, RequestError, UnknownNameError
 from engine.i18n import EN, Text, normalize_locale
 
@@ -81,7 +82,7 @@ def _run(
 
 
 def _fail(exc: LoracleError, json_mode: bool, locale: str = EN) -> None:
-    message = exc.localized(locale)
+    message = cli_hints.error_message(exc, locale)
     if json_mode:
         payload: dict[str, Any] = {"error": message, "type": type(exc).__name__}
         if isinstance(exc, UnknownNameError):
@@ -363,7 +364,7 @@ def family_check(
         return await engine.family_check(checkpoint, lora)
 
     check = _run(body, json_mode=as_json, locale=locale)
-    data = check.to_json(locale)
+    data = cli_hints.family_check_json(check.to_json(locale), locale)
     if as_json:
         _print_json(data)
         return

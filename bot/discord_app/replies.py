@@ -20,6 +20,7 @@ import discord
 
 from bot.discord_app import limits
 from bot.discord_app import texts as T
+from bot.discord_app.hints import error_hint
 from bot.discord_app.texts import locale_of
 from engine.errors import LoracleError
 
@@ -43,7 +44,7 @@ def log_unexpected(error: BaseException, where: str) -> str:
 
 def error_text(error: BaseException, locale: str, where: str) -> str:
     if isinstance(error, LoracleError):
-        return error.localized(locale)
+        return error_hint(error, locale)
     return T.SOMETHING_WRONG.render(locale, ref=log_unexpected(error, where))
 
 
@@ -55,13 +56,6 @@ def age_restricted(interaction: Any) -> bool:
         return bool(is_nsfw()) if callable(is_nsfw) else False
     except Exception:  # a partial channel without the flag: treat as not restricted
         return False
-
-
-def is_nsfw(engine: Any, entry: Any) -> bool:
-    """An admin's NSFW flag, or CivitAI's (the engine reads its cached answer): a model
-    CivitAI marks NSFW is as restricted as one an admin marked."""
-    check = getattr(engine, "is_nsfw", None)
-    return bool(check(entry)) if callable(check) else bool(getattr(entry, "nsfw", False))
 
 
 async def send_private(interaction: discord.Interaction, content: str | None = None, **kwargs: Any) -> bool:

@@ -21,6 +21,8 @@ from typing import Any
 
 # Prompt tokens per chunk: CLIP reads 77, one start and one end token around them.
 CHUNK_LENGTH = 75
+# Chunks the text encoders read; tokens past them are dropped (prompt_encoder says so).
+MAX_CHUNKS = 32
 # A1111's "Prompt word wrap length limit": when a chunk fills up, a tag begun at most this
 # many tokens after the last comma moves whole to the next chunk instead of being split.
 COMMA_BACKTRACK = 20
@@ -30,7 +32,7 @@ _SQUARE = 1 / 1.1
 
 # A1111's re_attention, token for token: escapes, brackets, a `:weight)` closer, plain text,
 # and a lone colon (so "score:9" stays text).
-_ATTENTION = re.compile(
+ATTENTION = re.compile(
     r"""
 \\\(|
 \\\)|
@@ -48,7 +50,9 @@ _ATTENTION = re.compile(
 """,
     re.X,
 )
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+# The whitespace around a BREAK goes too, stripped by hand: `\s*\bBREAK\b\s*` would try
+# every start inside a long run of spaces (quadratic in its length).
+_BREAK = re.compile(r"\bBREAK\b")
 # A1111 marks a BREAK in the parsed list as the text "BREAK" with weight -1.
 BREAK = ("BREAK", -1.0)
 
@@ -68,7 +72,7 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
         for p in range(start, len(res)):
             res[p][1] *= multiplier
 
-    for match in _ATTENTION.finditer(text):
+    for match in ATTENTION.finditer(text):
         piece, weight = match.group(0), match.group(1)
         if piece.startswith("\\"):
             res.append([piece[1:], 1.0])
@@ -77,15 +81,19 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
         elif piece == "[":
             square_brackets.append(len(res))
         elif weight is not None and round_brackets:
-            multiply_range(round_brackets.pop(), float(weight))
+            multiply_range(round_brackets.pop(), attention_weight(weight))
         elif piece == ")" and round_brackets:
             multiply_range(round_brackets.pop(), _ROUND)
         elif piece == "]" and square_brackets:
             multiply_range(square_brackets.pop(), _SQUARE)
         else:
-            for i, part in enumerate(_BREAK.split(piece)):
+            parts = _BREAK.split(piece)
+            for i, part in enumerate(parts):
                 if i > 0:
                     res.append(list(BREAK))
+                    part = part.lstrip()
+                if i + 1 < len(parts):
+                    part = part.rstrip()
                 res.append([part, 1.0])
 
     for pos in round_brackets:
@@ -103,6 +111,12 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
         else:
             i += 1
     return [(fragment, float(weight)) for fragment, weight in res]
+
+
+def attention_weight(text: str) -> float:
+    """The number in `(tag:1.3)`; A1111's pattern also takes "1.2.3" or ".", which are
+    not numbers (ValueError). Planning refuses those first (engine.planning.prompt_checks)."""
+    return float(text)
 
 
 def is_plain(text: str) -> bool:

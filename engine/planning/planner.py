@@ -21,25 +21,17 @@ from engine.library import Library, LibraryEntry
 from engine.planning.checkpoints import CheckpointChooser
 from engine.planning.lora_weights import LoraStatus, decide_weight, split_prompt_loras
 from engine.planning.params import OUT_OF_RANGE, generation_params
+from engine.planning.prompt_checks import PROMPT_EMPTY, check_prompt_syntax, check_prompt_text
 from engine.prompt_lint import lint_prompt
 from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint, PlannedLora
 from engine.settings import Settings
-from engine.text_input import clean_name, clean_prompt
+from engine.text_input import clean_name
 from engine.verdicts import Verdict
 
 _NOT_SDXL = Text(
     "“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.",
     "「{name}」是 {arch} 模型；Loracle 只能用 SDXL 模型繪圖。",
 )
-_PROMPT_TOO_LONG = Text(
-    "The prompt is {length} characters long; the limit is {limit}.",
-    "提示詞長度為 {length} 個字元，上限是 {limit}。",
-)
-_NEGATIVE_TOO_LONG = Text(
-    "The negative prompt is {length} characters long; the limit is {limit}.",
-    "負面提示詞長度為 {length} 個字元，上限是 {limit}。",
-)
-_EMPTY_PROMPT = Text("The prompt is empty.", "提示詞是空的。")
 _REFUSED = Text(
     "{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint; their layers do not fit together.",
     "{name} 未套用：它是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型，兩者的網路層對不上。",
@@ -87,7 +79,9 @@ class Planner:
         prompt, tagged = split_prompt_loras(prompt)
         loras = [*request.loras, *tagged]
         if not prompt:
-            raise RequestError(_EMPTY_PROMPT)
+            raise RequestError(PROMPT_EMPTY)
+        check_prompt_syntax(prompt, "prompt")
+        check_prompt_syntax(negative, "negative")
         check_blocklist((prompt, negative), self.admin.blocklist(request.guild_id))
 
         ckpt_entry = self.checkpoints.choose(request.checkpoint)
@@ -119,16 +113,9 @@ class Planner:
         return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
 
     def _check_texts(self, request: DrawRequest) -> tuple[str, str]:
-        """The cleaned prompt and negative, refused when too long: before anything parses them."""
-        prompt = clean_prompt(request.prompt)
-        negative = clean_prompt(request.negative or "")
-        limit = self.settings.max_prompt_chars
-        for text, too_long in ((prompt, _PROMPT_TOO_LONG), (negative, _NEGATIVE_TOO_LONG)):
-            if len(text) > limit:
-                raise LimitError(too_long, length=len(text), limit=limit)
-        if not prompt:
-            raise RequestError(_EMPTY_PROMPT)
-        return prompt, negative
+        """The cleaned prompt and negative, refused when too long (before anything parses
+        them) or when their weight syntax would fail on the GPU worker."""
+        return check_prompt_text(request.prompt, request.negative or "", limit=self.settings.max_prompt_chars)
 
     def _checkpoint(self, entry: LibraryEntry) -> tuple[PlannedCheckpoint, list[Message]]:
         summary = self.summary(entry)

@@ -25,6 +25,7 @@ from PIL import Image
 
 from engine.admin_settings import AdminSettings
 from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
+from engine.content_rules import NSFW_HERE
 from engine.db import ThreadLocalDB
 from engine.errors import (
     JobError,
@@ -416,6 +417,12 @@ class FakeEngine:
             raise LibraryError(Text("“{name}” is disabled by an admin.", "「{name}」已被管理員停用。"), name=entry.name)
         return entry
 
+    def _refuse_nsfw(self, entries: list[FakeEntry], allow_nsfw: bool) -> None:
+        """Like engine.content_rules.refuse_nsfw."""
+        for entry in entries:
+            if not allow_nsfw and self.is_nsfw(entry):
+                raise RequestError(NSFW_HERE, name=entry.label)
+
     def is_nsfw(self, entry: FakeEntry) -> bool:
         """Like Engine.is_nsfw: an admin's word, else CivitAI's."""
         return entry.nsfw if entry.nsfw is not None else entry.civitai_nsfw
@@ -513,9 +520,10 @@ class FakeEngine:
         return entry
 
     # -- knowledge ------------------------------------------------------------------
-    async def lora_info(self, name: str) -> LoraInfo:
+    async def lora_info(self, name: str, *, allow_nsfw: bool = True) -> LoraInfo:
         self._maybe_fail("lora_info")
         entry = self.find(name, Category.LORA)
+        self._refuse_nsfw([entry], allow_nsfw)
         suits = [
             Suitability(c.name, c.family.lower() if c.family else None, c.family, verdict(entry, c))
             for c in self.entries(Category.CHECKPOINT)
@@ -547,10 +555,11 @@ class FakeEngine:
             suits=suits,
         )
 
-    async def family_check(self, checkpoint: str, loras: list[str]) -> FamilyCheck:
+    async def family_check(self, checkpoint: str, loras: list[str], *, allow_nsfw: bool = True) -> FamilyCheck:
         self._maybe_fail("family_check")
         ckpt = self.find(checkpoint, Category.CHECKPOINT)
         entries = [self.find(name, Category.LORA) for name in loras]
+        self._refuse_nsfw([ckpt, *entries], allow_nsfw)
         return FamilyCheck(
             checkpoint=self.summary(ckpt),
             loras=[

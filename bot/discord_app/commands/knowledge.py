@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
@@ -11,8 +10,9 @@ from discord import app_commands
 
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
+from bot.discord_app.hints import family_check_with_hints
 from bot.discord_app.render import family_check_embed, lora_info_embed
-from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text, is_nsfw
+from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 from engine.errors import RequestError
@@ -21,16 +21,6 @@ from engine.text_input import clean_name
 
 def split_names(text: str) -> list[str]:
     return [name for name in (clean_name(part) for part in re.split(r"[,;\n，；]", text)) if name]
-
-
-def refuse_nsfw(engine: Any, checkpoint: str, loras: list[str]) -> None:
-    """Outside age-restricted channels, refuse a check naming an NSFW checkpoint or LoRA,
-    as /draw and /lora info do: the verdict card is posted for everyone. Touches the
-    library: call it in a thread."""
-    for name, category in [(checkpoint, "checkpoint"), *((lora, "lora") for lora in loras)]:
-        entry = engine.find(name, category)
-        if is_nsfw(engine, entry):
-            raise RequestError(T.NSFW_HERE, name=entry.label)
 
 
 def register(client: Any) -> None:
@@ -45,9 +35,8 @@ def register(client: Any) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = DeferredReply(interaction)
         try:
-            answer = await client.engine.lora_info(name)
-            if answer.nsfw and not age_restricted(interaction):
-                raise RequestError(T.NSFW_HERE, name=answer.summary.label)
+            # The engine applies the content rules; the bot only says where it answers.
+            answer = await client.engine.lora_info(name, allow_nsfw=age_restricted(interaction))
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
@@ -64,13 +53,11 @@ def register(client: Any) -> None:
             names = split_names(lora)
             if not names:
                 raise RequestError(T.LORA_NAME_MISSING)
-            if not age_restricted(interaction):
-                await asyncio.to_thread(refuse_nsfw, client.engine, checkpoint, names)
-            answer = await client.engine.family_check(checkpoint, names)
+            answer = await client.engine.family_check(checkpoint, names, allow_nsfw=age_restricted(interaction))
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
-        await reply.publish(content=None, embed=family_check_embed(answer, locale))
+        await reply.publish(content=None, embed=family_check_embed(family_check_with_hints(answer), locale))
 
     client.tree.add_command(lora)
     client.tree.add_command(family)
