@@ -60,7 +60,8 @@ BREAK = ("BREAK", -1.0)
 def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
     """Split `text` into (fragment, weight) pairs exactly as A1111's function of this name.
 
-    Runs of equal weight are merged; unbalanced brackets weigh until the end of the text;
+    Runs of equal weight are merged; unbalanced brackets weigh until the end of the text
+    (each one rescales what follows it, so planning bounds how many can be open);
     `BREAK` (a whole word, in capitals) comes back as `BREAK`, ("BREAK", -1.0). An empty
     text gives [("", 1.0)].
     """
@@ -103,14 +104,15 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
     if not res:
         res = [["", 1.0]]
 
-    i = 0  # merge runs of identical weights
-    while i + 1 < len(res):
-        if res[i][1] == res[i + 1][1]:
-            res[i][0] += res[i + 1][0]
-            res.pop(i + 1)
+    # Merge runs of identical weights in one pass (A1111 pops from the list, which is
+    # quadratic in the number of fragments: 100 000 colons took seconds).
+    merged: list[tuple[list[str], float]] = []
+    for fragment, weight in res:
+        if merged and merged[-1][1] == weight:
+            merged[-1][0].append(fragment)
         else:
-            i += 1
-    return [(fragment, float(weight)) for fragment, weight in res]
+            merged.append(([fragment], weight))
+    return [("".join(parts), float(weight)) for parts, weight in merged]
 
 
 def attention_weight(text: str) -> float:

@@ -153,3 +153,18 @@ def test_a_long_tag_list_is_cut_at_a_comma(tiny_pipe):
     first, second = chunk_prompt(prompt, tiny_pipe.tokenizer)
     assert first.length == 74
     assert tiny_pipe.tokenizer.decode(list(second.prompt_tokens)) == "blue hair , smile"
+
+
+def test_attention_parsing_is_fast_on_adversarial_prompts() -> None:
+    import time
+
+    # linear: a quadratic pass over this many characters takes tens of seconds
+    for prompt in (" " * 100_000 + "x", "a" + " " * 50_000 + "BREAK" + " " * 50_000 + "b", ":" * 30_000):
+        start = time.perf_counter()
+        parse_prompt_attention(prompt)
+        assert time.perf_counter() - start < 2.0
+
+
+def test_break_takes_the_spaces_around_it() -> None:
+    assert parse_prompt_attention("a  \n BREAK \t b") == [("a", 1.0), ("BREAK", -1.0), ("b", 1.0)]
+    assert parse_prompt_attention("a BREAK BREAK b") == [("a", 1.0), ("BREAK", -1.0), ("", 1.0), ("BREAK", -1.0), ("b", 1.0)]
