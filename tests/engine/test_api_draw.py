@@ -103,7 +103,7 @@ async def test_a_pasted_civitai_prompt_draws_with_its_weights(engine: Engine) ->
     assert zero.plan.loras[0].status == "not_applied"
     assert np.array_equal(pixels(none.images[0]), pixels(zero.images[0]))
     text = read_parameters(zero.images[0])
-    assert text.startswith(f"{written}\nNegative prompt: (lowres:1.3)\n")
+    assert text.startswith(f"{prompt}\nNegative prompt: (lowres:1.3)\n")  # the tag stays where it was written
     plain = await engine.draw(request(prompt=written.replace("(1girl:1.2)", "1girl"), negative="(lowres:1.3)"))
     assert not np.array_equal(pixels(none.images[0]), pixels(plain.images[0]))
 
@@ -346,3 +346,32 @@ async def test_checkpoint_pruned_of_its_vae_borrows_one_from_the_library(engine:
     with pytest.raises(LibraryError, match="no other SDXL checkpoint") as err:
         engine.plan(request(checkpoint="prunedXL_noVAE"))
     assert "沒有內建 VAE" in err.value.localized("zh-TW")
+
+
+@pytest.mark.parametrize("prompt", ["1girl, (smile:1.2.3)", "(x:.)", "(smile:50)", "(" * 11 + "x", "a BREAK " * 32 + "b"])
+async def test_what_would_fail_on_the_worker_is_refused_at_plan_time(engine: Engine, prompt: str) -> None:
+    # before: planned, queued, the checkpoint loaded, then "unexpected problem (ValueError)"
+    with pytest.raises(RequestError) as info:
+        engine.plan(request(prompt=prompt))
+    assert "“" in str(info.value) or "BREAK" in str(info.value)
+    with pytest.raises(RequestError):
+        await engine.submit(request(prompt=prompt))
+    assert engine.runner.loaded_checkpoint() is None  # no GPU work
+
+
+async def test_a_huge_prompt_of_unterminated_tags_is_refused_at_once(engine: Engine) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(LimitError, match="characters long"):
+        engine.plan(request(prompt="<lora:a:" * 15_000))  # 117 KB: 44 s in the tag pattern before
+    assert time.perf_counter() - start < 2.0
+
+
+async def test_png_prompt_is_the_prompt_as_written(engine: Engine) -> None:
+    written = "1girl, <lora:demo_exact_style:0.8>, smile"
+    result = await engine.draw(request(("demo_pony_style", 0.5), prompt=written))
+    assert result.plan.params.prompt == "1girl, smile"  # what the text encoders read
+    text = read_parameters(result.images[0])
+    # the pasted tag stays where it was; only the LoRA given as an option is appended
+    assert text.startswith(f"{written} <lora:demo_pony_style:0.5>\nNegative prompt: lowres\n")
