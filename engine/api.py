@@ -18,7 +18,7 @@ from engine import content_rules
 from engine.admin_settings import AdminSettings, Limits
 from engine.answers import FamilyCheck, LoraInfo, ModelSummary
 from engine.civitai.cache import CivitaiCache
-from engine.civitai.client import CivitaiClient
+from engine.civitai.client import CivitaiClient, Lookup
 from engine.civitai.download import download_version
 from engine.civitai.models import ModelVersion
 from engine.civitai.refs import parse_civitai_ref
@@ -65,7 +65,7 @@ class Engine:
         self.knowledge = Knowledge(self.library, self.civitai, self.table)
         self.admin = AdminSettings(self.dbs, settings)
         self.answers = Answers(self.library, self.knowledge, self.table, settings.civitai_base_url)
-        self.planner = Planner(settings, self.library, self.knowledge, self.table, self.admin, self.answers.summary)
+        self.planner = Planner(settings, self.library, self.knowledge, self.table, self.admin, self.answers)
         self.queue: Any = None  # engine.queue.worker.JobQueue once start() ran
         self.job_store: Any = None
         self.runner: Any = None
@@ -198,11 +198,13 @@ class Engine:
         self, ref_text: str, *, progress: Callable[[int, int | None], None] | None = None
     ) -> LibraryEntry:
         ref = parse_civitai_ref(ref_text, base_url=self.settings.civitai_base_url)
+        lookup: Lookup[Any]
         if ref.version_id:
             lookup = await self.civitai.model_version(ref.version_id)
         else:  # a model page: its newest version comes first; one still in early access
             # cannot be downloaded yet, so the newest public one is taken (or, with none,
             # the newest, whose download then says when early access ends)
+            assert ref.model_id is not None  # a reference names a version or a model
             model = await self.civitai.model(ref.model_id)
             versions = model.value.model_versions if model.value else []
             versions = [v for v in versions if not v.early_access] or versions
@@ -324,7 +326,8 @@ class Engine:
 
     async def draw(self, request: DrawRequest) -> DrawResult:
         handle = await self.submit(request)
-        return await handle.result()
+        result: DrawResult = await handle.result()
+        return result
 
     def job_request(self, job_id: str) -> DrawRequest | None:
         """The request a job was submitted with (for reroll), also after a restart."""

@@ -7,16 +7,14 @@ is parsed here so a malformed `(tag:1.2.3)` never loads a checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from engine.admin_settings import AdminSettings
-from engine.answers import ModelSummary
 from engine.content_rules import check_blocklist, refuse_nsfw
-from engine.errors import LibraryError, LimitError, RequestError, WeightError
+from engine.errors import IncompatibleError, LibraryError, LimitError, RequestError, WeightError
 from engine.families import FamilyTable
 from engine.i18n import Message, Text
 from engine.kinds import Architecture, Category
 from engine.knowledge import Knowledge
+from engine.knowledge_answers import Answers
 from engine.library import Library, LibraryEntry
 from engine.planning.checkpoints import CheckpointChooser
 from engine.planning.lora_weights import LoraStatus, decide_weight, split_prompt_loras
@@ -26,16 +24,20 @@ from engine.prompt_lint import lint_prompt
 from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint, PlannedLora
 from engine.settings import Settings
 from engine.text_input import clean_name
-from engine.verdicts import Verdict
+from engine.verdicts import Verdict, VerdictResult
 
 _NOT_SDXL = Text(
     "“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.",
     "「{name}」是 {arch} 模型；Loracle 只能用 SDXL 模型繪圖。",
 )
-_REFUSED = Text(
-    "{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint; their layers do not fit together.",
-    "{name} 未套用：它是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型，兩者的網路層對不上。",
+_INCOMPATIBLE = Text(
+    "“{name}” is a {lora_arch} LoRA and “{checkpoint}” is a {ckpt_arch} checkpoint: their layers "
+    "do not fit together, so it cannot be applied.{suits_en}",
+    "「{name}」是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型：兩者的網路層對不上，無法套用。{suits_zh}",
 )
+_SUITS = (" Checkpoints in the library that suit it: {names}.", "模型庫中適合它的模型：{names}。")
+_SUITS_NONE = (" No checkpoint in the library suits it.", "模型庫中沒有適合它的模型。")
+_SUITS_SHOWN = 5
 _SAME_LORA_TWICE = Text(
     "“{first}” and “{second}” are the same LoRA ({name}); give it once with one weight.",
     "「{first}」和「{second}」是同一個 LoRA（{name}）；請只列一次、給一個權重。",
@@ -62,15 +64,16 @@ class Planner:
         knowledge: Knowledge,
         table: FamilyTable,
         admin: AdminSettings,
-        summary: Callable[[LibraryEntry], ModelSummary],
+        answers: Answers,
     ) -> None:
         self.settings = settings
         self.library = library
         self.knowledge = knowledge
         self.table = table
         self.admin = admin
-        self.summary = summary
-        self.checkpoints = CheckpointChooser(library, admin, lambda e: summary(e).family)
+        self.answers = answers
+        self.summary = answers.summary
+        self.checkpoints = CheckpointChooser(library, admin, lambda e: answers.summary(e).family)
 
     def plan(self, request: DrawRequest) -> DrawPlan:
         """Resolve names, check compatibility and weights, apply limits."""
@@ -101,7 +104,7 @@ class Planner:
                 raise WeightError(_SAME_LORA_TWICE, first=asked_as[same], second=req.name, name=entry.name)
             asked_as[same] = req.name
             refuse_nsfw([entry], self.knowledge, allow_nsfw=request.allow_nsfw)
-            lora = self._lora(entry, req.weight, ckpt_entry)
+            lora = self._lora(entry, req.weight, ckpt_entry, request.allow_nsfw)
             warnings.extend(lora.warnings)
             planned.append(lora)
 
@@ -143,7 +146,7 @@ class Planner:
             warnings.append(Message.of(_VAE_BORROWED, name=entry.label, donor=donor.label))
         return checkpoint, warnings
 
-    def _lora(self, entry: LibraryEntry, weight: float | None, ckpt_entry: LibraryEntry) -> PlannedLora:
+    def _lora(self, entry: LibraryEntry, weight: float | None, ckpt_entry: LibraryEntry, allow_nsfw: bool) -> PlannedLora:
         result = self.knowledge.verdict(entry, ckpt_entry)
         s = self.settings
         decision = decide_weight(entry.name, weight, entry.weight_override, s.lora_weight_min, s.lora_weight_max)
@@ -158,20 +161,36 @@ class Planner:
             status=decision.status,
             verdict=str(result.verdict),
         )
-        if result.verdict == Verdict.INCOMPATIBLE:
-            lora.status, lora.applied_weight = LoraStatus.REFUSED, 0.0
-            lora.warnings.append(
-                Message.of(
-                    _REFUSED,
-                    name=entry.name,
-                    lora_arch=result.lora_architecture.label,
-                    checkpoint=ckpt_entry.label,
-                    ckpt_arch=result.checkpoint_architecture.label,
-                )
-            )
-        else:
-            if decision.note:
-                lora.warnings.append(decision.note)
-            if result.warning_text is not None:
-                lora.warnings.append(Message(result.warning_text, result.params))
+        if result.verdict == Verdict.INCOMPATIBLE and decision.status != LoraStatus.NOT_APPLIED:
+            self._refuse_incompatible(entry, ckpt_entry, result, allow_nsfw)
+        if decision.note:
+            lora.warnings.append(decision.note)
+        if result.warning_text is not None and decision.status != LoraStatus.NOT_APPLIED:
+            lora.warnings.append(Message(result.warning_text, result.params))
         return lora
+
+    def _refuse_incompatible(
+        self, entry: LibraryEntry, ckpt_entry: LibraryEntry, result: VerdictResult, allow_nsfw: bool
+    ) -> None:
+        """A LoRA whose layers cannot fit the checkpoint (an SD 1.5 LoRA on SDXL) is a
+        mistake in the request, not a warning: refused, with the checkpoints that suit it."""
+        suits = [
+            s.checkpoint
+            for s in self.answers.suits(entry, allow_nsfw=allow_nsfw)
+            if s.verdict != Verdict.INCOMPATIBLE
+        ][:_SUITS_SHOWN]
+        if suits:
+            suits_en = _SUITS[0].format(names=", ".join(f"“{n}”" for n in suits))
+            suits_zh = _SUITS[1].format(names="、".join(f"「{n}」" for n in suits))
+        else:
+            suits_en, suits_zh = _SUITS_NONE
+        raise IncompatibleError(
+            _INCOMPATIBLE,
+            name=entry.label,
+            lora_arch=result.lora_architecture.label,
+            checkpoint=ckpt_entry.label,
+            ckpt_arch=result.checkpoint_architecture.label,
+            suits_en=suits_en,
+            suits_zh=suits_zh,
+            suits=suits,
+        )

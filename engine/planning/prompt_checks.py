@@ -67,7 +67,7 @@ def check_prompt_syntax(text: str, where: str = "prompt") -> None:
     """Refuse what the pipeline could not read or should not be asked to: malformed or
     huge attention weights, brackets nested too deep, too many BREAKs. `text` must
     already be length-checked (and stripped of `<lora:...>` tags)."""
-    words = {"where": _WHERE[where][0], "where_zh": _WHERE[where][1]}
+    where_en, where_zh = _WHERE[where]
     # Open brackets as the parser keeps them: a `:1.2)` closes the last round one only.
     round_open: list[int] = []
     square_open: list[int] = []
@@ -78,15 +78,15 @@ def check_prompt_syntax(text: str, where: str = "prompt") -> None:
             depth = len(round_open) + len(square_open)
             if depth > MAX_NESTING:
                 first = min(round_open[:1] + square_open[:1])
-                raise RequestError(_TOO_DEEP, text=_quote(text, first, match.end()), depth=depth, limit=MAX_NESTING, **words)
+                raise RequestError(_TOO_DEEP, text=_quote(text, first, match.end()), depth=depth, limit=MAX_NESTING, where=where_en, where_zh=where_zh)
         elif weight is not None and round_open:
             quoted = _quote(text, round_open.pop(), match.end())
             try:
                 value = float(weight)
             except ValueError:
-                raise RequestError(_BAD_WEIGHT, text=quoted, weight=shorten(weight, 20), **words) from None
+                raise RequestError(_BAD_WEIGHT, text=quoted, weight=shorten(weight, 20), where=where_en, where_zh=where_zh) from None
             if not abs(value) <= MAX_ATTENTION_WEIGHT:
-                raise LimitError(_WEIGHT_TOO_BIG, text=quoted, weight=value, limit=MAX_ATTENTION_WEIGHT, **words)
+                raise LimitError(_WEIGHT_TOO_BIG, text=quoted, weight=value, limit=MAX_ATTENTION_WEIGHT, where=where_en, where_zh=where_zh)
         elif piece == ")" and round_open:
             round_open.pop()
         elif piece == "]" and square_open:
@@ -94,12 +94,12 @@ def check_prompt_syntax(text: str, where: str = "prompt") -> None:
     fragments = parse_prompt_attention(text)
     breaks = sum(1 for fragment in fragments if fragment == ("BREAK", -1.0))
     if breaks > MAX_BREAKS:
-        raise LimitError(_TOO_MANY_BREAKS, count=breaks, limit=MAX_BREAKS, chunks=MAX_CHUNKS, **words)
+        raise LimitError(_TOO_MANY_BREAKS, count=breaks, limit=MAX_BREAKS, chunks=MAX_CHUNKS, where=where_en, where_zh=where_zh)
     for fragment, value in fragments:
         # nesting multiplies: (((x:9))) inside more brackets can still grow past the bound
         if fragment != "BREAK" and abs(value) > MAX_ATTENTION_WEIGHT:
             raise LimitError(
-                _WEIGHT_TOO_BIG, text=shorten(fragment.strip(), _SNIPPET), weight=value, limit=MAX_ATTENTION_WEIGHT, **words
+                _WEIGHT_TOO_BIG, text=shorten(fragment.strip(), _SNIPPET), weight=value, limit=MAX_ATTENTION_WEIGHT, where=where_en, where_zh=where_zh
             )
 
 

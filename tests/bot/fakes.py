@@ -28,6 +28,7 @@ from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Sui
 from engine.content_rules import NSFW_HERE
 from engine.db import ThreadLocalDB
 from engine.errors import (
+    IncompatibleError,
     JobError,
     JobFailedError,
     LibraryError,
@@ -61,7 +62,10 @@ _NSFW = Text("“{name}” is marked NSFW and can only be used in age-restricted
 _BLOCKED = Text("Your prompt contains “{word}”, which this server does not allow.", "您的提示詞包含「{word}」。")
 _EMPTY = Text("The prompt is empty.", "提示詞是空的。")
 _NOT_SDXL = Text("“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.", "「{name}」是 {arch} 模型。")
-_REFUSED = Text("{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint.", "{name} 未套用。")
+_INCOMPATIBLE = Text(
+    "“{name}” is a {lora_arch} LoRA and “{checkpoint}” is a {ckpt_arch} checkpoint: it cannot be applied.",
+    "「{name}」無法套用。",
+)
 _CANCEL_NOT_YOURS = Text("Only the person who asked for this image (or an admin) can cancel it.", "只有提出者可以取消。")
 _OTHER = Text("{name}: trained on {lora_family}, this is a {ckpt_family} checkpoint; results may differ.", "{name}：不同系列。")
 _BAD_WEIGHT = Text("weight must be between {low} and {high}", "權重必須介於 {low} 和 {high}")
@@ -610,18 +614,17 @@ class FakeEngine:
                 status=decision.status,
                 verdict=v,
             )
-            if v == "incompatible":
-                lora.status, lora.applied_weight = LoraStatus.REFUSED, 0.0
-                lora.warnings.append(
-                    Message.of(_REFUSED, name=entry.name, lora_arch=entry.architecture.label, checkpoint=ckpt.label, ckpt_arch="SDXL")
+            if v == "incompatible" and decision.status != LoraStatus.NOT_APPLIED:
+                # like the planner: refused before anything is queued
+                raise IncompatibleError(
+                    _INCOMPATIBLE, name=entry.label, lora_arch=entry.architecture.label, checkpoint=ckpt.label, ckpt_arch="SDXL"
                 )
-            else:
-                if decision.note:
-                    lora.warnings.append(decision.note)
-                if v == "other_family":
-                    lora.warnings.append(
-                        Message.of(_OTHER, name=entry.name, lora_family=entry.family, ckpt_family=ckpt.family)
-                    )
+            if decision.note:
+                lora.warnings.append(decision.note)
+            if v == "other_family":
+                lora.warnings.append(
+                    Message.of(_OTHER, name=entry.name, lora_family=entry.family, ckpt_family=ckpt.family)
+                )
             warnings.extend(lora.warnings)
             planned.append(lora)
         steps = request.steps or min(self.settings.default_steps, limits.max_steps)

@@ -12,7 +12,15 @@ import torch
 from PIL import Image
 
 from engine.api import Engine
-from engine.errors import LibraryError, LimitError, LoracleError, RequestError, UnknownNameError, WeightError
+from engine.errors import (
+    IncompatibleError,
+    LibraryError,
+    LimitError,
+    LoracleError,
+    RequestError,
+    UnknownNameError,
+    WeightError,
+)
 from engine.lora.testing import assert_bit_identical, snapshot_weights
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
 from engine.planning.lora_weights import LoraRequest
@@ -109,15 +117,20 @@ async def test_a_pasted_civitai_prompt_draws_with_its_weights(engine: Engine) ->
 
 
 async def test_incompatible_lora_is_refused_before_gpu_work(engine: Engine) -> None:
-    plan = engine.plan(request(("demo_sd15_detail", 1.0)))
-    refused = plan.loras[0]
-    assert refused.status == "refused" and refused.applied_weight == 0 and refused.verdict == "incompatible"
-    warning = refused.warnings[0].render()
-    assert "SD 1" in warning and "SDXL" in warning
-    assert plan.applied_loras == []
-    result = await engine.draw(request(("demo_sd15_detail", 1.0)))
+    with pytest.raises(IncompatibleError) as info:
+        engine.plan(request(("demo_sd15_detail", 1.0)))
+    message = str(info.value)
+    assert "“demo_sd15_detail” is a SD 1.x LoRA" in message and "SDXL checkpoint" in message
+    # the library's checkpoints that suit it are named, best verdict first; here none does
+    assert "No checkpoint in the library suits it." in message
+    assert "模型庫中沒有適合它的模型" in info.value.localized("zh-TW")
+    with pytest.raises(IncompatibleError):
+        await engine.submit(request(("demo_sd15_detail", None)))  # the default weight is nonzero
     assert engine.runner.lora_cache.stats.loads == 0  # never read from disk
-    assert result.plan.loras[0].status == "refused"
+    assert engine.runner.loaded_checkpoint() is None
+    # weight 0 means "not applied": no reason to refuse
+    plan = engine.plan(request(("demo_sd15_detail", 0)))
+    assert plan.loras[0].status == "not_applied" and plan.applied_loras == []
 
 
 def test_weight_policy(engine: Engine) -> None:
