@@ -53,7 +53,7 @@ class AdminSettings:
         if value is None:
             self.dbs.db.execute("DELETE FROM kv WHERE key = ?", [key])
         else:
-            self.dbs.db["kv"].upsert({"key": key, "value": json.dumps(value)}, pk="key")
+            self.dbs.db.table("kv").upsert({"key": key, "value": json.dumps(value)}, pk="key")
 
     # -- limits ----------------------------------------------------------------------
     def limits(self) -> Limits:

@@ -17,7 +17,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from engine.civitai.client import CivitaiClient, Lookup
 from engine.civitai.models import ModelVersion, parse_version
@@ -35,6 +35,8 @@ _FROM_TAGS = Text(
 
 _MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
+_T = TypeVar("_T")
+
 
 @dataclass
 class Knowledge:
@@ -49,14 +51,15 @@ class Knowledge:
     _memo_version: int = field(default=-1, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _memoized(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def _memoized(self, key: Any, compute: Callable[[], _T]) -> _T:
         version = self.library.version()
         with self._memo_lock:
             if version != self._memo_version:
                 self._memo.clear()
                 self._memo_version = version
             if key in self._memo:
-                return self._memo[key]
+                cached: _T = self._memo[key]
+                return cached
         value = compute()
         with self._memo_lock:
             if version == self._memo_version:

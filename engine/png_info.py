@@ -133,9 +133,9 @@ def format_parameters(
     `sampler` an A1111 sampler name ("Euler a", "DPM++ 2M"); `loras` LoraUse or
     (name, weight, AutoV3 or None) tuples; `extra` more `Key: value` pairs (e.g.
     {"Clip skip": 2}), written before `Lora hashes`."""
-    loras = [lora if isinstance(lora, LoraUse) else LoraUse(*lora) for lora in loras]
+    uses = [lora if isinstance(lora, LoraUse) else LoraUse(*lora) for lora in loras]
     lora_hashes = ", ".join(
-        f"{lora_alias(lora.name)}: {short_hash(lora.hash, 12)}" for lora in loras if lora.hash
+        f"{lora_alias(lora.name)}: {short_hash(lora.hash, 12)}" for lora in uses if lora.hash
     )
     params: dict[str, Any] = {
         "Steps": steps,
@@ -155,7 +155,7 @@ def format_parameters(
         for key, value in params.items()
         if value is not None
     )
-    text = prompt_with_loras(prompt, loras)
+    text = prompt_with_loras(prompt, uses)
     if negative:
         text += f"\nNegative prompt: {negative}"
     return f"{text}\n{line}".strip()

@@ -58,6 +58,10 @@ def age_restricted(interaction: Any) -> bool:
         return False
 
 
+def _content(content: str | None) -> dict[str, Any]:
+    return {"content": content} if content is not None else {}
+
+
 async def send_private(interaction: discord.Interaction, content: str | None = None, **kwargs: Any) -> bool:
     """An ephemeral message, whether or not the interaction was answered yet; False if
     Discord would not take it (e.g. the 15-minute interaction token has expired)."""
@@ -65,7 +69,8 @@ async def send_private(interaction: discord.Interaction, content: str | None = N
         content = limits.clip(content, limits.CONTENT)
     try:
         if interaction.response.is_done():
-            await interaction.followup.send(content, ephemeral=True, **kwargs)
+            # an embed-only message leaves content out (discord.py types it as str)
+            await interaction.followup.send(**_content(content), ephemeral=True, **kwargs)
         else:
             await interaction.response.send_message(content, ephemeral=True, **kwargs)
     except discord.HTTPException as exc:
@@ -190,7 +195,7 @@ class DeferredReply:
         if view is not None:
             kwargs["view"] = view
         try:
-            await self.interaction.followup.send(limits.clip(content, limits.CONTENT) if content else None, **kwargs)
+            await self.interaction.followup.send(**_content(limits.clip(content, limits.CONTENT) if content else None), **kwargs)
         except discord.HTTPException as exc:
             if too_large(exc) and uploads:
                 raise UploadRefused(_size(uploads)) from exc
