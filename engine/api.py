@@ -280,30 +280,15 @@ class Engine:
     def suggest_loras(
         self, checkpoint: str | None, text: str, limit: int = 25, *, allow_nsfw: bool = True
     ) -> list[tuple[LibraryEntry, Verdict | None]]:
-        """LoRAs for autocomplete, best verdict first, incompatible (and, outside
-        age-restricted channels, NSFW) ones left out. Cache-only (no network), so it
-        answers well inside Discord's deadline."""
+        """LoRAs for autocomplete, best verdict first (cache-only, no network)."""
         ckpt = None
-        if checkpoint or self.admin.default_checkpoint():
+        name = checkpoint or self.admin.default_checkpoint()
+        if name:
             try:
-                ckpt = self.find(checkpoint or self.admin.default_checkpoint() or "", Category.CHECKPOINT)
+                ckpt = self.find(name, Category.CHECKPOINT)
             except LibraryError:
                 ckpt = None
-        key = clean_name(text).lower()
-        ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
-        order = list(Verdict)
-        for entry in self.library.entries(Category.LORA, include_broken=False):
-            if not entry.enabled or (not allow_nsfw and self.is_nsfw(entry)):
-                continue
-            if key and key not in entry.name.lower() and key not in entry.label.lower():
-                continue
-            verdict = self.knowledge.verdict(entry, ckpt).verdict if ckpt else None
-            if verdict == Verdict.INCOMPATIBLE:
-                continue
-            rank = order.index(verdict) if verdict else len(order)
-            ranked.append((rank, entry.label.lower(), entry, verdict))
-        ranked.sort(key=lambda item: item[:2])
-        return [(entry, verdict) for _, _, entry, verdict in ranked[:limit]]
+        return self.answers.suggest_loras(ckpt, clean_name(text), limit, allow_nsfw=allow_nsfw)
 
     def is_nsfw(self, entry: LibraryEntry) -> bool:
         """The content rule (engine.content_rules), for front ends that filter lists."""

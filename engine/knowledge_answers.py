@@ -49,6 +49,28 @@ class Answers:
         suits.sort(key=lambda s: (order.index(s.verdict), s.checkpoint.lower()))
         return suits
 
+    def suggest_loras(
+        self, ckpt: LibraryEntry | None, text: str, limit: int, *, allow_nsfw: bool = True
+    ) -> list[tuple[LibraryEntry, Verdict | None]]:
+        """LoRAs for autocomplete, best verdict first, incompatible (and, outside
+        age-restricted channels, NSFW) ones left out. Cache-only (no network), so it
+        answers well inside Discord's deadline."""
+        key = text.lower()
+        ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
+        order = list(Verdict)
+        for entry in self.library.entries(Category.LORA, include_broken=False):
+            if not entry.enabled or (not allow_nsfw and is_nsfw(entry, self.knowledge)):
+                continue
+            if key and key not in entry.name.lower() and key not in entry.label.lower():
+                continue
+            verdict = self.knowledge.verdict(entry, ckpt).verdict if ckpt else None
+            if verdict == Verdict.INCOMPATIBLE:
+                continue
+            rank = order.index(verdict) if verdict else len(order)
+            ranked.append((rank, entry.label.lower(), entry, verdict))
+        ranked.sort(key=lambda item: item[:2])
+        return [(entry, verdict) for _, _, entry, verdict in ranked[:limit]]
+
     def lora_info(self, entry: LibraryEntry, notes: list[Message], *, allow_nsfw: bool = True) -> LoraInfo:
         refuse_nsfw([entry], self.knowledge, allow_nsfw=allow_nsfw)
         facts = self.knowledge.facts(entry)
