@@ -72,8 +72,8 @@ def _know_every_file(engine: Any) -> int:
 
 
 def _lookups(engine: Any, reps: int) -> list[tuple[str, float]]:
+    from engine.planning.lora_weights import LoraRequest
     from engine.requests import DrawRequest
-    from engine.weights import LoraRequest
 
     engine.admin.set_default_checkpoint("checkpoint_000")
     request = DrawRequest(prompt="1girl, smile", steps=20, width=1024, height=1024, user_id="bench",

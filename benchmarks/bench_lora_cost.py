@@ -59,9 +59,9 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
 
     from engine.lora.cache import LoraCache
     from engine.lora.patcher import LoraSpec
+    from engine.planning.lora_weights import LoraRequest
     from engine.queue.job import Progress
     from engine.requests import DrawRequest
-    from engine.weights import LoraRequest
     from engine.workers.local import GpuRunner
 
     settings = c.make_settings(root)

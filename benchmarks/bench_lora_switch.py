@@ -60,9 +60,9 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
     from PIL import Image
 
     from engine.lora.cache import LoraCache
+    from engine.planning.lora_weights import LoraRequest
     from engine.queue.job import Progress
     from engine.requests import DrawRequest
-    from engine.weights import LoraRequest
     from engine.workers.local import GpuRunner
 
     settings = c.make_settings(root)

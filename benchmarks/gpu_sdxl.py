@@ -278,10 +278,10 @@ def _measure(args: argparse.Namespace, work: Path, device: Any, summary: dict[st
     from engine.kinds import Architecture
     from engine.lora.patcher import LoraSpec
     from engine.pipeline.samplers import make_scheduler
+    from engine.planning.lora_weights import LoraStatus
     from engine.png_info import save_png
     from engine.queue.job import Progress
     from engine.requests import DrawPlan, DrawRequest, GenerationParams, PlannedCheckpoint, PlannedLora
-    from engine.weights import LoraStatus
 
     pipe = generator.pipe
 

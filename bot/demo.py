@@ -135,8 +135,8 @@ def run_demo(settings: Settings, *, draw: bool = True, console: Console | None =
 
 async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, Any]:
     from engine.api import Engine
+    from engine.planning.lora_weights import LoraRequest
     from engine.requests import DrawRequest
-    from engine.weights import LoraRequest
 
     console.print(f"[bold]Loracle demo[/bold] in {settings.root} (offline: nothing is downloaded)")
     await asyncio.to_thread(build_demo_library, settings.root)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.i18n import EN, Message
+from engine.i18n import EN, Fix, Message
 
 
 @dataclass
@@ -40,6 +40,7 @@ class LoraVerdict:
     evidence: list[Message]
     explanation: dict[str, str]
     warning: Message | None = None
+    fix: Fix | None = None  # what an admin can do about an `unknown` verdict
 
     def to_json(self, locale: str = EN) -> dict[str, Any]:
         return {
@@ -48,6 +49,7 @@ class LoraVerdict:
             "evidence": [e.render(locale) for e in self.evidence],
             "explanation": self.explanation.get(locale) or self.explanation[EN],
             "explanations": self.explanation,
+            "fix": {"code": self.fix.code, "params": self.fix.params} if self.fix else None,
         }
 
 

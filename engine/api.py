@@ -8,104 +8,35 @@ are `async` and move blocking work off the event loop, so the bot can await them
 from __future__ import annotations
 
 import asyncio
-import random
 import shutil
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
+from engine import content_rules
 from engine.admin_settings import AdminSettings, Limits
-from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
+from engine.answers import FamilyCheck, LoraInfo, ModelSummary
 from engine.civitai.cache import CivitaiCache
-from engine.civitai.client import CivitaiClient
+from engine.civitai.client import CivitaiClient, Lookup
 from engine.civitai.download import download_version
 from engine.civitai.models import ModelVersion
 from engine.civitai.refs import parse_civitai_ref
 from engine.db import ThreadLocalDB
-from engine.errors import (
-    LibraryError,
-    LimitError,
-    RequestError,
-    WeightError,
-)
+from engine.errors import LibraryError, LimitError, RequestError
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
-from engine.kinds import Architecture, Category
+from engine.kinds import Category
 from engine.knowledge import Knowledge
+from engine.knowledge_answers import Answers
 from engine.library import Library, LibraryEntry, ScanReport
-from engine.pipeline.samplers import get_sampler
-from engine.prompt_lint import lint_prompt
-from engine.requests import (
-    DrawPlan,
-    DrawRequest,
-    DrawResult,
-    GenerationParams,
-    PlannedCheckpoint,
-    PlannedLora,
-)
+from engine.planning.params import OUT_OF_RANGE
+from engine.planning.planner import Planner
+from engine.requests import DrawPlan, DrawRequest, DrawResult
 from engine.settings import Settings
-from engine.text_input import clean_name, clean_prompt
-from engine.verdicts import Identity, Verdict, VerdictResult, identify
-from engine.weights import LoraStatus, decide_weight, split_prompt_loras
+from engine.text_input import clean_name
+from engine.verdicts import Verdict
 
-MAX_SEED = 2**32 - 1
-
-_NO_CHECKPOINT = Text(
-    "There is no usable checkpoint in the library yet. An admin can add one with "
-    "/admin add or `loracle library scan` after copying a .safetensors into data/models/.",
-    "模型庫裡還沒有可用的模型（checkpoint）。管理員可以用 /admin add 新增，或把 .safetensors "
-    "放進 data/models/ 後執行 `loracle library scan`。",
-)
-_NOT_SDXL = Text(
-    "“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.",
-    "「{name}」是 {arch} 模型；Loracle 只能用 SDXL 模型繪圖。",
-)
-_NSFW_HERE = Text(
-    "“{name}” is marked NSFW and can only be used in age-restricted channels.",
-    "「{name}」被標記為成人內容，只能在年齡限制頻道中使用。",
-)
-_BLOCKED = Text(
-    "Your prompt contains “{word}”, which this server does not allow.",
-    "您的提示詞包含此伺服器不允許的「{word}」。",
-)
-_PROMPT_TOO_LONG = Text(
-    "The prompt is {length} characters long; the limit is {limit}.",
-    "提示詞長度為 {length} 個字元，上限是 {limit}。",
-)
-_NEGATIVE_TOO_LONG = Text(
-    "The negative prompt is {length} characters long; the limit is {limit}.",
-    "負面提示詞長度為 {length} 個字元，上限是 {limit}。",
-)
-_EMPTY_PROMPT = Text("The prompt is empty.", "提示詞是空的。")
-_OUT_OF_RANGE = Text(
-    "{what} must be between {low} and {high} (you asked for {value}).",
-    "{what} 必須介於 {low} 和 {high} 之間（您給的是 {value}）。",
-)
-_SIZE_STEP = Text(
-    "Width and height must be multiples of 8 (you asked for {width}×{height}).",
-    "寬和高必須是 8 的倍數（您給的是 {width}×{height}）。",
-)
-_REFUSED = Text(
-    "{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint; their layers do not fit together.",
-    "{name} 未套用：它是 {lora_arch} 的 LoRA，而「{checkpoint}」是 {ckpt_arch} 模型，兩者的網路層對不上。",
-)
-_SAME_LORA_TWICE = Text(
-    "“{first}” and “{second}” are the same LoRA ({name}); give it once with one weight.",
-    "「{first}」和「{second}」是同一個 LoRA（{name}）；請只列一次、給一個權重。",
-)
-_VAE_BORROWED = Text(
-    "“{name}” has no VAE of its own; its images are decoded with the VAE of “{donor}” "
-    "(SDXL checkpoints share one VAE design).",
-    "「{name}」沒有自己的 VAE；它的圖片改用「{donor}」的 VAE 解碼（SDXL 主模型共用同一種 VAE 設計）。",
-)
-_NO_VAE = Text(
-    "“{name}” has no VAE (the part that turns the result into pixels) baked in, and the library "
-    "has no other SDXL checkpoint to borrow one from. Add any SDXL checkpoint that includes a "
-    "VAE, or use a version of this one with the VAE included.",
-    "「{name}」沒有內建 VAE（把結果轉成像素的部分），而模型庫裡也沒有其他 SDXL 主模型可以借用。"
-    "請加入任何一個內含 VAE 的 SDXL 主模型，或改用此模型內含 VAE 的版本。",
-)
 _NOT_A_MODEL_TYPE = Text(
     "“{name}” is a {type} on CivitAI; Loracle adds only checkpoints and LoRAs (LoRA, LoCon, DoRA).",
     "「{name}」在 CivitAI 上是 {type}；Loracle 只能加入模型（checkpoint）與 LoRA（LoRA、LoCon、DoRA）。",
@@ -133,6 +64,8 @@ class Engine:
         self.civitai = CivitaiClient(settings, CivitaiCache(self.dbs))
         self.knowledge = Knowledge(self.library, self.civitai, self.table)
         self.admin = AdminSettings(self.dbs, settings)
+        self.answers = Answers(self.library, self.knowledge, self.table, settings.civitai_base_url)
+        self.planner = Planner(settings, self.library, self.knowledge, self.table, self.admin, self.answers)
         self.queue: Any = None  # engine.queue.job_queue.JobQueue once start() ran
         self.job_store: Any = None
         self.runner: Any = None
@@ -235,7 +168,7 @@ class Engine:
         return self.library.find(clean_name(name), category)
 
     def summary(self, entry: LibraryEntry) -> ModelSummary:
-        return _summary(entry, identify(self.knowledge.facts(entry), self.table))
+        return self.answers.summary(entry)
 
     def set_entry(self, name: str, *, by: str | None = None, **values: Any) -> LibraryEntry:
         entry = self.find(name)
@@ -243,7 +176,7 @@ class Engine:
             low, high = self.settings.lora_weight_min, self.settings.lora_weight_max
             weight = float(values["weight"])
             if not low <= weight <= high or weight != weight:
-                raise LimitError(_OUT_OF_RANGE, what="weight", low=low, high=high, value=weight)
+                raise LimitError(OUT_OF_RANGE, what="weight", low=low, high=high, value=weight)
         if values.get("base_model"):
             values["base_model"] = clean_name(values["base_model"])
         return self.library.set_override(entry, by=by, **values)
@@ -265,11 +198,13 @@ class Engine:
         self, ref_text: str, *, progress: Callable[[int, int | None], None] | None = None
     ) -> LibraryEntry:
         ref = parse_civitai_ref(ref_text, base_url=self.settings.civitai_base_url)
+        lookup: Lookup[Any]
         if ref.version_id:
             lookup = await self.civitai.model_version(ref.version_id)
         else:  # a model page: its newest version comes first; one still in early access
             # cannot be downloaded yet, so the newest public one is taken (or, with none,
             # the newest, whose download then says when early access ends)
+            assert ref.model_id is not None  # a reference names a version or a model
             model = await self.civitai.model(ref.model_id)
             versions = model.value.model_versions if model.value else []
             versions = [v for v in versions if not v.early_access] or versions
@@ -328,280 +263,41 @@ class Engine:
 
     # -- knowledge -------------------------------------------------------------------
     # The async methods look names up in a thread: a lookup may read SQLite, and the
-    # bot's event loop must never wait on the disk.
-    async def lora_info(self, name: str) -> LoraInfo:
+    # bot's event loop must never wait on the disk. `allow_nsfw` is False where the answer
+    # is shown outside an age-restricted channel: NSFW models are refused there.
+    async def lora_info(self, name: str, *, allow_nsfw: bool = True) -> LoraInfo:
         entry = await asyncio.to_thread(self.find, name, Category.LORA)
         notes = await self.knowledge.ensure_known([entry])
-        return await asyncio.to_thread(self._lora_info, entry, notes)
+        return await asyncio.to_thread(self.answers.lora_info, entry, notes, allow_nsfw=allow_nsfw)
 
-    def _lora_info(self, entry: LibraryEntry, notes: list[Message]) -> LoraInfo:
-        facts = self.knowledge.facts(entry)
-        version = self.knowledge.civitai_version(entry.sha256)
-        training = entry.training
-        if version and version.trained_words:
-            triggers, trigger_source = list(version.trained_words), "civitai"
-        elif training.trigger_words:
-            triggers, trigger_source = list(training.trigger_words), "metadata"
-        else:
-            triggers, trigger_source = [], None
-        if entry.weight_override is not None:
-            weight, weight_source = entry.weight_override, "admin"
-        else:
-            weight, weight_source = 1.0, "default"
-        trained_on = None
-        if training.new_sd_model_hash or training.sd_model_name:
-            trained_on = {
-                "name": training.sd_model_name,
-                "sha256": training.new_sd_model_hash,
-                "base_model": facts.trained_on_base_model,
-                "in_library": [e.name for e in self.library.by_sha256(training.new_sd_model_hash)]
-                if training.new_sd_model_hash
-                else [],
-            }
-        suits = []
-        for checkpoint in self.library.entries(Category.CHECKPOINT, include_broken=False):
-            result = self.knowledge.verdict(entry, checkpoint)
-            fam = result.checkpoint_family
-            suits.append(Suitability(checkpoint.name, fam.id if fam else None, fam.label if fam else None, str(result.verdict)))
-        order = [str(v) for v in Verdict]
-        suits.sort(key=lambda s: (order.index(s.verdict), s.checkpoint.lower()))
-        preview = version.preview_image(max_nsfw_level=1) if version else None
-        return LoraInfo(
-            summary=self.summary(entry),
-            sha256=entry.sha256,
-            autov2=entry.autov2,
-            autov3=entry.autov3,
-            size=entry.size,
-            rank=entry.rank,
-            alpha=entry.alpha,
-            file=entry.rel_path,
-            trigger_words=triggers,
-            trigger_source=trigger_source,
-            recommended_weight=weight,
-            recommended_weight_source=weight_source,
-            civitai_url=version.page_url(self.settings.civitai_base_url) if version else None,
-            civitai_name=(f"{version.model.name} — {version.name}" if version and version.model else None),
-            preview_url=preview.url if preview else None,
-            nsfw=self.is_nsfw(entry),
-            enabled=entry.enabled,
-            trained_on=trained_on,
-            top_tags=[(tag, training.tag_frequency.get(tag, 0)) for tag in training.top_tags(12)],
-            evidence=_evidence_messages(list(identify(facts, self.table).evidence)),
-            suits=suits,
-            notes=notes,
-        )
-
-    async def family_check(self, checkpoint: str, loras: list[str]) -> FamilyCheck:
+    async def family_check(self, checkpoint: str, loras: list[str], *, allow_nsfw: bool = True) -> FamilyCheck:
         ckpt, entries = await asyncio.to_thread(
             lambda: (self.find(checkpoint, Category.CHECKPOINT), [self.find(name, Category.LORA) for name in loras])
         )
         notes = await self.knowledge.ensure_known([ckpt, *entries])
-        return await asyncio.to_thread(self._family_check, ckpt, entries, notes)
-
-    def _family_check(self, ckpt: LibraryEntry, entries: list[LibraryEntry], notes: list[Message]) -> FamilyCheck:
-        verdicts = []
-        for entry in entries:
-            result = self.knowledge.verdict(entry, ckpt)
-            verdicts.append(_lora_verdict(self.summary(entry), result))
-        return FamilyCheck(self.summary(ckpt), verdicts, notes)
+        return await asyncio.to_thread(self.answers.family_check, ckpt, entries, notes, allow_nsfw=allow_nsfw)
 
     def suggest_loras(
         self, checkpoint: str | None, text: str, limit: int = 25, *, allow_nsfw: bool = True
     ) -> list[tuple[LibraryEntry, Verdict | None]]:
-        """LoRAs for autocomplete, best verdict first, incompatible (and, outside
-        age-restricted channels, NSFW) ones left out. Cache-only (no network), so it
-        answers well inside Discord's deadline."""
+        """LoRAs for autocomplete, best verdict first (cache-only, no network)."""
         ckpt = None
-        if checkpoint or self.admin.default_checkpoint():
+        name = checkpoint or self.admin.default_checkpoint()
+        if name:
             try:
-                ckpt = self.find(checkpoint or self.admin.default_checkpoint() or "", Category.CHECKPOINT)
+                ckpt = self.find(name, Category.CHECKPOINT)
             except LibraryError:
                 ckpt = None
-        key = clean_name(text).lower()
-        ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
-        order = list(Verdict)
-        for entry in self.library.entries(Category.LORA, include_broken=False):
-            if not entry.enabled or (not allow_nsfw and self.is_nsfw(entry)):
-                continue
-            if key and key not in entry.name.lower() and key not in entry.label.lower():
-                continue
-            verdict = self.knowledge.verdict(entry, ckpt).verdict if ckpt else None
-            if verdict == Verdict.INCOMPATIBLE:
-                continue
-            rank = order.index(verdict) if verdict else len(order)
-            ranked.append((rank, entry.label.lower(), entry, verdict))
-        ranked.sort(key=lambda item: item[:2])
-        return [(entry, verdict) for _, _, entry, verdict in ranked[:limit]]
+        return self.answers.suggest_loras(ckpt, clean_name(text), limit, allow_nsfw=allow_nsfw)
+
+    def is_nsfw(self, entry: LibraryEntry) -> bool:
+        """The content rule (engine.content_rules), for front ends that filter lists."""
+        return content_rules.is_nsfw(entry, self.knowledge)
 
     # -- drawing ---------------------------------------------------------------------
     def plan(self, request: DrawRequest) -> DrawPlan:
-        """Resolve names, check compatibility and weights, apply limits: everything that
-        can be refused is refused here, before any GPU work."""
-        limits = self.admin.limits()
-        prompt, tagged = split_prompt_loras(clean_prompt(request.prompt))
-        loras = [*request.loras, *tagged]
-        negative = clean_prompt(request.negative or "")
-        if not prompt:
-            raise RequestError(_EMPTY_PROMPT)
-        for text, too_long in ((prompt, _PROMPT_TOO_LONG), (negative, _NEGATIVE_TOO_LONG)):
-            if len(text) > self.settings.max_prompt_chars:
-                raise LimitError(too_long, length=len(text), limit=self.settings.max_prompt_chars)
-        # Both sides in NFKC and case-folded: "ｇｏｒｅ" or "GORE" must not slip past "gore".
-        folded = clean_name(f"{prompt}\n{negative}").casefold()
-        for word in self.admin.blocklist(request.scope):
-            if clean_name(word).casefold() in folded:
-                raise RequestError(_BLOCKED, word=word)
-
-        ckpt_entry = self._checkpoint_for(request.checkpoint)
-        if not request.allow_nsfw and self.is_nsfw(ckpt_entry):
-            raise RequestError(_NSFW_HERE, name=ckpt_entry.label)
-        ckpt_summary = self.summary(ckpt_entry)
-        if ckpt_entry.architecture not in (Architecture.SDXL,):
-            raise RequestError(_NOT_SDXL, name=ckpt_entry.label, arch=Architecture(ckpt_summary.architecture).label)
-        checkpoint = PlannedCheckpoint(
-            name=ckpt_entry.name,
-            label=ckpt_entry.label,
-            path=ckpt_entry.path,
-            format=ckpt_entry.format,
-            sha256=ckpt_entry.sha256,
-            autov2=ckpt_entry.autov2,
-            architecture=ckpt_entry.architecture,
-            base_model=ckpt_summary.base_model,
-            family=ckpt_summary.family,
-            family_label=ckpt_summary.family_label,
-            v_prediction=ckpt_entry.v_prediction,
-            facts=ckpt_entry.checkpoint_facts,
-        )
-        warnings: list[Message] = []
-        if ckpt_entry.format == "safetensors" and not self._has_baked_vae(ckpt_entry):
-            donor = self._vae_donor(ckpt_entry, ckpt_summary.family)
-            if donor is None:
-                raise LibraryError(_NO_VAE, name=ckpt_entry.label)
-            checkpoint.vae_path, checkpoint.vae_from = donor.path, donor.name
-            warnings.append(Message.of(_VAE_BORROWED, name=ckpt_entry.label, donor=donor.label))
-
-        if len(loras) > self.settings.max_loras:
-            raise LimitError(_OUT_OF_RANGE, what="LoRAs", low=0, high=self.settings.max_loras, value=len(loras))
-        planned: list[PlannedLora] = []
-        asked_as: dict[str, str] = {}  # file -> the name it was first asked for by
-        for req in loras:
-            entry = self.library.get_usable(clean_name(req.name), Category.LORA)
-            # A file name and a display name (or two spellings) can reach the same file;
-            # applied twice, its weights would add up past the clamp range.
-            same = entry.sha256 or entry.rel_path  # two copies of one file count as one
-            if same in asked_as:
-                raise WeightError(_SAME_LORA_TWICE, first=asked_as[same], second=req.name, name=entry.name)
-            asked_as[same] = req.name
-            if not request.allow_nsfw and self.is_nsfw(entry):
-                raise RequestError(_NSFW_HERE, name=entry.label)
-            result = self.knowledge.verdict(entry, ckpt_entry)
-            decision = decide_weight(
-                entry.name, req.weight, entry.weight_override, self.settings.lora_weight_min, self.settings.lora_weight_max
-            )
-            lora = PlannedLora(
-                name=entry.name,
-                label=entry.label,
-                path=entry.path,
-                sha256=entry.sha256,
-                autov3=entry.autov3,
-                requested_weight=req.weight,
-                applied_weight=decision.applied,
-                status=decision.status,
-                verdict=str(result.verdict),
-            )
-            if result.verdict == Verdict.INCOMPATIBLE:
-                lora.status, lora.applied_weight = LoraStatus.REFUSED, 0.0
-                lora.warnings.append(
-                    Message.of(
-                        _REFUSED,
-                        name=entry.name,
-                        lora_arch=result.lora_architecture.label,
-                        checkpoint=ckpt_entry.label,
-                        ckpt_arch=result.checkpoint_architecture.label,
-                    )
-                )
-            else:
-                if decision.note:
-                    lora.warnings.append(decision.note)
-                if result.warning_text is not None:
-                    lora.warnings.append(Message(result.warning_text, result.params))
-            warnings.extend(lora.warnings)
-            planned.append(lora)
-
-        family = self.table.family(checkpoint.family) if checkpoint.family else None
-        for lint in lint_prompt(prompt, negative, family, self.table):
-            warnings.append(Message(lint.text, lint.params))
-
-        params = self._params(request, prompt, negative, limits)
-        return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
-
-    def _has_baked_vae(self, entry: LibraryEntry) -> bool:
-        """Whether a single-file checkpoint carries its VAE, as the scan stored it."""
-        return entry.checkpoint_facts.has_vae
-
-    def _vae_donor(self, entry: LibraryEntry, family: str | None) -> LibraryEntry | None:
-        """Another SDXL checkpoint whose VAE a checkpoint pruned of its own can use; one of
-        the same family first. All SDXL fine-tunes keep the SDXL VAE's layout."""
-        candidates = [
-            e
-            for e in self.library.entries(Category.CHECKPOINT, include_broken=False)
-            if e.enabled and e.architecture == Architecture.SDXL and e.format == "safetensors"
-            and e.path != entry.path and self._has_baked_vae(e)
-        ]
-        if not candidates:
-            return None
-        same_family = [e for e in candidates if family and self.summary(e).family == family]
-        return (same_family or candidates)[0]
-
-    def _checkpoint_for(self, name: str | None) -> LibraryEntry:
-        if name:
-            return self.library.get_usable(clean_name(name), Category.CHECKPOINT)
-        default = self.admin.default_checkpoint()
-        if default:
-            return self.library.get_usable(default, Category.CHECKPOINT)
-        usable = [
-            e
-            for e in self.library.entries(Category.CHECKPOINT, include_broken=False)
-            if e.enabled and e.architecture == Architecture.SDXL
-        ]
-        if not usable:
-            raise LibraryError(_NO_CHECKPOINT)
-        return usable[0]
-
-    def is_nsfw(self, entry: LibraryEntry) -> bool:
-        """An admin's word (either way), else CivitAI's (cached answer): the creator's flag
-        or CivitAI's rating of the version above PG-13."""
-        if entry.nsfw is not None:
-            return entry.nsfw
-        version = self.knowledge.civitai_version(entry.sha256)
-        return bool(version and version.is_nsfw)
-
-    def _params(self, request: DrawRequest, prompt: str, negative: str, limits: Limits) -> GenerationParams:
-        s = self.settings
-        steps = request.steps if request.steps is not None else min(s.default_steps, limits.max_steps)
-        cfg = request.cfg if request.cfg is not None else s.default_cfg
-        width = request.width if request.width is not None else min(s.default_width, limits.max_size)
-        height = request.height if request.height is not None else min(s.default_height, limits.max_size)
-        _check_range("steps", steps, 1, limits.max_steps)
-        _check_range("cfg", cfg, 0, 30)
-        _check_range("width", width, 64, limits.max_size)
-        _check_range("height", height, 64, limits.max_size)
-        _check_range("count", request.count, 1, limits.max_images)
-        if width % 8 or height % 8:
-            raise LimitError(_SIZE_STEP, width=width, height=height)
-        seed = request.seed if request.seed is not None else random.randint(0, MAX_SEED)
-        _check_range("seed", seed, 0, MAX_SEED)
-        return GenerationParams(
-            prompt=prompt,
-            negative=negative,
-            seed=int(seed),
-            steps=int(steps),
-            cfg=float(cfg),
-            width=int(width),
-            height=int(height),
-            count=int(request.count),
-            sampler=get_sampler(request.sampler).name,
-        )
+        """Everything that can be refused is refused here, before any GPU work."""
+        return self.planner.plan(request)
 
     async def submit(self, request: DrawRequest) -> Any:
         """Plan (refusing bad requests before any GPU work) and queue; returns a
@@ -615,7 +311,8 @@ class Engine:
 
     async def draw(self, request: DrawRequest) -> DrawResult:
         handle = await self.submit(request)
-        return await handle.result()
+        result: DrawResult = await handle.result()
+        return result
 
     def job_request(self, job_id: str) -> DrawRequest | None:
         """The request a job was submitted with (for reroll), also after a restart."""
@@ -649,36 +346,4 @@ def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
         payload=plan,
         origin=request.origin,
         **identity,
-    )
-
-
-def _check_range(what: str, value: float, low: float, high: float) -> None:
-    if value != value or not low <= value <= high:
-        raise LimitError(_OUT_OF_RANGE, what=what, low=low, high=high, value=value)
-
-
-def _evidence_messages(evidence: list[Any]) -> list[Message]:
-    return [Message(e.text, e.params) for e in evidence]
-
-
-def _summary(entry: LibraryEntry, who: Identity) -> ModelSummary:
-    return ModelSummary(
-        name=entry.name,
-        label=entry.label,
-        category=str(entry.category),
-        kind=str(entry.kind),
-        architecture=str(who.architecture),
-        base_model=who.base_model,
-        base_model_source=str(who.base_model_source) if who.base_model_source else None,
-        family=who.family.id if who.family else None,
-        family_label=who.family.label if who.family else None,
-    )
-
-
-def _lora_verdict(summary: ModelSummary, result: VerdictResult) -> LoraVerdict:
-    return LoraVerdict(
-        lora=summary,
-        verdict=str(result.verdict),
-        evidence=_evidence_messages(result.evidence),
-        explanation=result.explanation,
     )

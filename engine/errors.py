@@ -18,13 +18,15 @@
         └── JobFailedError       the GPU job failed (OOM, exception); wraps the cause
 
 `str(err)` is English; `err.localized("zh-TW")` renders the same message in Chinese.
+`err.fix` (an `engine.i18n.Fix`, or None) is what the reader can do about it, as a code:
+each front end adds its own wording (bot/discord_app/hints.py, bot/cli/hints.py).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from engine.i18n import EN, Text
+from engine.i18n import EN, Fix, Text
 
 
 class LoracleError(Exception):
@@ -32,11 +34,12 @@ class LoracleError(Exception):
 
     default_text = Text("Something went wrong.", "發生錯誤。")
 
-    def __init__(self, text: Text | str | None = None, /, **params: Any) -> None:
+    def __init__(self, text: Text | str | None = None, /, *, fix: Fix | None = None, **params: Any) -> None:
         if isinstance(text, str):
             text = Text(text, text)
         self.text: Text = text or self.default_text
         self.params = params
+        self.fix = fix
         super().__init__(self.localized(EN))
 
     def localized(self, locale: str | None = EN) -> str:

@@ -200,16 +200,19 @@ class FamilyTable:
             extra_keys = set(entry) - {"family", "architecture", "note"}
             if extra_keys:
                 _fail(f"base model “{name}” has unknown field(s) {', '.join(sorted(extra_keys))}")
-            fid = entry.get("family")
-            if fid is not None and fid not in self._families:
-                _fail(f"base model “{name}” names an unknown family “{fid}”")
+            family_id = entry.get("family")
+            if family_id is not None and family_id not in self._families:
+                _fail(f"base model “{name}” names an unknown family “{family_id}”")
             arch_value = entry.get("architecture")
-            if arch_value is None and fid is None:
+            if arch_value is not None:
+                arch = _arch(arch_value, f"base model “{name}”")
+            elif family_id is not None:
+                arch = self._families[family_id].architecture
+            else:
                 _fail(f"base model “{name}” needs a family or an architecture")
-            arch = _arch(arch_value, f"base model “{name}”") if arch_value is not None else self._families[fid].architecture
-            if fid is not None and arch != self._families[fid].architecture:
-                _fail(f"base model “{name}” is {arch} but its family “{fid}” is {self._families[fid].architecture}")
-            self._base_models[name] = _BaseModel(name, arch, fid, _opt_str(entry.get("note"), name))
+            if family_id is not None and arch != self._families[family_id].architecture:
+                _fail(f"base model “{name}” is {arch} but its family “{family_id}” is {self._families[family_id].architecture}")
+            self._base_models[name] = _BaseModel(name, arch, family_id, _opt_str(entry.get("note"), name))
             self._register(name, name)
 
         for alias, target in _table(raw.get("aliases", {}), "aliases").items():
@@ -434,7 +437,7 @@ def _arch(value: Any, where: str) -> Architecture:
     if arch is None or arch == Architecture.UNKNOWN:
         choices = ", ".join(a.value for a in Architecture if a != Architecture.UNKNOWN)
         _fail(f"{where}: architecture “{value}” is not one of {choices}")
-    return arch  # type: ignore[return-value]
+    return arch
 
 
 def _str_tuple(value: Any, where: str) -> tuple[str, ...]:

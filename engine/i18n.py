@@ -6,7 +6,7 @@ so there is no central catalogue to edit and no key that can go missing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 EN = "en"
@@ -43,15 +43,26 @@ class Text:
 
 
 @dataclass(frozen=True)
+class Fix:
+    """How the reader can put something right, as a code a front end words its own way
+    ("/admin set" on Discord, `loracle library set` in a shell): engine texts never name a
+    front end's commands. `params` fill the front end's hint (e.g. the file's name)."""
+
+    code: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Message:
     """A `Text` with its parameters: a warning or note rendered later, per reader."""
 
     text: Text
     params: dict[str, Any]
+    fix: Fix | None = None
 
     @classmethod
-    def of(cls, text: Text, /, **params: Any) -> Message:
-        return cls(text, params)
+    def of(cls, text: Text, /, fix: Fix | None = None, **params: Any) -> Message:
+        return cls(text, params, fix)
 
     def render(self, locale: str | None = EN) -> str:
         return self.text.render(locale, **self.params)

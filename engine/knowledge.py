@@ -13,12 +13,12 @@ draw) never wait on the network; `ensure_known()` asks CivitAI for what is missi
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from engine.civitai.body import decode_json
 from engine.civitai.client import CivitaiClient, Lookup
 from engine.civitai.models import ModelVersion, parse_version
 from engine.families import FamilyTable
@@ -35,6 +35,8 @@ _FROM_TAGS = Text(
 
 _MAX_SIDECAR_BYTES = 4 * 1024 * 1024
 
+_T = TypeVar("_T")
+
 
 @dataclass
 class Knowledge:
@@ -49,14 +51,15 @@ class Knowledge:
     _memo_version: int = field(default=-1, repr=False)
     _memo_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def _memoized(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def _memoized(self, key: Any, compute: Callable[[], _T]) -> _T:
         version = self.library.version()
         with self._memo_lock:
             if version != self._memo_version:
                 self._memo.clear()
                 self._memo_version = version
             if key in self._memo:
-                return self._memo[key]
+                cached: _T = self._memo[key]
+                return cached
         value = compute()
         with self._memo_lock:
             if version == self._memo_version:
@@ -158,7 +161,8 @@ class Knowledge:
                 if sidecar.stat().st_size > _MAX_SIDECAR_BYTES:
                     continue
                 text = sidecar.read_text(encoding="utf-8")
-                version = parse_version(json.loads(text))
+                # A stranger's file, read with the same limits as a CivitAI answer.
+                version = parse_version(decode_json(text))
             except (OSError, ValueError):  # unreadable or not a model-version body
                 continue
             if entry.sha256.upper() not in version.all_hashes():

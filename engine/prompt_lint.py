@@ -50,7 +50,12 @@ _SUGGEST_NEGATIVE = Text(
 # [a] de-emphasis, {a} (NovelAI) emphasis, and the BREAK keyword.
 _LORA_CALL = re.compile(r"<[^<>]*>")
 _SEPARATORS = re.compile(r"[,\n|]|\bBREAK\b")
-_WEIGHT = re.compile(r":\s*[-+]?\d*\.?\d+\s*(?=[)\]}]|$)")
+# `\d+(?:\.\d+)?|\.\d+`, not `\d*\.?\d+`: the two digit runs of the latter overlap, and a
+# long run of digits was tried split at every place (quadratic).
+_WEIGHT = re.compile(r":\s*[-+]?(?:\d+(?:\.\d+)?|\.\d+)\s*(?=[)\]}]|$)")
+# Vocabulary tags are a few words; longer pieces are not matched against the vocabulary
+# patterns, whose alternatives can overlap (backtracking grows with the tag's length).
+_MAX_TAG_CHARS = 200
 _BRACKETS = re.compile(r"\\?[()\[\]{}]")
 
 
@@ -140,7 +145,7 @@ def lint_prompt(
     for is_negative, text in ((False, prompt), (True, negative)):
         for tag in split_tags(text):
             key = normalize_tag(tag)
-            if not key or (key, is_negative) in seen:
+            if not key or len(tag) > _MAX_TAG_CHARS or (key, is_negative) in seen:
                 continue
             claimed_by = [fam for fam, rules in vocab if _claims(rules, tag, key)]
             if not claimed_by or any(fam.id in own for fam in claimed_by):

@@ -10,7 +10,7 @@ from engine.files.classify import CheckpointFacts
 from engine.i18n import EN, Message
 from engine.kinds import Architecture
 from engine.pipeline.samplers import DEFAULT_SAMPLER
-from engine.weights import LoraRequest, LoraStatus
+from engine.planning.lora_weights import LoraRequest, LoraStatus
 
 Origin: TypeAlias = dict[str, Any]
 """A JSON object only the front end that submitted a job reads."""

@@ -14,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text as Styled
 
+from bot.cli import hints
 from engine.errors import LoracleError, UnknownNameError
 from engine.i18n import EN, Text
 
@@ -93,7 +94,7 @@ def run_engine(
 
 
 def fail(exc: LoracleError, json_mode: bool, locale: str = EN) -> NoReturn:
-    message = exc.localized(locale)
+    message = hints.error_message(exc, locale)
     if json_mode:
         payload: dict[str, Any] = {"error": message, "type": type(exc).__name__}
         if isinstance(exc, UnknownNameError):

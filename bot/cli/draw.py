@@ -36,7 +36,7 @@ def draw(
     lang: LangOpt = EN,
 ) -> None:
     """Draw with a checkpoint and LoRAs; prints the PNG paths and the applied weights."""
-    from engine.weights import parse_lora_list
+    from engine.planning.lora_weights import parse_lora_list
 
     locale = normalize_locale(lang)
     if out_dir is not None:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.text import Text as Styled
 
+from bot.cli import hints
 from bot.cli.common import JsonOpt, LangOpt, err, family_app, lora_app, out, print_json, printable, run_engine
 from engine.i18n import EN, normalize_locale
 
@@ -68,7 +69,7 @@ def family_check(
         return await engine.family_check(checkpoint, lora)
 
     check = run_engine(body, json_mode=as_json, locale=locale)
-    data = check.to_json(locale)
+    data = hints.family_check_json(check.to_json(locale), locale)
     if as_json:
         print_json(data)
         return

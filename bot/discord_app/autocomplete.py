@@ -22,7 +22,7 @@ from bot.discord_app import limits
 from bot.discord_app import texts as T
 from bot.discord_app.port import EnginePort
 from bot.discord_app.render import arch_label
-from bot.discord_app.replies import age_restricted, is_nsfw
+from bot.discord_app.replies import age_restricted
 from bot.discord_app.texts import locale_of
 from engine.text_input import clean_name
 
@@ -85,7 +85,7 @@ def _matches(key: str, *names: str) -> int | None:
 
 
 def _visible(engine: EnginePort, entry: LibraryEntry, allow_nsfw: bool) -> bool:
-    return entry.error is None and entry.enabled and (allow_nsfw or not is_nsfw(engine, entry))
+    return entry.error is None and entry.enabled and (allow_nsfw or not engine.is_nsfw(entry))
 
 
 # -- checkpoints ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 These checks are cheap and run before the interaction is deferred, so their answers can
 be private (ephemeral); everything that needs the library (names, NSFW flags,
-compatibility, limits) is left to `Engine.plan`, which runs after the defer.
+compatibility, limits) is left to `Engine.plan`, which runs after the defer. No rule is
+kept here: the prompt check is the engine's (engine.planning.prompt_checks).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from dataclasses import dataclass
 
 from bot.discord_app import limits
 from bot.discord_app import texts as T
-from engine.errors import LimitError, RequestError
-from engine.i18n import EN
+from engine.errors import RequestError
+from engine.planning.lora_weights import parse_lora_list
+from engine.planning.prompt_checks import check_prompt_text
 from engine.requests import DrawRequest, Origin
-from engine.text_input import clean_name, clean_prompt
-from engine.weights import parse_lora_list
+from engine.text_input import clean_name
 
-_SIZE = re.compile(r"^\s*(\d{2,5})\s*[x×*X,]\s*(\d{2,5})\s*(?:px)?\s*$")
+# One `\s*` per gap: two in a row (`\s*(?:px)?\s*$`) would try every split of a long run.
+_SIZE = re.compile(r"^\s*(\d{2,5})\s*[x×*X,]\s*(\d{2,5})\s*(?:px\s*)?$")
 
 
 @dataclass
@@ -44,21 +46,6 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(match.group(1)), int(match.group(2))
 
 
-def check_prompt(text: str, *, limit: int, negative: bool = False) -> None:
-    cleaned = clean_prompt(text)
-    if not cleaned and not negative:
-        raise RequestError(T.PROMPT_EMPTY)
-    if len(cleaned) > limit:
-        word = T.NEGATIVE_WORD if negative else T.PROMPT_WORD
-        raise LimitError(
-            T.PROMPT_TOO_LONG,
-            what=word.render(EN),
-            what_zh=word.render("zh-TW"),
-            length=len(cleaned),
-            limit=limit,
-        )
-
-
 def build_request(
     options: DrawOptions,
     *,
@@ -71,9 +58,9 @@ def build_request(
     max_prompt_chars: int,
 ) -> DrawRequest:
     """A DrawRequest, or a RequestError/WeightError/LimitError saying what to fix."""
-    check_prompt(options.prompt, limit=max_prompt_chars)
-    if options.negative:
-        check_prompt(options.negative, limit=max_prompt_chars, negative=True)
+    # The engine's own check (the planner runs it again): answered before the defer, so
+    # the refusal is private.
+    check_prompt_text(options.prompt, options.negative or "", limit=max_prompt_chars)
     loras = parse_lora_list(options.loras or "", max_loras=max_loras)
     width = height = None
     if options.size:

@@ -20,12 +20,12 @@ import discord
 
 from bot.discord_app import limits
 from bot.discord_app import texts as T
+from bot.discord_app.hints import error_hint
 from bot.discord_app.texts import locale_of
 from engine.errors import LoracleError
 
 if TYPE_CHECKING:
-    from bot.discord_app.port import EnginePort
-    from engine.library import LibraryEntry
+    pass
 
 log = logging.getLogger("loracle.bot")
 
@@ -47,7 +47,7 @@ def log_unexpected(error: BaseException, where: str) -> str:
 
 def error_text(error: BaseException, locale: str, where: str) -> str:
     if isinstance(error, LoracleError):
-        return error.localized(locale)
+        return error_hint(error, locale)
     return T.SOMETHING_WRONG.render(locale, ref=log_unexpected(error, where))
 
 
@@ -61,11 +61,8 @@ def age_restricted(interaction: Any) -> bool:
         return False
 
 
-def is_nsfw(engine: EnginePort, entry: LibraryEntry) -> bool:
-    """An admin's NSFW flag, or CivitAI's (the engine reads its cached answer): a model
-    CivitAI marks NSFW is as restricted as one an admin marked."""
-    check = getattr(engine, "is_nsfw", None)
-    return bool(check(entry)) if callable(check) else bool(getattr(entry, "nsfw", False))
+def _content(content: str | None) -> dict[str, Any]:
+    return {"content": content} if content is not None else {}
 
 
 async def send_private(interaction: discord.Interaction, content: str | None = None, **kwargs: Any) -> bool:
@@ -75,8 +72,8 @@ async def send_private(interaction: discord.Interaction, content: str | None = N
         content = limits.clip(content, limits.CONTENT)
     try:
         if interaction.response.is_done():
-            # discord.py types content as str, but sends None (no text) as Discord allows.
-            await interaction.followup.send(content, ephemeral=True, **kwargs)  # type: ignore[arg-type]
+            # an embed-only message leaves content out (discord.py types it as str)
+            await interaction.followup.send(**_content(content), ephemeral=True, **kwargs)
         else:
             await interaction.response.send_message(content, ephemeral=True, **kwargs)
     except discord.HTTPException as exc:
@@ -201,8 +198,7 @@ class DeferredReply:
         if view is not None:
             kwargs["view"] = view
         try:
-            # discord.py types content as str, but sends None (no text) as Discord allows.
-            await self.interaction.followup.send(limits.clip(content, limits.CONTENT) if content else None, **kwargs)  # type: ignore[arg-type]
+            await self.interaction.followup.send(**_content(limits.clip(content, limits.CONTENT) if content else None), **kwargs)
         except discord.HTTPException as exc:
             if too_large(exc) and uploads:
                 raise UploadRefused(_size(uploads)) from exc

@@ -32,16 +32,6 @@ ADMIN_ONLY = Text(
 )
 
 # -- /draw input ------------------------------------------------------------------------
-PROMPT_EMPTY = Text(
-    "The prompt is empty. Describe what to draw, for example: 1girl, red scarf, snowy street",
-    "提示詞是空的。請描述要畫的內容，例如：1girl, red scarf, snowy street",
-)
-PROMPT_TOO_LONG = Text(
-    "The {what} is {length} characters long; the limit is {limit}. Please shorten it.",
-    "{what_zh}長度為 {length} 個字元，上限是 {limit}。請縮短一些。",
-)
-PROMPT_WORD = Text("prompt", "提示詞")
-NEGATIVE_WORD = Text("negative prompt", "反向提示詞")
 BAD_SIZE = Text(
     "“{value}” is not a size. Write it as width x height, for example 1024x1024 or 832x1216.",
     "「{value}」不是有效的尺寸。請寫成「寬x高」，例如 1024x1024 或 832x1216。",
@@ -49,10 +39,6 @@ BAD_SIZE = Text(
 LORA_NAME_MISSING = Text(
     "Give the name of a LoRA, for example: detail_slider",
     "請提供 LoRA 的名稱，例如：detail_slider",
-)
-NSFW_HERE = Text(
-    "“{name}” is marked NSFW and can only be used in age-restricted channels.",
-    "「{name}」被標記為成人內容，只能在年齡限制頻道中使用。",
 )
 
 # -- job progress ------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from engine.pipeline.prompt_weights import CHUNK_LENGTH, Chunk, Vocabulary, chunk_prompt, is_plain
+from engine.pipeline.prompt_weights import CHUNK_LENGTH, MAX_CHUNKS, Chunk, Vocabulary, chunk_prompt, is_plain
 
 if TYPE_CHECKING:
     from diffusers import StableDiffusionXLPipeline
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 # A ceiling on chunks per prompt, far above any tag list: 2,400 tokens. Only a prompt of
 # thousands of emoji or CJK characters (several byte tokens each) reaches it; each chunk
 # lengthens every cross-attention of every step, so past it the tail is dropped, and named.
-MAX_CHUNKS = 32
 MAX_TOKENS = MAX_CHUNKS * CHUNK_LENGTH
 
 

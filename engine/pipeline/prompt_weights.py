@@ -21,6 +21,8 @@ from typing import Any
 
 # Prompt tokens per chunk: CLIP reads 77, one start and one end token around them.
 CHUNK_LENGTH = 75
+# Chunks the text encoders read; tokens past them are dropped (prompt_encoder says so).
+MAX_CHUNKS = 32
 # A1111's "Prompt word wrap length limit": when a chunk fills up, a tag begun at most this
 # many tokens after the last comma moves whole to the next chunk instead of being split.
 COMMA_BACKTRACK = 20
@@ -29,9 +31,9 @@ _ROUND = 1.1
 _SQUARE = 1 / 1.1
 
 # A1111's re_attention, token for token: escapes, brackets, a `:weight)` closer, plain text,
-# and a lone colon (so "score:9" stays text). A1111's closer takes any run of dots and
-# digits and then fails on "(hair:1.2.)"; here only a number closes, the rest stays text.
-_ATTENTION = re.compile(
+# and a lone colon (so "score:9" stays text). The closer takes any run of dots and digits,
+# as A1111's does, so planning can name "(hair:1.2.)" as a typo instead of drawing it.
+ATTENTION = re.compile(
     r"""
 \\\(|
 \\\)|
@@ -41,7 +43,7 @@ _ATTENTION = re.compile(
 \\|
 \(|
 \[|
-:\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*\)|
+:\s*([+-]?[.\d]+)\s*\)|
 \)|
 ]|
 [^\\()\[\]:]+|
@@ -49,7 +51,9 @@ _ATTENTION = re.compile(
 """,
     re.X,
 )
-_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
+# The whitespace around a BREAK goes too, stripped by hand: `\s*\bBREAK\b\s*` would try
+# every start inside a long run of spaces (quadratic in its length).
+_BREAK = re.compile(r"\bBREAK\b")
 # A1111 marks a BREAK in the parsed list as the text "BREAK" with weight -1.
 BREAK = ("BREAK", -1.0)
 
@@ -57,7 +61,8 @@ BREAK = ("BREAK", -1.0)
 def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
     """Split `text` into (fragment, weight) pairs exactly as A1111's function of this name.
 
-    Runs of equal weight are merged; unbalanced brackets weigh until the end of the text;
+    Runs of equal weight are merged; unbalanced brackets weigh until the end of the text
+    (each one rescales what follows it, so planning bounds how many can be open);
     `BREAK` (a whole word, in capitals) comes back as `BREAK`, ("BREAK", -1.0). An empty
     text gives [("", 1.0)].
     """
@@ -69,7 +74,7 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
         for p in range(start, len(res)):
             res[p][1] *= multiplier
 
-    for match in _ATTENTION.finditer(text):
+    for match in ATTENTION.finditer(text):
         piece, weight = match.group(0), match.group(1)
         if piece.startswith("\\"):
             res.append([piece[1:], 1.0])
@@ -78,15 +83,23 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
         elif piece == "[":
             square_brackets.append(len(res))
         elif weight is not None and round_brackets:
-            multiply_range(round_brackets.pop(), float(weight))
+            value = attention_weight(weight)
+            if value is None:  # "(hair:1.2.)": A1111 raises; the typo stays text instead
+                res.append([piece[:-1].rstrip(), 1.0])
+                value = _ROUND
+            multiply_range(round_brackets.pop(), value)
         elif piece == ")" and round_brackets:
             multiply_range(round_brackets.pop(), _ROUND)
         elif piece == "]" and square_brackets:
             multiply_range(square_brackets.pop(), _SQUARE)
         else:
-            for i, part in enumerate(_BREAK.split(piece)):
+            parts = _BREAK.split(piece)
+            for i, part in enumerate(parts):
                 if i > 0:
                     res.append(list(BREAK))
+                    part = part.lstrip()
+                if i + 1 < len(parts):
+                    part = part.rstrip()
                 res.append([part, 1.0])
 
     for pos in round_brackets:
@@ -96,14 +109,24 @@ def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
     if not res:
         res = [["", 1.0]]
 
-    i = 0  # merge runs of identical weights
-    while i + 1 < len(res):
-        if res[i][1] == res[i + 1][1]:
-            res[i][0] += res[i + 1][0]
-            res.pop(i + 1)
+    # Merge runs of identical weights in one pass (A1111 pops from the list, which is
+    # quadratic in the number of fragments: 100 000 colons took seconds).
+    merged: list[tuple[list[str], float]] = []
+    for fragment, weight in res:
+        if merged and merged[-1][1] == weight:
+            merged[-1][0].append(fragment)
         else:
-            i += 1
-    return [(fragment, float(weight)) for fragment, weight in res]
+            merged.append(([fragment], weight))
+    return [("".join(parts), float(weight)) for parts, weight in merged]
+
+
+def attention_weight(text: str) -> float | None:
+    """The number in `(tag:1.3)`, or None for what A1111's pattern also takes but is no
+    number ("1.2.3", "."). Planning refuses those first (engine.planning.prompt_checks)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def is_plain(text: str) -> bool:

@@ -27,7 +27,7 @@ from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult, PlannedLora
-from engine.text_input import shorten
+from engine.text_input import clean_prompt, shorten
 
 _UNMATCHED = Text(
     "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
@@ -153,7 +153,8 @@ class GpuRunner:
         sampler, schedule_type = get_sampler(p.sampler).infotext
         for index, (image, seed) in enumerate(zip(images, seeds, strict=True)):
             text = format_parameters(
-                prompt=p.prompt,
+                # as written, pasted <lora:...> tags in place; LoRAs from options are appended
+                prompt=clean_prompt(plan.request.prompt),
                 negative=p.negative,
                 steps=p.steps,
                 sampler=sampler,

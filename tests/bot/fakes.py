@@ -25,8 +25,10 @@ from PIL import Image
 
 from engine.admin_settings import AdminSettings
 from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
+from engine.content_rules import NSFW_HERE
 from engine.db import ThreadLocalDB
 from engine.errors import (
+    IncompatibleError,
     JobError,
     JobFailedError,
     LibraryError,
@@ -37,6 +39,7 @@ from engine.errors import (
 )
 from engine.i18n import Message, Text
 from engine.kinds import Architecture, Category, FileKind
+from engine.planning.lora_weights import LoraStatus, decide_weight
 from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
@@ -50,7 +53,6 @@ from engine.requests import (
 )
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
-from engine.weights import LoraStatus, decide_weight
 
 VERDICT_ORDER = ["exact", "same_family", "other_family", "unknown", "incompatible"]
 FAMILIES = {"Illustrious": "Illustrious", "NoobAI": "Illustrious", "Pony": "Pony", "SDXL 1.0": "SDXL"}
@@ -60,7 +62,10 @@ _NSFW = Text("“{name}” is marked NSFW and can only be used in age-restricted
 _BLOCKED = Text("Your prompt contains “{word}”, which this server does not allow.", "您的提示詞包含「{word}」。")
 _EMPTY = Text("The prompt is empty.", "提示詞是空的。")
 _NOT_SDXL = Text("“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.", "「{name}」是 {arch} 模型。")
-_REFUSED = Text("{name} was not applied: it is a {lora_arch} LoRA and “{checkpoint}” is an {ckpt_arch} checkpoint.", "{name} 未套用。")
+_INCOMPATIBLE = Text(
+    "“{name}” is a {lora_arch} LoRA and “{checkpoint}” is a {ckpt_arch} checkpoint: it cannot be applied.",
+    "「{name}」無法套用。",
+)
 _CANCEL_NOT_YOURS = Text("Only the person who asked for this image (or an admin) can cancel it.", "只有提出者可以取消。")
 _OTHER = Text("{name}: trained on {lora_family}, this is a {ckpt_family} checkpoint; results may differ.", "{name}：不同系列。")
 _BAD_WEIGHT = Text("weight must be between {low} and {high}", "權重必須介於 {low} 和 {high}")
@@ -416,6 +421,12 @@ class FakeEngine:
             raise LibraryError(Text("“{name}” is disabled by an admin.", "「{name}」已被管理員停用。"), name=entry.name)
         return entry
 
+    def _refuse_nsfw(self, entries: list[FakeEntry], allow_nsfw: bool) -> None:
+        """Like engine.content_rules.refuse_nsfw."""
+        for entry in entries:
+            if not allow_nsfw and self.is_nsfw(entry):
+                raise RequestError(NSFW_HERE, name=entry.label)
+
     def is_nsfw(self, entry: FakeEntry) -> bool:
         """Like Engine.is_nsfw: an admin's word, else CivitAI's."""
         return entry.nsfw if entry.nsfw is not None else entry.civitai_nsfw
@@ -513,9 +524,10 @@ class FakeEngine:
         return entry
 
     # -- knowledge ------------------------------------------------------------------
-    async def lora_info(self, name: str) -> LoraInfo:
+    async def lora_info(self, name: str, *, allow_nsfw: bool = True) -> LoraInfo:
         self._maybe_fail("lora_info")
         entry = self.find(name, Category.LORA)
+        self._refuse_nsfw([entry], allow_nsfw)
         suits = [
             Suitability(c.name, c.family.lower() if c.family else None, c.family, verdict(entry, c))
             for c in self.entries(Category.CHECKPOINT)
@@ -547,10 +559,11 @@ class FakeEngine:
             suits=suits,
         )
 
-    async def family_check(self, checkpoint: str, loras: list[str]) -> FamilyCheck:
+    async def family_check(self, checkpoint: str, loras: list[str], *, allow_nsfw: bool = True) -> FamilyCheck:
         self._maybe_fail("family_check")
         ckpt = self.find(checkpoint, Category.CHECKPOINT)
         entries = [self.find(name, Category.LORA) for name in loras]
+        self._refuse_nsfw([ckpt, *entries], allow_nsfw)
         return FamilyCheck(
             checkpoint=self.summary(ckpt),
             loras=[
@@ -601,18 +614,17 @@ class FakeEngine:
                 status=decision.status,
                 verdict=v,
             )
-            if v == "incompatible":
-                lora.status, lora.applied_weight = LoraStatus.REFUSED, 0.0
-                lora.warnings.append(
-                    Message.of(_REFUSED, name=entry.name, lora_arch=entry.architecture.label, checkpoint=ckpt.label, ckpt_arch="SDXL")
+            if v == "incompatible" and decision.status != LoraStatus.NOT_APPLIED:
+                # like the planner: refused before anything is queued
+                raise IncompatibleError(
+                    _INCOMPATIBLE, name=entry.label, lora_arch=entry.architecture.label, checkpoint=ckpt.label, ckpt_arch="SDXL"
                 )
-            else:
-                if decision.note:
-                    lora.warnings.append(decision.note)
-                if v == "other_family":
-                    lora.warnings.append(
-                        Message.of(_OTHER, name=entry.name, lora_family=entry.family, ckpt_family=ckpt.family)
-                    )
+            if decision.note:
+                lora.warnings.append(decision.note)
+            if v == "other_family":
+                lora.warnings.append(
+                    Message.of(_OTHER, name=entry.name, lora_family=entry.family, ckpt_family=ckpt.family)
+                )
             warnings.extend(lora.warnings)
             planned.append(lora)
         steps = request.steps or min(self.settings.default_steps, limits.max_steps)

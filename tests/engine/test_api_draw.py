@@ -12,13 +12,21 @@ import torch
 from PIL import Image
 
 from engine.api import Engine
-from engine.errors import LibraryError, LimitError, LoracleError, RequestError, UnknownNameError, WeightError
+from engine.errors import (
+    IncompatibleError,
+    LibraryError,
+    LimitError,
+    LoracleError,
+    RequestError,
+    UnknownNameError,
+    WeightError,
+)
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
+from engine.planning.lora_weights import LoraRequest
 from engine.png_info import read_parameters
 from engine.requests import DrawRequest
 from engine.settings import Settings
 from engine.testing.lora_files import assert_bit_identical, snapshot_weights
-from engine.weights import LoraRequest
 
 pytestmark = pytest.mark.slow
 
@@ -103,21 +111,26 @@ async def test_a_pasted_civitai_prompt_draws_with_its_weights(engine: Engine) ->
     assert zero.plan.loras[0].status == "not_applied"
     assert np.array_equal(pixels(none.images[0]), pixels(zero.images[0]))
     text = read_parameters(zero.images[0])
-    assert text.startswith(f"{written}\nNegative prompt: (lowres:1.3)\n")
+    assert text.startswith(f"{prompt}\nNegative prompt: (lowres:1.3)\n")  # the tag stays where it was written
     plain = await engine.draw(request(prompt=written.replace("(1girl:1.2)", "1girl"), negative="(lowres:1.3)"))
     assert not np.array_equal(pixels(none.images[0]), pixels(plain.images[0]))
 
 
 async def test_incompatible_lora_is_refused_before_gpu_work(engine: Engine) -> None:
-    plan = engine.plan(request(("demo_sd15_detail", 1.0)))
-    refused = plan.loras[0]
-    assert refused.status == "refused" and refused.applied_weight == 0 and refused.verdict == "incompatible"
-    warning = refused.warnings[0].render()
-    assert "SD 1" in warning and "SDXL" in warning
-    assert plan.applied_loras == []
-    result = await engine.draw(request(("demo_sd15_detail", 1.0)))
+    with pytest.raises(IncompatibleError) as info:
+        engine.plan(request(("demo_sd15_detail", 1.0)))
+    message = str(info.value)
+    assert "“demo_sd15_detail” is a SD 1.x LoRA" in message and "SDXL checkpoint" in message
+    # the library's checkpoints that suit it are named, best verdict first; here none does
+    assert "No checkpoint in the library suits it." in message
+    assert "模型庫中沒有適合它的模型" in info.value.localized("zh-TW")
+    with pytest.raises(IncompatibleError):
+        await engine.submit(request(("demo_sd15_detail", None)))  # the default weight is nonzero
     assert engine.runner.lora_cache.stats.loads == 0  # never read from disk
-    assert result.plan.loras[0].status == "refused"
+    assert engine.runner.loaded_checkpoint() is None
+    # weight 0 means "not applied": no reason to refuse
+    plan = engine.plan(request(("demo_sd15_detail", 0)))
+    assert plan.loras[0].status == "not_applied" and plan.applied_loras == []
 
 
 def test_weight_policy(engine: Engine) -> None:
@@ -346,3 +359,32 @@ async def test_checkpoint_pruned_of_its_vae_borrows_one_from_the_library(engine:
     with pytest.raises(LibraryError, match="no other SDXL checkpoint") as err:
         engine.plan(request(checkpoint="prunedXL_noVAE"))
     assert "沒有內建 VAE" in err.value.localized("zh-TW")
+
+
+@pytest.mark.parametrize("prompt", ["1girl, (smile:1.2.3)", "(x:.)", "(smile:50)", "(" * 11 + "x", "a BREAK " * 32 + "b"])
+async def test_what_would_fail_on_the_worker_is_refused_at_plan_time(engine: Engine, prompt: str) -> None:
+    # before: planned, queued, the checkpoint loaded, then "unexpected problem (ValueError)"
+    with pytest.raises(RequestError) as info:
+        engine.plan(request(prompt=prompt))
+    assert "“" in str(info.value) or "BREAK" in str(info.value)
+    with pytest.raises(RequestError):
+        await engine.submit(request(prompt=prompt))
+    assert engine.runner.loaded_checkpoint() is None  # no GPU work
+
+
+async def test_a_huge_prompt_of_unterminated_tags_is_refused_at_once(engine: Engine) -> None:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(LimitError, match="characters long"):
+        engine.plan(request(prompt="<lora:a:" * 15_000))  # 117 KB: 44 s in the tag pattern before
+    assert time.perf_counter() - start < 2.0
+
+
+async def test_png_prompt_is_the_prompt_as_written(engine: Engine) -> None:
+    written = "1girl, <lora:demo_exact_style:0.8>, smile"
+    result = await engine.draw(request(("demo_pony_style", 0.5), prompt=written))
+    assert result.plan.params.prompt == "1girl, smile"  # what the text encoders read
+    text = read_parameters(result.images[0])
+    # the pasted tag stays where it was; only the LoRA given as an option is appended
+    assert text.startswith(f"{written} <lora:demo_pony_style:0.5>\nNegative prompt: lowres\n")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.api import Engine
-from engine.errors import UnknownNameError
+from engine.errors import RequestError, UnknownNameError
 from tests.factories.model_files import kohya_metadata, write_checkpoint, write_kohya_lora
 from tests.fakes.civitai import FakeCivitai, fake_civitai, settings_for  # noqa: F401
 
@@ -167,6 +167,23 @@ async def test_civitai_info_sidecar_is_used_offline(tmp_path: Path) -> None:
     assert stranger["base_model"] is None
 
 
+async def test_a_hostile_civitai_info_sidecar_is_ignored_and_the_scan_goes_on(tmp_path: Path) -> None:
+    """A sidecar is a stranger's file: deep nesting must not raise RecursionError out of
+    the scan (it is read with the limits of a CivitAI answer)."""
+    (tmp_path / "models").mkdir()
+    (tmp_path / "loras").mkdir()
+    write_checkpoint(tmp_path / "models" / "someIllustriousMerge.safetensors", "sdxl")
+    lora = write_kohya_lora(tmp_path / "loras" / "deep.safetensors", "sdxl", metadata={})
+    lora.with_suffix(".civitai.info").write_text("[" * 100_000 + "]" * 100_000)
+    engine = Engine(settings_for("http://127.0.0.1:9", tmp_path, offline=True))
+    try:
+        await engine.scan()
+        info = (await engine.lora_info("deep")).to_json()
+    finally:
+        await engine.close()
+    assert info["base_model"] is None
+
+
 async def test_a_library_training_checkpoint_beats_score_tags_in_the_captions(tmp_path: Path) -> None:
     """Illustrious LoRAs trained on datasets captioned for Pony carry score_* tags; the
     checkpoint the LoRA names by SHA-256, found in the library, decides its family."""
@@ -237,3 +254,29 @@ async def test_nsfw_follows_civitais_rating_unless_an_admin_says_otherwise(tmp_p
         assert engine.is_nsfw(engine.find("rated")) is False
         assert engine.is_nsfw(engine.find("plain")) is True
         assert [e.name for e, _ in engine.suggest_loras(None, "", allow_nsfw=False)] == ["rated"]
+
+
+async def test_lora_info_and_family_check_refuse_nsfw_models_where_not_allowed(tmp_path: Path, fake_civitai) -> None:
+    # The content rule lives in the engine: the bot only says whether the channel is
+    # age-restricted (allow_nsfw) and renders the refusal.
+    fake, base_url = fake_civitai
+    (tmp_path / "loras").mkdir()
+    (tmp_path / "models").mkdir()
+    write_checkpoint(tmp_path / "models" / "base.safetensors", "sdxl")
+    write_checkpoint(tmp_path / "models" / "spicy.safetensors", "sdxl", metadata={"note": "another file"})
+    rated = write_kohya_lora(tmp_path / "loras" / "rated.safetensors", "sdxl", seed=11, metadata=no_name_metadata("sdxl"))
+    fake.register_hash(sha(rated), version_id=301)["nsfwLevel"] = 12
+    async with Engine(settings_for(base_url, tmp_path)) as engine:
+        await engine.scan()
+        engine.set_entry("spicy", nsfw=True)
+        with pytest.raises(RequestError, match="“rated” is marked NSFW"):
+            await engine.lora_info("rated", allow_nsfw=False)
+        with pytest.raises(RequestError, match="“rated” is marked NSFW"):
+            await engine.family_check("base", ["rated"], allow_nsfw=False)
+        with pytest.raises(RequestError, match="“spicy” is marked NSFW"):
+            await engine.family_check("spicy", [], allow_nsfw=False)
+        engine.set_entry("rated", nsfw=False)
+        info = await engine.lora_info("rated", allow_nsfw=False)
+        assert [s.checkpoint for s in info.suits] == ["base"]  # the NSFW checkpoint is left out
+        assert {s.checkpoint for s in (await engine.lora_info("rated")).suits} == {"base", "spicy"}
+        assert (await engine.family_check("base", ["rated"], allow_nsfw=False)).loras[0].lora.name == "rated"

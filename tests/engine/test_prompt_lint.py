@@ -181,3 +181,21 @@ def test_suggest_quality_tags(pony: Family, illustrious: Family, table: FamilyTa
     assert "masterpiece" in il.render(EN) and CJK.search(il.render(ZH_TW))
     assert suggest_quality_tags(table.family("flux1")) is None
     assert suggest_quality_tags(None) is None
+
+
+def test_lint_is_fast_on_adversarial_prompts() -> None:
+    import time
+
+    from engine.families import default_table
+
+    table = default_table()
+    family = table.family("illustrious")
+    for prompt in (
+        "(x:" + "1" * 2000 + "x",  # a long run of digits after a colon
+        "score_9 " * 250,  # one long tag of vocabulary words
+        ", ".join(["score_9_up"] * 200),
+        "<" * 2000,
+    ):
+        start = time.perf_counter()
+        lint_prompt(prompt, prompt, family, table)
+        assert time.perf_counter() - start < 2.0, prompt[:30]

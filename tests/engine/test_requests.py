@@ -7,8 +7,8 @@ import os
 import subprocess
 import sys
 
+from engine.planning.lora_weights import LoraRequest
 from engine.requests import DrawRequest
-from engine.weights import LoraRequest
 
 
 def test_importing_requests_leaves_the_environment_alone() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from engine.families import FamilyTable
-from engine.i18n import EN, ZH_TW, Text
+from engine.i18n import EN, ZH_TW, Fix, Text
 from engine.kinds import Architecture as A
 from engine.verdicts import BaseModelClaim, Evidence, ModelFacts, Source, Verdict, VerdictResult, judge
 
@@ -317,11 +317,13 @@ def test_unknown_lora_family_says_what_and_how_to_fix(table: FamilyTable) -> Non
         "the LoRA “mystery”",
         "neither CivitAI nor the file names a base model",
         "Both are SDXL models",
-        "/admin set (option base_model)",
-        'loracle library set "mystery" --base-model "Illustrious"',
+        "An admin can set the base model of “mystery”.",
     )
     zh = result.explanation[ZH_TW]
-    assert "/admin set（選項 base_model）" in zh and 'loracle library set "mystery"' in zh
+    assert "管理員可以設定「mystery」的基礎模型" in zh
+    # how to set it is each front end's to say (bot/discord_app/hints.py, bot/cli/hints.py)
+    assert result.fix == Fix("set_base_model", {"name": "mystery"})
+    assert "/admin" not in result.explanation[EN] + zh and "loracle library" not in result.explanation[EN] + zh
     assert "checkpoint “novaOrangeXL_v100” belongs" not in result.explanation[EN]
     assert result.warning(EN) == "Loracle cannot tell whether “mystery” suits “novaOrangeXL_v100”; results may differ."
 
@@ -336,7 +338,8 @@ def test_unknown_new_base_model_points_to_the_family_file(table: FamilyTable) ->
 def test_unknown_checkpoint_family(table: FamilyTable) -> None:
     result = judge(lora(base="Pony"), ckpt("myMerge_v3", None), table)
     assert result.verdict == Verdict.UNKNOWN
-    assert_explained(result, "the checkpoint “myMerge_v3”", 'loracle library set "myMerge_v3"')
+    assert_explained(result, "the checkpoint “myMerge_v3”", "base model of “myMerge_v3”")
+    assert result.fix == Fix("set_base_model", {"name": "myMerge_v3"})
 
 
 def test_civitai_other_says_nothing(table: FamilyTable) -> None:

@@ -22,9 +22,9 @@ from engine.pipeline.prompt_weights import (
     is_plain,
     parse_prompt_attention,
 )
+from engine.planning.lora_weights import LoraRequest, parse_lora_list, parse_weight, split_prompt_loras
 from engine.png_info import LoraUse, format_number, lora_alias, prompt_with_loras
 from engine.text_input import clean_name
-from engine.weights import LoraRequest, parse_lora_list, parse_weight, split_prompt_loras
 from tests.fuzz._support import lora_lists, own_errors_only, prompts
 
 

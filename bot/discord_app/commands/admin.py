@@ -23,7 +23,7 @@ from bot.discord_app import texts as T
 from bot.discord_app.port import QueuePort
 from bot.discord_app.progress import download_text
 from bot.discord_app.render import safe
-from bot.discord_app.replies import describe, error_text, is_nsfw, send_private
+from bot.discord_app.replies import describe, error_text, send_private
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 from bot.discord_app.views import ConfirmView
@@ -263,7 +263,7 @@ def register(client: LoracleBot) -> None:
                 raise RequestError(T.SET_NOTHING)
             who = f"discord:{interaction.user.id}"
             entry = await asyncio.to_thread(lambda: engine.set_entry(name, by=who, **values))
-            summary, flagged = await asyncio.to_thread(lambda: (engine.summary(entry), is_nsfw(engine, entry)))
+            summary, flagged = await asyncio.to_thread(lambda: (engine.summary(entry), engine.is_nsfw(entry)))
             return T.SET_DONE.render(
                 locale,
                 name=safe(entry.label),

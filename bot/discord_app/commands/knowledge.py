@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import TYPE_CHECKING
 
@@ -11,9 +10,9 @@ from discord import app_commands
 
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
-from bot.discord_app.port import EnginePort
+from bot.discord_app.hints import family_check_with_hints
 from bot.discord_app.render import family_check_embed, lora_info_embed
-from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text, is_nsfw
+from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
 from engine.errors import RequestError
@@ -25,16 +24,6 @@ if TYPE_CHECKING:
 
 def split_names(text: str) -> list[str]:
     return [name for name in (clean_name(part) for part in re.split(r"[,;\n，；]", text)) if name]
-
-
-def refuse_nsfw(engine: EnginePort, checkpoint: str, loras: list[str]) -> None:
-    """Outside age-restricted channels, refuse a check naming an NSFW checkpoint or LoRA,
-    as /draw and /lora info do: the verdict card is posted for everyone. Touches the
-    library: call it in a thread."""
-    for name, category in [(checkpoint, "checkpoint"), *((lora, "lora") for lora in loras)]:
-        entry = engine.find(name, category)
-        if is_nsfw(engine, entry):
-            raise RequestError(T.NSFW_HERE, name=entry.label)
 
 
 def register(client: LoracleBot) -> None:
@@ -49,9 +38,8 @@ def register(client: LoracleBot) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = DeferredReply(interaction)
         try:
-            answer = await client.engine.lora_info(name)
-            if answer.nsfw and not age_restricted(interaction):
-                raise RequestError(T.NSFW_HERE, name=answer.summary.label)
+            # The engine applies the content rules; the bot only says where it answers.
+            answer = await client.engine.lora_info(name, allow_nsfw=age_restricted(interaction))
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
@@ -68,13 +56,11 @@ def register(client: LoracleBot) -> None:
             names = split_names(lora)
             if not names:
                 raise RequestError(T.LORA_NAME_MISSING)
-            if not age_restricted(interaction):
-                await asyncio.to_thread(refuse_nsfw, client.engine, checkpoint, names)
-            answer = await client.engine.family_check(checkpoint, names)
+            answer = await client.engine.family_check(checkpoint, names, allow_nsfw=age_restricted(interaction))
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
-        await reply.publish(content=None, embed=family_check_embed(answer, locale))
+        await reply.publish(content=None, embed=family_check_embed(family_check_with_hints(answer), locale))
 
     client.tree.add_command(lora)
     client.tree.add_command(family)

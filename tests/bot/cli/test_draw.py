@@ -15,7 +15,7 @@ def test_draw_json_reports_applied_weights(cli, tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = cli(
         "draw", "1girl, smile", "-l", "demo_exact_style:0.7", "-l", "demo_pony_style:-9",
-        "-l", "demo_sd15_detail", "-l", "demo_mystery:0", "--seed", "5", "--steps", "2",
+        "-l", "demo_sd15_detail:0", "-l", "demo_mystery:0", "--seed", "5", "--steps", "2",
         "--width", "64", "--height", "64", "--out", str(out), "--json",
     )
     data = json.loads(result.stdout)
@@ -24,9 +24,8 @@ def test_draw_json_reports_applied_weights(cli, tmp_path: Path) -> None:
     loras = {l["name"]: l for l in data["loras"]}
     assert loras["demo_exact_style"] == {**loras["demo_exact_style"], "requested_weight": 0.7, "applied_weight": 0.7, "status": "applied", "verdict": "exact"}
     assert loras["demo_pony_style"]["status"] == "clamped" and loras["demo_pony_style"]["applied_weight"] == -2.0
-    assert loras["demo_sd15_detail"]["status"] == "refused" and loras["demo_sd15_detail"]["applied_weight"] == 0
+    assert loras["demo_sd15_detail"]["status"] == "not_applied" and loras["demo_sd15_detail"]["applied_weight"] == 0
     assert loras["demo_mystery"]["status"] == "not_applied"
-    assert any("SD 1" in w for w in data["warnings"])
     assert_documented_keys("draw", data)
 
 
@@ -53,3 +52,10 @@ def test_unwritable_out_dir_is_refused_before_drawing(cli, tmp_path: Path) -> No
     result = cli("draw", "1girl", "--out", str(blocker / "images"), "--json", ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Cannot write the images" in json.loads(result.stderr)["error"]
+
+
+def test_draw_with_an_incompatible_lora_exits_1_naming_both_architectures(cli) -> None:
+    result = cli("draw", "1girl", "-l", "demo_sd15_detail:0.8", "--json", ok=False)
+    assert result.exit_code == 1
+    error = json.loads(result.stderr)
+    assert error["type"] == "IncompatibleError" and "SD 1.x LoRA" in error["error"] and "SDXL checkpoint" in error["error"]

@@ -58,3 +58,13 @@ def test_chinese_prompt_error():
     with pytest.raises(LimitError) as info:
         build(prompt="貓" * 101)
     assert info.value.localized("zh-TW") == "提示詞長度為 101 個字元，上限是 100。請縮短一些。"
+
+
+def test_size_parsing_is_linear_on_adversarial_input():
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(RequestError):
+        parse_size("64x64" + " " * 50_000 + "z")
+    assert time.perf_counter() - start < 2.0
+    assert parse_size("832 x 1216 px ") == (832, 1216)

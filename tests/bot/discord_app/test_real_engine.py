@@ -66,7 +66,7 @@ async def engine(settings: Settings):
 
 async def test_draw_with_the_real_engine(world):
     result = await world.alice.slash(
-        world.channel, "draw", prompt="1girl, watercolor", loras="demo_exact_style:0.8, demo_pony_style:-0.5, demo_sd15_detail"
+        world.channel, "draw", prompt="1girl, watercolor", loras="demo_exact_style:0.8, demo_pony_style:-0.5, demo_sd15_detail:0"
     )
     assert callback_types(world.env) == [5]
     message = public(result)
@@ -82,10 +82,14 @@ async def test_draw_with_the_real_engine(world):
     loras = field(embed, "LoRAs").splitlines()
     assert loras[0] == "`demo_exact_style` 0.8 → 0.8 · applied · ✅ exact match"
     assert loras[1] == "`demo_pony_style` -0.5 → -0.5 · applied · 🟡 other family"
-    assert loras[2] == "`demo_sd15_detail` default → 0 · refused · ⛔ incompatible"
-    warnings = field(embed, "Warnings")
-    assert "SD 1.x LoRA" in warnings and "SDXL checkpoint" in warnings
+    assert loras[2] == "`demo_sd15_detail` 0 → 0 · not applied · ⛔ incompatible"  # weight 0: not a reason to refuse
     assert field(embed, "Steps") == "2" and field(embed, "Size") == "64×64"
+
+
+async def test_incompatible_lora_is_refused_with_the_real_engine(world):
+    result = await world.alice.slash(world.channel, "draw", prompt="1girl", loras="demo_sd15_detail")
+    text = private_text(result)
+    assert "SD 1.x LoRA" in text and "SDXL checkpoint" in text and "No checkpoint in the library suits it." in text
 
 
 async def test_progress_and_reroll_with_the_real_engine(world):

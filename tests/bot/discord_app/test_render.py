@@ -8,6 +8,7 @@ from bot.discord_app.render import draw_embed, lora_info_embed, queue_embed, saf
 from engine.answers import LoraInfo, ModelSummary
 from engine.i18n import Message, Text
 from engine.kinds import Architecture
+from engine.planning.lora_weights import LoraStatus
 from engine.requests import (
     DrawPlan,
     DrawRequest,
@@ -16,7 +17,6 @@ from engine.requests import (
     PlannedCheckpoint,
     PlannedLora,
 )
-from engine.weights import LoraStatus
 
 
 def summary(**changes):

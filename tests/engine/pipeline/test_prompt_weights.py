@@ -169,3 +169,18 @@ def test_a_weight_that_is_no_number_stays_text(text, expected):
     # found by tests/fuzz: A1111's closer took any run of dots and digits, and
     # float("1.2.") raised ValueError out of the parser
     assert parse_prompt_attention(text) == expected
+
+
+def test_attention_parsing_is_fast_on_adversarial_prompts() -> None:
+    import time
+
+    # linear: a quadratic pass over this many characters takes tens of seconds
+    for prompt in (" " * 100_000 + "x", "a" + " " * 50_000 + "BREAK" + " " * 50_000 + "b", ":" * 30_000):
+        start = time.perf_counter()
+        parse_prompt_attention(prompt)
+        assert time.perf_counter() - start < 2.0
+
+
+def test_break_takes_the_spaces_around_it() -> None:
+    assert parse_prompt_attention("a  \n BREAK \t b") == [("a", 1.0), ("BREAK", -1.0), ("b", 1.0)]
+    assert parse_prompt_attention("a BREAK BREAK b") == [("a", 1.0), ("BREAK", -1.0), ("", 1.0), ("BREAK", -1.0), ("b", 1.0)]

@@ -88,7 +88,17 @@ def decide_weight(
 
 
 # `lyco` is the alias A1111 1.5+ keeps for LyCORIS tags written for the old extension.
-_A1111_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:\s*([^:>]+?)\s*(?::\s*([^:>]*?)\s*)?(?::[^>]*)?>", re.I)
+# Linear on any input: no part may cross a `<`, so an unterminated tag is given up at the
+# next one (a prompt of unterminated `<lora:a:` tags was quadratic, 44 s for 117 KB), and
+# no two adjacent parts can match the same characters; spaces are stripped afterwards.
+_A1111_TAG = re.compile(r"<\s*(?:lora|lyco)\s*:([^:<>]*)(?::([^:<>]*))?(?::[^<>]*)?>", re.I)
+
+
+def _tag_parts(match: re.Match[str]) -> tuple[str, str | None] | None:
+    """(name, weight text or None) of a `<lora:...>` tag; None for a tag with no name."""
+    name = match.group(1).strip()
+    weight = match.group(2)
+    return (name, weight.strip() if weight is not None else None) if name else None
 
 
 def parse_weight(name: str, text: str) -> float:
@@ -111,25 +121,46 @@ def split_prompt_loras(prompt: str) -> tuple[str, list[LoraRequest]]:
     requests: list[LoraRequest] = []
 
     def take(match: re.Match[str]) -> str:
-        name = match.group(1).strip()
-        weight = match.group(2)
-        requests.append(LoraRequest(name, parse_weight(name, weight) if weight and weight.strip() else None))
+        parts = _tag_parts(match)
+        if parts is None:
+            return match.group(0)
+        name, weight = parts
+        requests.append(LoraRequest(name, parse_weight(name, weight) if weight else None))
         return "\0"
 
-    text = _A1111_TAG.sub(take, prompt)
+    text = _A1111_TAG.sub(take, prompt.replace("\0", ""))
     if not requests:
         return prompt, []
     # Only the separators around a tag go ("a, <lora:x:1>, b" -> "a, b"); the rest of
-    # the prompt is left exactly as written.
-    text = re.sub(r"[\s,]*\0[\s,]*", ", ", text).strip(" ,\n\t")
-    return text, requests
+    # the prompt is left exactly as written. Stripped by hand, not by `[\s,]*\0[\s,]*`,
+    # which would rescan a long run of spaces from each of its characters.
+    pieces = text.split("\0")
+    last = len(pieces) - 1
+    kept = [_strip_separators(p, left=i > 0, right=i < last) for i, p in enumerate(pieces)]
+    return ", ".join(kept).strip(" ,\n\t"), requests
+
+
+def _strip_separators(text: str, *, left: bool, right: bool) -> str:
+    start, end = 0, len(text)
+    if left:
+        while start < end and (text[start].isspace() or text[start] == ","):
+            start += 1
+    if right:
+        while end > start and (text[end - 1].isspace() or text[end - 1] == ","):
+            end -= 1
+    return text[start:end]
+
+
+def _tag_as_item(match: re.Match[str]) -> str:
+    parts = _tag_parts(match)
+    return f",{parts[0]}:{parts[1] or ''}," if parts else match.group(0)
 
 
 def parse_lora_list(text: str, *, max_loras: int | None = None) -> list[LoraRequest]:
     """Parse `name:0.8, other:-0.5` (also `<lora:name:0.8>` as pasted from A1111, and
     full-width punctuation typed with a CJK keyboard) into requests."""
     cleaned = clean_name(text)
-    cleaned = _A1111_TAG.sub(lambda m: f",{m.group(1)}:{m.group(2) or ''},", cleaned)
+    cleaned = _A1111_TAG.sub(_tag_as_item, cleaned)
     requests: list[LoraRequest] = []
     seen: set[str] = set()
     for item in re.split(r"[,;\n]+", cleaned):

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 
 from engine.errors import WeightError
-from engine.weights import LoraRequest, LoraStatus, decide_weight, parse_lora_list, split_prompt_loras
+from engine.planning.lora_weights import (
+    LoraRequest,
+    LoraStatus,
+    decide_weight,
+    parse_lora_list,
+    split_prompt_loras,
+)
 
 
 def test_parse_list_forms() -> None:
@@ -60,3 +67,38 @@ def test_prompt_tags_are_taken_out_and_the_rest_is_left_as_written() -> None:
 def test_prompt_tags_with_bad_weights_are_refused(tag: str) -> None:
     with pytest.raises(WeightError, match="“x”"):
         split_prompt_loras(f"1girl, {tag}")
+
+
+def _seconds(call, *args) -> float:
+    import time
+
+    start = time.perf_counter()
+    call(*args)
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<lora:a:" * 15_000,  # 117 KB of unterminated tags: 44 s before the pattern was linear
+        "<lora:" + "a" * 120_000,
+        "<lora:a:1:" + ":" * 120_000,
+        "a" + " ," * 60_000 + "<lora:x:1>" + " ," * 60_000 + "b",  # separators around a tag
+    ],
+)
+def test_tag_parsing_is_linear_on_adversarial_prompts(text: str) -> None:
+    assert _seconds(split_prompt_loras, text) < 2.0
+    assert _seconds(lambda t: _try(parse_lora_list, t), text) < 2.0
+
+
+def _try(call, *args) -> None:
+    with contextlib.suppress(WeightError):
+        call(*args)
+
+
+def test_tags_keep_their_meaning_with_the_linear_pattern() -> None:
+    assert split_prompt_loras("a, < lora : My Style : 0.5 >, b") == ("a, b", [LoraRequest("My Style", 0.5)])
+    assert split_prompt_loras("<lora:x:0.5:te=1> a") == ("a", [LoraRequest("x", 0.5)])
+    assert split_prompt_loras("a <lora::1> b") == ("a <lora::1> b", [])  # no name: left as written
+    assert split_prompt_loras("<lora:a:1> <lora:b> c") == ("c", [LoraRequest("a", 1.0), LoraRequest("b", None)])
+    assert parse_lora_list("<lora:x:0.5>, y") == [LoraRequest("x", 0.5), LoraRequest("y", None)]
