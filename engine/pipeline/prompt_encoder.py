@@ -245,10 +245,11 @@ def _diffusers_clip_skip(clip_skip: int | None) -> int | None:
     return clip_skip - 2
 
 
-def _tokenizers(pipe: StableDiffusionXLPipeline) -> list[Any]:
+# diffusers registers pipeline components at run time, so mypy cannot see them: `pipe: Any`.
+def _tokenizers(pipe: Any) -> list[Any]:
     # As diffusers' encode_prompt: CLIP-L then OpenCLIP-G, or G alone in a pipeline without L.
     return [pipe.tokenizer, pipe.tokenizer_2] if pipe.tokenizer is not None else [pipe.tokenizer_2]
 
 
-def _text_encoders(pipe: StableDiffusionXLPipeline) -> list[Any]:
+def _text_encoders(pipe: Any) -> list[Any]:
     return [pipe.text_encoder, pipe.text_encoder_2] if pipe.text_encoder is not None else [pipe.text_encoder_2]

@@ -216,12 +216,6 @@ def test_tags_written_into_a_prompt_are_read_back(prompt, loras):
 _UNTERMINATED = ["<lora:", "<lora:a", "<lyco:x:", "< lora : "]
 
 
-@pytest.mark.xfail(
-    reason="known: the <lora:> tag regexes (engine/weights.py _A1111_TAG, engine/png_info.py "
-    "RE_LORA_TAG) backtrack quadratically on long runs of unterminated tags (100 KB: minutes); "
-    "being fixed elsewhere",
-    strict=False,
-)
 @settings(max_examples=3, phases=[Phase.explicit, Phase.generate], deadline=None)
 @given(piece=st.sampled_from(_UNTERMINATED))
 def test_unterminated_lora_tags_take_linear_time(piece):
