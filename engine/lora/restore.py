@@ -52,6 +52,10 @@ class WeightSource:
         self.path = Path(path)
         self.label = label
         self._locations = dict(locations)
+        # Views into the memory map, made once: file-backed pages the kernel may drop and
+        # fault back in, not memory this process holds. Re-making them per read costs more
+        # than the copy itself for small tensors.
+        self._views: dict[tuple[str, str], torch.Tensor] = {}
         # Opened now, while the file is the one just loaded; the map keeps that content.
         self._handle: Any = safe_open(str(self.path), framework="pt")
 
@@ -67,14 +71,16 @@ class WeightSource:
         On the CPU in the file's own dtype this is a view of the memory map: copy it into
         the parameter, never write to it.
         """
-        where = self._locations.get((component, name))
-        if where is None:
-            return None
-        if where.rows is None:
+        raw = self._views.get((component, name))
+        if raw is None:
+            where = self._locations.get((component, name))
+            if where is None:
+                return None
             raw = self._handle.get_tensor(where.key)
-        else:
-            raw = self._handle.get_slice(where.key)[where.rows[0] : where.rows[1]]
-        if tuple(raw.shape) != tuple(like.shape):
+            if where.rows is not None:
+                raw = raw[where.rows[0] : where.rows[1]]
+            self._views[(component, name)] = raw
+        if raw.shape != like.shape:
             return None
         value: torch.Tensor = raw.to(device=like.device, dtype=like.dtype)
         return value
