@@ -144,10 +144,13 @@ class Peer:
         return load_pipeline(CheckpointSpec(c.CHECKPOINT, self.checkpoint), device="cpu",
                              dtype=getattr(torch, dtype), cache_dir=self.root / "cache")
 
-    def patcher(self, pipe: Any, cache_items: int = 16) -> Any:
+    def patcher(self, pipe: Any, cache_items: int = 16, *, copies: bool = False) -> Any:
+        """Loracle's patcher; `copies`: pristine copies in RAM, as LORACLE_LORA_PRISTINE=cpu."""
         from engine.lora.cache import LoraCache
         from engine.lora.patcher import LoraPatcher
 
+        if copies:
+            return LoraPatcher(pipe, LoraCache(cache_items), read_back=False, pristine_on_cpu=True)
         return LoraPatcher(pipe, LoraCache(cache_items))
 
     def specs(self, chosen: Sequence[tuple[int, float]]) -> list[Any]:
@@ -209,8 +212,9 @@ class Peer:
     # -- switching ----------------------------------------------------------------------
 
     def switching(self, args: argparse.Namespace) -> None:
-        loracle, uncached = self.load(), self.load()
+        loracle, uncached, copying = self.load(), self.load(), self.load()
         cached_patcher, uncached_patcher = self.patcher(loracle), self.patcher(uncached, cache_items=1)
+        copies_patcher = self.patcher(copying, copies=True)
         reload_pipe, kept, fused = self.load(), self.load(), self.load()
         every = range(len(self.loras))
         self.peft_load(kept, every)
@@ -234,6 +238,7 @@ class Peer:
 
         variants: dict[str, Callable[[Sequence[tuple[int, float]]], Any]] = {
             "Loracle cached": lambda chosen: cached_patcher.apply(self.specs(chosen)),
+            "Loracle cached, RAM copies": lambda chosen: copies_patcher.apply(self.specs(chosen)),
             "Loracle uncached": loracle_uncached,
             "peft unload+load+set": peft_reload,
             "peft kept+set_adapters": lambda chosen: self.peft_set(kept, chosen),
@@ -264,10 +269,13 @@ class Peer:
             print(f"  {name:<30}{1000 * c.median(wall[name]):>10.1f}{c.spread(wall[name]):>16}"
                   f"{1000 * c.median(cpu[name]):>9.1f}{c.median(wall[name]) / base:>19.2f}"
                   f"{c.median(cpu[name]) / c.median(cpu['Loracle cached']):>11.2f}")
-        print()
+        ratio = c.median(wall["Loracle cached"]) / c.median(wall["Loracle cached, RAM copies"])
+        print(f"  re-read from the checkpoint / RAM copies (LORACLE_LORA_PRISTINE=cpu) = {ratio:.2f}x "
+              f"({c.verdict(ratio, 1.2)})\n")
         self.memory_rows = [
             ("Loracle: pristine copies in memory", cached_patcher.pristine_bytes),
             ("Loracle: weights it re-reads from the checkpoint instead", _reread_bytes(cached_patcher)),
+            ("Loracle with copies (PRISTINE=cpu): pristine copies", copies_patcher.pristine_bytes),
             ("Loracle: LoRA cache (6 files parsed)", cached_patcher.cache.nbytes),
             ("peft: adapter parameters, 3 LoRAs loaded", _adapter_bytes(reload_pipe)),
             ("peft: adapter parameters, all 6 kept loaded", _adapter_bytes(kept)),
@@ -351,6 +359,11 @@ class Peer:
         print("memory held for LoRAs while the last set is applied (fp32 model):")
         for name, value in self.memory_rows:
             print(f"  {name:<58}{value:>12,} bytes {100 * value / model:>6.1f}% of the model")
+        rows = dict(self.memory_rows)
+        held, before = rows["Loracle: pristine copies in memory"], rows["Loracle with copies (PRISTINE=cpu): pristine copies"]
+        ratio = held / before if before else 0.0
+        print(f"memory held for restoring, re-read / copies = {100 * ratio:.1f}% (target <= 10%: "
+              f"{'met' if ratio <= 0.10 else 'NOT met'})")
 
 
 def _reread_bytes(patcher: Any) -> int:

@@ -17,12 +17,25 @@ Then, alternating, with everything loaded and warmed up, at 1024x1024, 28 steps,
            applied once and unchanged since (the steady state).
 
 And the LoRA application: first time, again from the LoRA cache, again from disk, and
-switching between four different sets with and without the cache. A JSON summary is
-printed last (and written to --json when given).
+switching between four different sets with and without the cache. Then the sections of
+_gpu_extras.py (each skippable with --skip, each with its peak GPU memory):
+
+  restore_modes  switch time and memory with originals re-read from the checkpoint file
+                 (the default) vs copies in VRAM vs copies in RAM
+  peer           diffusers + peft on copies of the same pipeline, the same rank-32 files at
+                 0.8 / -0.5 / 0.6: per image (unfused, fused) and switching (kept adapters +
+                 set_adapters, unfuse + set + fuse, unload + load + set)
+  attention      SDPA (diffusers' default) vs the classic attention processor
+  vae_large      VAE decode at 1536 and 2048 px whole vs tiled, a batch of 4 sliced or not
+  compile        torch.compile'd UNet across a LoRA switch: recompiles, speed, correctness
+
+A JSON summary is printed last (and written to --json when given, also after every
+section, so a run cut short leaves what it measured). Designed to finish within 8 minutes
+on one H100 (about 3 for the first part, 4-5 for the sections, compile the longest).
 
 Run from the repository root on a machine with a CUDA GPU:
 
-    python benchmarks/gpu_sdxl.py [--json gpu_sdxl.json] [--no-load-checkpoint]
+    python benchmarks/gpu_sdxl.py [--json gpu_sdxl.json] [--no-load-checkpoint] [--skip compile ...]
 
 `--tiny` runs the same code on the tiny SDXL (on the CPU when there is no GPU), to check
 the script itself in seconds. Every GPU timing is taken between torch.cuda.synchronize()
@@ -47,6 +60,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as c  # puts the repository root on sys.path too
+import _gpu_extras as extras
 
 LORA_WEIGHTS = (0.8, 0.6, 0.4)
 # Four sets over the three LoRAs, taken in turn: each apply is a real switch.
@@ -68,12 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=None, help="images per variant (default 5; tiny 2)")
     parser.add_argument("--rank", type=int, default=None, help="LoRA rank (default 32; tiny 4)")
     parser.add_argument("--switch-cycles", type=int, default=3, help="passes over the four LoRA sets")
+    parser.add_argument("--peer-rounds", type=int, default=None,
+                        help="images per variant in the peer and attention sections (default 2; tiny 1)")
+    parser.add_argument("--skip", nargs="*", choices=extras.SECTIONS, default=[],
+                        help="sections of _gpu_extras.py not to run")
     parser.add_argument("--no-load-checkpoint", action="store_true",
                         help="skip saving the model as a single file and loading it through the engine")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
     parser.add_argument("--workdir", type=Path, default=None, help="where files go (default: a temp dir)")
     args = parser.parse_args(argv)
-    for name, full, tiny in (("size", 1024, 64), ("steps", 28, 4), ("rounds", 5, 2), ("rank", 32, 4)):
+    for name, full, tiny in (("size", 1024, 64), ("steps", 28, 4), ("rounds", 5, 2), ("rank", 32, 4),
+                             ("peer_rounds", 2, 1)):
         if getattr(args, name) is None:
             setattr(args, name, tiny if args.tiny else full)
 
@@ -85,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         device, dtype = torch.device("cuda"), torch.bfloat16 if native_bf16 else torch.float16
     elif args.tiny:
         device, dtype = torch.device("cpu"), torch.float32
+        c.set_threads(1)  # toy tensors: threads only spin against other processes
     else:
         print("gpu_sdxl.py needs a CUDA GPU, and torch sees none here "
               f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}). "
@@ -260,10 +280,21 @@ def run(args: argparse.Namespace, work: Path, device: Any, dtype: Any, summary: 
     generator3 = Generator(device=device, dtype=dtype, cache_dir=work / "cache")
     generator3.pipe, generator3.loaded = copy.deepcopy(pipe), spec
     generator3._base_scheduler_config = dict(generator._base_scheduler_config)
+    if "load_seconds" in checkpoint:
+        from engine.lora.restore import remember_source
+
+        # The copy has the loaded weights: its patcher may read originals back from the file too.
+        remember_source(generator3.pipe, ckpt_path, "safetensors")
     runner0 = GpuRunner(generator, LoraCache(16), work / "outputs" / "none")
     runner3 = GpuRunner(generator3, LoraCache(16), work / "outputs" / "three")
     try:
         _measure(args, work, device, summary, generator, runner0, runner3, spec, lora_paths)
+        context = extras.Context(args=args, work=work, device=device, dtype=dtype, pipe=generator.pipe,
+                                 lora_pipe=generator3.pipe, patcher=runner3._patcher, lora_paths=lora_paths,
+                                 switch_sets=SWITCH_SETS, log=log)
+        if not extras.run_extras(context, summary, args.json):
+            summary["error"] = "a section failed: " + ", ".join(
+                k for k in extras.SECTIONS if "error" in summary.get(k, {}))
     finally:
         runner0.close()
         runner3.close()
@@ -421,6 +452,7 @@ def _measure(args: argparse.Namespace, work: Path, device: Any, summary: dict[st
         "switch_from_disk_ms": round(1000 * c.median(switch_disk), 1),
         "switch_from_disk / cached": round(c.median(switch_disk) / c.median(switch_cached), 2),
         "pristine_copies_mib": round(patcher.pristine_bytes / 2**20, 1),
+        "reread_from_checkpoint_mib": round(patcher.reread_bytes / 2**20, 1),
     }
     if device.type == "cuda":
         summary["peak_gpu_memory_gib (two pipelines, drawing, switching)"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)

@@ -83,7 +83,7 @@ class Engine:
         would otherwise take over the bot's queued jobs and restart its running one.
         """
         from engine.lora.cache import LoraCache
-        from engine.pipeline.device import pristine_on_cpu, resolve_device, resolve_dtype
+        from engine.pipeline.device import pristine_on_cpu, pristine_read_back, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
         from engine.queue.job_queue import JobQueue
         from engine.queue.store import JobStore
@@ -101,6 +101,7 @@ class Engine:
             LoraCache(self.settings.lora_cache_size),
             self.settings.outputs_dir,
             pristine_on_cpu=pristine_on_cpu(self.settings, generator.device),
+            read_back=pristine_read_back(self.settings),
         )
         limits = self.admin.limits()
         store = self.job_store = JobStore(self.dbs)

@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     max_images: int = Field(default=4, ge=1)
     max_prompt_chars: int = Field(default=2000, ge=1)
     lora_cache_size: int = Field(default=16, ge=0)
-    lora_pristine: Literal["auto", "device", "cpu"] = "auto"
+    lora_pristine: Literal["auto", "disk", "device", "cpu"] = "auto"
 
     # -- queue -----------------------------------------------------------------------
     queue_per_user: int = Field(default=3, ge=1)

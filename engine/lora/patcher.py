@@ -1,11 +1,18 @@
 """Apply a set of LoRAs to a pipeline in place, at exactly the requested weights.
 
-For every parameter a LoRA touches, the patcher keeps a pristine copy on first touch and
-writes W = cast(W0.float() + Σ w_i·ΔW_i), computed in fp32 from the pristine copy. So:
+For every parameter a LoRA touches, the patcher writes W = cast(W0.float() + Σ w_i·ΔW_i),
+computed in fp32 from the original W0. So:
 
 * the result never depends on earlier jobs (no fuse/unfuse drift in half precision),
-* restoring is a copy of the pristine tensor, bit-identical to the original,
+* restoring writes W0 back, bit-identical to the original,
 * generation runs on plain layers: no adapter hooks, no per-step cost.
+
+W0 comes from the checkpoint file when the loader recorded one (engine/lora/restore.py):
+re-read from its memory map, converted as the load converted it, and verified bit for bit
+against the parameter on first touch. Only a parameter that cannot be read back exactly
+(no source: a pipeline built in memory; a tensor stored transposed; a file whose read
+differs) gets a pristine copy, on the device or in RAM (`pristine_on_cpu`). `read_back=False`
+keeps copies of everything: the fastest switches, for the memory of about half the model.
 
 Moving from one LoRA set to the next recomputes only the parameters whose contributions
 changed and restores those the new set no longer touches; the same set twice in a row costs
@@ -19,6 +26,7 @@ one patcher per loaded pipeline: it assumes nobody else writes the weights it ma
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,6 +41,9 @@ from engine.kinds import FileKind
 from engine.lora.cache import LoraCache, file_identity_key
 from engine.lora.formats import LoraModule, ParsedLora, dora_weight
 from engine.lora.keys import COMPONENTS, ModuleTarget, build_key_map
+from engine.lora.restore import WeightSource, source_for
+
+log = logging.getLogger(__name__)
 
 ParamKey = tuple[str, str, str]  # (component, module name, "weight" | "bias")
 
@@ -124,6 +135,8 @@ class LoraPatcher:
         *,
         compute_device: torch.device | str | None = None,
         pristine_on_cpu: bool = False,
+        read_back: bool = True,
+        source: WeightSource | None = None,
     ) -> None:
         self._pipe = pipe
         self._cache = cache
@@ -131,8 +144,10 @@ class LoraPatcher:
         self._pristine_on_cpu = pristine_on_cpu
         self._key_map: dict[str, ModuleTarget] = build_key_map(pipe)
         self._modules: dict[tuple[str, str], torch.nn.Module] = {}
-        self._pristine: dict[ParamKey, torch.Tensor] = {}
-        self._signatures: dict[ParamKey, tuple] = {}
+        self._pristine: dict[ParamKey, torch.Tensor] = {}  # copies: what cannot be re-read
+        self._reread: dict[ParamKey, int] = {}  # re-read from the file instead; value: bytes
+        self._source = (source or source_for(pipe)) if read_back else None
+        self._signatures: dict[ParamKey, tuple[tuple[str, str, float], ...]] = {}
         self._active: tuple[tuple[str, float], ...] = ()
         self._active_reports: list[LoraApplyReport] = []
         self.stats = PatcherStats()
@@ -155,12 +170,22 @@ class LoraPatcher:
 
     @property
     def touched_params(self) -> int:
-        """How many parameters currently differ from (or may differ from) their pristine copy."""
-        return len(self._pristine)
+        """How many parameters currently differ from (or may differ from) their originals."""
+        return len(self._pristine) + len(self._reread)
 
     @property
     def pristine_bytes(self) -> int:
+        """Memory the pristine copies take (only parameters the file cannot give back)."""
         return sum(t.numel() * t.element_size() for t in self._pristine.values())
+
+    @property
+    def reread_bytes(self) -> int:
+        """Bytes of touched parameters restored from the checkpoint file: held by no copy."""
+        return sum(self._reread.values())
+
+    @property
+    def source(self) -> WeightSource | None:
+        return self._source
 
     def apply(self, loras: Sequence[LoraSpec]) -> list[LoraApplyReport]:
         """Make the pipeline's weights equal pristine + this set, and report per LoRA."""
@@ -185,12 +210,14 @@ class LoraPatcher:
         return self._reports(keyed, iter(plan.reports))
 
     def restore(self) -> None:
-        """Put every touched parameter back to its pristine copy (bit-identical)."""
+        """Put every touched parameter back to its original (bit-identical)."""
         with torch.no_grad():
-            for pk, saved in self._pristine.items():
-                self._param(pk).data.copy_(saved)
+            for pk in [*self._pristine, *self._reread]:
+                param = self._param(pk)
+                param.data.copy_(self._original(pk, param))
                 self.stats.params_restored += 1
         self._pristine.clear()
+        self._reread.clear()
         self._signatures.clear()
         self._active = ()
         self._active_reports = []
@@ -199,7 +226,7 @@ class LoraPatcher:
 
     def _plan(self, live: list[tuple[LoraSpec, str]], parsed: list[ParsedLora]) -> _Plan:
         plan = _Plan()
-        misfits: list[tuple[str, str, tuple, tuple]] = []
+        misfits: list[tuple[str, str, tuple[int, ...], tuple[int, ...]]] = []
         for (spec, cache_key), lora in zip(live, parsed, strict=True):
             unmatched = list(lora.unparsed_keys)
             targets = {component: 0 for component in COMPONENTS}
@@ -233,23 +260,48 @@ class LoraPatcher:
                 )
             )
         if misfits:
-            name, module, got, want = misfits[0]
+            name, where, got, want = misfits[0]
             count = sum(1 for m in misfits if m[0] == name)
             raise LoraFormatError(
-                _MSG_SHAPE, name=name, count=count, module=module, got=_shape_text(got), want=_shape_text(want)
+                _MSG_SHAPE, name=name, count=count, module=where, got=_shape_text(got), want=_shape_text(want)
             )
         return plan
 
     # -- writing --------------------------------------------------------------------------
 
     def _param(self, pk: ParamKey) -> torch.nn.Parameter:
-        return getattr(self._modules[(pk[0], pk[1])], pk[2])
+        param: torch.nn.Parameter = getattr(self._modules[(pk[0], pk[1])], pk[2])
+        return param
+
+    def _original(self, pk: ParamKey, param: torch.Tensor) -> torch.Tensor:
+        saved = self._pristine.get(pk)
+        if saved is not None:
+            return saved
+        value = self._source.read(pk[0], f"{pk[1]}.{pk[2]}", param) if self._source is not None else None
+        if value is None:  # verified readable on first touch; only a changed file gets here
+            raise RuntimeError(f"the original of {'.'.join(pk)} can no longer be read from the checkpoint")
+        return value
+
+    def _keep_original(self, pk: ParamKey, param: torch.Tensor, copied: list[str]) -> None:
+        """On first touch: trust the file if it gives back exactly this value, else copy it."""
+        if self._source is not None:
+            value = self._source.read(pk[0], f"{pk[1]}.{pk[2]}", param)
+            if value is not None and _same_bits(value, param.detach()):
+                self._reread[pk] = param.numel() * param.element_size()
+                return
+            copied.append(".".join(pk))
+        saved = param.detach().to("cpu", copy=True) if self._pristine_on_cpu else param.detach().clone()
+        self._pristine[pk] = saved
 
     def _write(self, plan: _Plan) -> None:
+        copied: list[str] = []
         try:
             with torch.no_grad():
-                for pk in [pk for pk in self._pristine if pk not in plan.params]:
-                    self._param(pk).data.copy_(self._pristine.pop(pk))
+                for pk in [pk for pk in (*self._pristine, *self._reread) if pk not in plan.params]:
+                    param = self._param(pk)
+                    param.data.copy_(self._original(pk, param))
+                    self._pristine.pop(pk, None)
+                    self._reread.pop(pk, None)
                     self._signatures.pop(pk, None)
                     self.stats.params_restored += 1
                 for pk, contributions in plan.params.items():
@@ -257,9 +309,8 @@ class LoraPatcher:
                     if self._signatures.get(pk) == signature:
                         continue  # this parameter already holds exactly this sum
                     param = self._param(pk)
-                    if pk not in self._pristine:
-                        saved = param.detach().to("cpu", copy=True) if self._pristine_on_cpu else param.detach().clone()
-                        self._pristine[pk] = saved
+                    if pk not in self._pristine and pk not in self._reread:
+                        self._keep_original(pk, param, copied)
                     param.data.copy_(self._merged(pk, param, contributions))
                     self._signatures[pk] = signature
                     self.stats.params_written += 1
@@ -267,10 +318,15 @@ class LoraPatcher:
             # A half-written set is worse than none: go back to pristine, then report.
             self.restore()
             raise
+        finally:
+            if copied:
+                assert self._source is not None
+                log.info("LoRA restore: %d weights kept as copies in memory, not re-readable exactly from %s "
+                         "(e.g. %s)", len(copied), self._source.path, ", ".join(copied[:3]))
 
     def _merged(self, pk: ParamKey, param: torch.Tensor, contributions: list[_Contribution]) -> torch.Tensor:
         device = self._compute_device or param.device
-        value = self._pristine[pk].to(device=device, dtype=torch.float32, copy=True)
+        value = self._original(pk, param).to(device=device, dtype=torch.float32, copy=True)
         for c in contributions:
             value += contribution_delta(c.module, pk[2], value, c.weight, device=device)
         return value
@@ -300,5 +356,15 @@ class LoraPatcher:
         return out
 
 
-def _shape_text(shape: tuple) -> str:
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    # Bit patterns, not values: -0.0 == 0.0 and NaN != NaN would hide or invent differences.
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if not a.is_floating_point():
+        return torch.equal(a, b)
+    as_int = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    return torch.equal(a.contiguous().view(as_int), b.contiguous().view(as_int))
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(str(d) for d in shape) if shape else "nothing"

@@ -78,9 +78,15 @@ def resolve_dtype(settings: Settings, device: torch.device) -> torch.dtype:
 _PRISTINE_ON_DEVICE_MIN_BYTES = 20 * 1024**3
 
 
+def pristine_read_back(settings: Settings) -> bool:
+    """LORACLE_LORA_PRISTINE auto / disk: originals re-read from the checkpoint file, copies
+    only of what cannot be read back exactly (engine/lora/restore.py)."""
+    return settings.lora_pristine in ("auto", "disk")
+
+
 def pristine_on_cpu(settings: Settings, device: torch.device) -> bool:
-    """Where the LoRA patcher keeps the original weights: LORACLE_LORA_PRISTINE."""
-    if settings.lora_pristine != "auto":
+    """Where the LoRA patcher keeps the copies of original weights: LORACLE_LORA_PRISTINE."""
+    if settings.lora_pristine in ("device", "cpu"):
         return settings.lora_pristine == "cpu"
     if device.type != "cuda":
         return False  # on the CPU (or MPS unified memory) it is the same memory anyway

@@ -364,7 +364,12 @@ def load_pipeline(
         apply_v_prediction(pipe, zero_terminal_snr=zero_snr)
     ensure_vae_upcast(pipe, dtype)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    pipe = pipe.to(device)
+    from engine.lora.restore import remember_source
+
+    # LoRA restores read original weights back from this file instead of keeping copies.
+    remember_source(pipe, path, spec.format)
+    return pipe
 
 
 @contextlib.contextmanager

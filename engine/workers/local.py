@@ -66,12 +66,19 @@ _DROPPED_TEXT_CHARS = 300
 
 class GpuRunner:
     def __init__(
-        self, generator: Generator, lora_cache: LoraCache, outputs_dir: Path, *, pristine_on_cpu: bool = False
+        self,
+        generator: Generator,
+        lora_cache: LoraCache,
+        outputs_dir: Path,
+        *,
+        pristine_on_cpu: bool = False,
+        read_back: bool = True,
     ) -> None:
         self.generator = generator
         self.lora_cache = lora_cache
         self.outputs_dir = outputs_dir
         self.pristine_on_cpu = pristine_on_cpu
+        self.read_back = read_back
         self._patcher: LoraPatcher | None = None
         self._output = ThreadPoolExecutor(max_workers=1, thread_name_prefix="loracle-png")
 
@@ -102,7 +109,9 @@ class GpuRunner:
             self._patcher = None
         loaded = self.generator.ensure_checkpoint(spec)
         if loaded or self._patcher is None or self._patcher.pipe is not self.generator.pipe:
-            self._patcher = LoraPatcher(self.generator.pipe, self.lora_cache, pristine_on_cpu=self.pristine_on_cpu)
+            self._patcher = LoraPatcher(
+                self.generator.pipe, self.lora_cache, pristine_on_cpu=self.pristine_on_cpu, read_back=self.read_back
+            )
         applied = plan.applied_loras
         try:
             reports = self._patcher.apply(

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from engine.errors import SettingsError
-from engine.pipeline.device import ensure_vae_upcast, resolve_device, resolve_dtype
+from engine.pipeline.device import (
+    ensure_vae_upcast,
+    pristine_on_cpu,
+    pristine_read_back,
+    resolve_device,
+    resolve_dtype,
+)
 from engine.settings import Settings
 
 
@@ -87,3 +93,14 @@ def test_vae_upcast_only_for_float16(dtype, before, after):
     pipe = _fake_pipe(before)
     ensure_vae_upcast(pipe, dtype)
     assert pipe.vae.config.force_upcast is after
+
+
+@pytest.mark.parametrize(
+    "value, read_back, on_cpu",
+    [("auto", True, False), ("disk", True, False), ("device", False, False), ("cpu", False, True)],
+)
+def test_lora_pristine_modes(value, read_back, on_cpu):
+    """auto / disk re-read originals from the checkpoint; device / cpu keep full copies there."""
+    settings = Settings(lora_pristine=value)
+    assert pristine_read_back(settings) is read_back
+    assert pristine_on_cpu(settings, torch.device("cpu")) is on_cpu
