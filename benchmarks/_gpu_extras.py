@@ -129,7 +129,7 @@ def _restore_modes(ctx: Context) -> dict[str, Any]:
     from engine.lora.cache import LoraCache
     from engine.lora.patcher import LoraPatcher
     from engine.lora.restore import source_for
-    from engine.lora.testing import changed_weights
+    from engine.testing.lora_files import changed_weights
 
     pipe = ctx.pipe
     # Attention weights are what the LoRAs touch; a sample keeps the check's VRAM small.

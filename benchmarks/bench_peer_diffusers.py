@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _library(root: Path) -> tuple[Path, list[Path]]:
-    from engine.lora.testing import write_tiny_lora
-    from engine.pipeline.tiny import build_tiny_pipeline, write_tiny_checkpoint
+    from engine.testing.lora_files import write_tiny_lora
+    from engine.testing.tiny_sdxl import build_tiny_pipeline, write_tiny_checkpoint
 
     pipe = build_tiny_pipeline(seed=0)
     checkpoint = write_tiny_checkpoint(root / "models" / f"{c.CHECKPOINT}.safetensors", pipe=pipe)
@@ -321,7 +321,8 @@ class Peer:
 
     def drift(self, args: argparse.Namespace) -> None:
         import torch
-        from engine.lora.testing import changed_weights
+
+        from engine.testing.lora_files import changed_weights
 
         print(f"base weights after {args.drift_switches} switches and a restore, vs freshly loaded:")
         print(f"  {'dtype':<10}{'Loracle':>28}{'peft fused':>34}")

@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 
+from engine.files.header import read_header
+
 log = logging.getLogger(__name__)
 
 COMPONENTS = ("unet", "text_encoder", "text_encoder_2")
@@ -163,7 +165,6 @@ def _single_file_source(pipe: Any, path: Path) -> WeightSource | None:
         UNET_PREFIX,
         clip_g_to_sgm,
         clip_l_to_sgm,
-        read_header,
         unet_to_sgm,
     )
 
@@ -208,7 +209,6 @@ def _folder_source(pipe: Any, path: Path) -> WeightSource | None:
 
 
 def _component_source(pipe: Any, path: Path, component: str) -> WeightSource | None:
-    from engine.safetensors_header import read_header
 
     files = sorted((path / component).glob("*.safetensors"))
     plain = [f for f in files if not f.name.endswith(".fp16.safetensors")]

@@ -12,10 +12,10 @@ import torch
 
 from engine.lora import LoraCache, LoraPatcher
 from engine.lora.restore import remember_source, source_for
-from engine.lora.testing import assert_bit_identical, changed_weights, snapshot_weights
 from engine.pipeline.loader import CheckpointSpec, load_pipeline
 from engine.pipeline.single_file import write_single_file
-from engine.pipeline.tiny import build_tiny_pipeline
+from engine.testing.lora_files import assert_bit_identical, changed_weights, snapshot_weights
+from engine.testing.tiny_sdxl import build_tiny_pipeline
 
 # Every variant and naming, so UNet attention, resnet convs, both text encoders (CLIP-G's
 # fused q/k/v among them) and DoRA's use of the original weight all go through a re-read.
