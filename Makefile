@@ -15,7 +15,8 @@ DEMO_DIR ?= ./demo-data
 
 help:
 	@echo "make demo   set up, build the offline demo library, check families, draw one image"
-	@echo "make test   set up with test tools and run the whole test suite"
+	@echo "make test   set up with test tools; ruff, mypy and the whole test suite"
+	@echo "make lint   ruff and mypy only"
 	@echo "make run    start the Discord bot (needs LORACLE_DISCORD_TOKEN)"
 	@echo "make bench  run the CPU benchmarks in benchmarks/"
 
@@ -43,7 +44,7 @@ lint: dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: dev
+test: lint
 	$(BIN)/python -m pytest -q
 
 run: install
