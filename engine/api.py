@@ -31,6 +31,7 @@ from engine.errors import (
 )
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
+from engine.indexing import Indexing
 from engine.kinds import Architecture, Category
 from engine.knowledge import Knowledge
 from engine.library import Library, LibraryEntry, ScanReport
@@ -140,6 +141,7 @@ class Engine:
         # Set by close(): a scan running in its thread stops before its next file (hashing
         # a new library can take minutes, longer than a container's stop grace period).
         self._closing = threading.Event()
+        self.indexing = Indexing()  # a running scan, and requests waiting for it
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, *, generator: Any = None, recover: bool = True) -> None:
@@ -219,7 +221,11 @@ class Engine:
             if progress is not None:
                 progress(rel_path)
 
-        report = await asyncio.to_thread(self.library.scan, next_file)
+        self.indexing.begin()
+        try:
+            report = await asyncio.to_thread(self.library.scan, next_file, self.indexing)
+        finally:
+            self.indexing.end()
         entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
         await asyncio.to_thread(self.knowledge.ingest_sidecars, entries)
         if civitai:
@@ -330,7 +336,7 @@ class Engine:
     # The async methods look names up in a thread: a lookup may read SQLite, and the
     # bot's event loop must never wait on the disk.
     async def lora_info(self, name: str) -> LoraInfo:
-        entry = await asyncio.to_thread(self.find, name, Category.LORA)
+        entry = await self.indexing.settle(lambda: self.find(name, Category.LORA), waiting=_pending)
         notes = await self.knowledge.ensure_known([entry])
         return await asyncio.to_thread(self._lora_info, entry, notes)
 
@@ -392,8 +398,9 @@ class Engine:
         )
 
     async def family_check(self, checkpoint: str, loras: list[str]) -> FamilyCheck:
-        ckpt, entries = await asyncio.to_thread(
-            lambda: (self.find(checkpoint, Category.CHECKPOINT), [self.find(name, Category.LORA) for name in loras])
+        ckpt, entries = await self.indexing.settle(
+            lambda: (self.find(checkpoint, Category.CHECKPOINT), [self.find(name, Category.LORA) for name in loras]),
+            waiting=lambda found: _pending(found[0]) or any(map(_pending, found[1])),
         )
         notes = await self.knowledge.ensure_known([ckpt, *entries])
         return await asyncio.to_thread(self._family_check, ckpt, entries, notes)
@@ -421,7 +428,7 @@ class Engine:
         ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
         order = list(Verdict)
         for entry in self.library.entries(Category.LORA, include_broken=False):
-            if not entry.enabled or (not allow_nsfw and self.is_nsfw(entry)):
+            if not entry.enabled or (not allow_nsfw and (entry.hash_pending or self.is_nsfw(entry))):
                 continue
             if key and key not in entry.name.lower() and key not in entry.label.lower():
                 continue
@@ -608,7 +615,7 @@ class Engine:
         JobHandle whose events report queue position, steps and the DrawResult."""
         if self.queue is None:
             raise RuntimeError("Engine.start() must run before submit()")
-        plan = await asyncio.to_thread(self.plan, request)
+        plan = await self.indexing.settle(lambda: self.plan(request), waiting=_plan_pending, not_yet=(_NO_CHECKPOINT,))
         request.seed = plan.params.seed  # a re-run after a restart gives the same image
         # In a thread too: queuing writes the job to SQLite, which may wait for a lock.
         return await asyncio.to_thread(self.queue.submit, _queued_job(plan))
@@ -650,6 +657,14 @@ def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
         origin=request.origin,
         **identity,
     )
+
+
+def _pending(entry: LibraryEntry) -> bool:
+    return entry.hash_pending
+
+
+def _plan_pending(plan: DrawPlan) -> bool:
+    return plan.checkpoint.sha256 is None or any(lora.sha256 is None for lora in plan.loras)
 
 
 def _check_range(what: str, value: float, low: float, high: float) -> None:
