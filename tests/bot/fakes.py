@@ -36,6 +36,7 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.i18n import Message, Text
+from engine.indexing import Indexing
 from engine.kinds import Architecture, Category, FileKind
 from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
@@ -384,6 +385,7 @@ class FakeEngine:
         self.queue: FakeQueue | None = FakeQueue(settings.queue_per_user)
         self.jobs: list[FakeJob] = []
         self.recovered: list[Any] = []
+        self.indexing = Indexing()
         self.waiter: Waiter = _plain_wait
         self.calls: list[tuple[str, Any]] = []
         self.failures: dict[str, BaseException] = {}

@@ -1,0 +1,101 @@
+"""The bot's start and stop as users see them.
+
+Start: the library scan runs in the background after login (bot/discord_app/launch.py),
+and the engine makes requests that name files it has not indexed yet wait for it
+(engine/indexing.py). `while_indexing` tells the user why their request waits, and how
+far the indexing is, instead of a silent "thinking…".
+
+Stop: a request that arrives while the bot stops is told so, and the bot closes only
+once every request it started answering has been answered (`InFlight`): a refusal sent
+after the HTTP session closed reaches nobody and ends as a traceback in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Iterator
+from typing import TypeVar
+
+import discord
+
+from bot.discord_app.port import EnginePort
+from bot.discord_app.replies import Reply
+from engine.i18n import Text
+from engine.queue.failures import STOPPING as STOPPING
+
+T = TypeVar("T")
+
+INDEXING_HEADERS = Text(
+    "⏳ The library is being indexed (reading the files); your request waits for it.",
+    "⏳ 模型庫正在建立索引（讀取檔案中）；您的請求會等它完成。",
+)
+INDEXING_HASHES = Text(
+    "⏳ The library is being indexed ({hashed} of {to_hash} new files done); your request waits for it.",
+    "⏳ 模型庫正在建立索引（新檔案已完成 {hashed}／{to_hash}）；您的請求會等它完成。",
+)
+FIRST_NOTICE_S = 0.5  # a request that waits less than this is not told anything
+NOTICE_EVERY_S = 3.0
+
+
+def indexing_text(engine: EnginePort, locale: str) -> str | None:
+    """What the library's indexing looks like now, or None when no scan runs."""
+    progress = engine.indexing.progress()
+    if not progress.running:
+        return None
+    if not progress.listed:
+        return INDEXING_HEADERS.render(locale)
+    return INDEXING_HASHES.render(locale, hashed=progress.hashed, to_hash=progress.to_hash)
+
+
+async def while_indexing(engine: EnginePort, reply: Reply, locale: str, work: Awaitable[T]) -> T:
+    """Await `work`; while it waits for the library's indexing, say so in `reply`."""
+    task = asyncio.ensure_future(work)
+    delay = FIRST_NOTICE_S
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=delay)
+            if done:
+                return task.result()
+            text = indexing_text(engine, locale)
+            if text is not None:
+                with contextlib.suppress(discord.HTTPException):
+                    await reply.progress(text, None)
+            delay = NOTICE_EVERY_S
+    finally:
+        if not task.done():
+            task.cancel()
+
+
+class InFlight:
+    """Requests being answered now, so stopping can wait for their answers."""
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self._count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self._count -= 1
+            if not self._count:
+                self._idle.set()
+
+    async def wait(self, timeout: float) -> bool:
+        """True once nothing is being answered; False on timeout (nothing is cancelled)."""
+        if timeout <= 0:
+            return not self._count
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
