@@ -18,7 +18,9 @@ from collections.abc import Awaitable, Iterator
 from typing import TypeVar
 
 import discord
+from discord import app_commands
 
+from bot.discord_app import limits
 from bot.discord_app.port import EnginePort
 from bot.discord_app.replies import Reply
 from engine.i18n import Text
@@ -34,6 +36,10 @@ INDEXING_HASHES = Text(
     "⏳ The library is being indexed ({hashed} of {to_hash} new files done); your request waits for it.",
     "⏳ 模型庫正在建立索引（新檔案已完成 {hashed}／{to_hash}）；您的請求會等它完成。",
 )
+INDEXING_NOTE = Text(
+    "⏳ The library is being indexed: more names soon",
+    "⏳ 模型庫正在建立索引：稍後會有更多名稱",
+)
 FIRST_NOTICE_S = 0.5  # a request that waits less than this is not told anything
 NOTICE_EVERY_S = 3.0
 
@@ -46,6 +52,18 @@ def indexing_text(engine: EnginePort, locale: str) -> str | None:
     if not progress.listed:
         return INDEXING_HEADERS.render(locale)
     return INDEXING_HASHES.render(locale, hashed=progress.hashed, to_hash=progress.to_hash)
+
+
+def with_indexing_note(
+    engine: EnginePort, locale: str, current: str, choices: list[app_commands.Choice[str]]
+) -> list[app_commands.Choice[str]]:
+    """Autocomplete while the library is being indexed: what is indexed so far, after a
+    first line that says more is coming (choosing it keeps what was typed)."""
+    if not engine.indexing.running:
+        return choices
+    value = current.strip()[: limits.CHOICE_VALUE] or "…"
+    note = app_commands.Choice(name=limits.clip(INDEXING_NOTE.render(locale), limits.CHOICE_NAME), value=value)
+    return [note, *choices[: limits.CHOICES - 1]]
 
 
 async def while_indexing(engine: EnginePort, reply: Reply, locale: str, work: Awaitable[T]) -> T:

@@ -87,6 +87,7 @@ class FakeEntry:
     nsfw: bool | None = None  # set by an admin (either way); None: CivitAI decides
     civitai_nsfw: bool = False  # CivitAI marks the model NSFW (the real engine's cached answer)
     enabled: bool = True
+    hash_pending: bool = False  # listed by a running scan, not hashed yet
     weight_override: float | None = None
     display_name: str | None = None
     trigger_words: list[str] = field(default_factory=list)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +118,77 @@ async def test_a_draw_being_planned_when_the_signal_comes_is_answered_before_the
         gate.set()
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+@pytest.fixture(scope="module")
+def demo_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from bot.demo import build_demo_library
+
+    root = tmp_path_factory.mktemp("demo-library")
+    build_demo_library(root)
+    return root
+
+
+@pytest.mark.slow
+async def test_a_draw_right_after_ready_waits_for_the_start_up_scan_and_is_drawn(
+    loopback, demo_library, monkeypatch, caplog
+):
+    """A new admin: models copied into data/, the bot started, /draw at once. The start-up
+    scan is held in its hashing pass (a slow disk, deterministically) until the /draw has
+    said that the library is being indexed; then it is drawn, not refused."""
+    import engine.library_scan
+    from bot.discord_app.launch import _startup_scan
+    from engine.api import Engine
+
+    caplog.set_level(logging.INFO)
+    discord_fake, settings = loopback
+    for folder in ("models", "loras"):
+        shutil.copytree(demo_library / folder, settings.root / folder)
+    settings = settings.model_copy(
+        update={"device": "cpu", "default_steps": 2, "default_width": 64, "default_height": 64}
+    )
+    gate = threading.Event()
+    hash_file = engine.library_scan.hash_file
+    monkeypatch.setattr(engine.library_scan, "hash_file", lambda *a: (gate.wait(20), hash_file(*a))[1])
+
+    engine_ = Engine(settings)
+    await engine_.start()
+    scan = asyncio.create_task(_startup_scan(engine_))
+    bots = []
+    task = asyncio.create_task(
+        serve(settings, "secret-token", engine_, started=bots.append, handle_signals=False, progress_interval=0)
+    )
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 10)
+        [bot] = bots
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        assert engine_.indexing.running
+        await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("draw", prompt="1girl, watercolor"))
+        assert (await asyncio.wait_for(discord_fake.callbacks.get(), 10))["type"] == 5
+
+        def webhook_texts() -> list[str]:
+            return [str(r.body) for r in discord_fake.requests if r.path.startswith("/webhooks/")]
+
+        await _until(lambda: any("being indexed" in t for t in webhook_texts()))
+        assert not any("No checkpoint" in t or "no usable checkpoint" in t for t in webhook_texts())
+        gate.set()
+        await asyncio.wait_for(scan, 30)
+
+        def posts() -> list:
+            return [
+                r
+                for r in discord_fake.requests
+                if r.method == "POST" and r.path.startswith("/webhooks/") and r.body and r.body.get("attachments")
+            ]
+
+        await _until(lambda: posts(), 60)
+        assert posts()[-1].body["embeds"], webhook_texts()
+        await bot.close()
+        await asyncio.wait_for(task, 10)
+        await asyncio.sleep(0.2)
+        _no_traceback(caplog)
+    finally:
+        gate.set()
+        task.cancel()
+        await asyncio.gather(task, scan, return_exceptions=True)
+        await engine_.close()
