@@ -11,6 +11,7 @@ from discord import app_commands
 
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
+from bot.discord_app.lifecycle import while_indexing
 from bot.discord_app.port import EnginePort
 from bot.discord_app.render import family_check_embed, lora_info_embed
 from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text, is_nsfw
@@ -49,7 +50,7 @@ def register(client: LoracleBot) -> None:
         await interaction.response.defer(ephemeral=True, thinking=True)
         reply = DeferredReply(interaction)
         try:
-            answer = await client.engine.lora_info(name)
+            answer = await while_indexing(client.engine, reply, locale, client.engine.lora_info(name))
             if answer.nsfw and not age_restricted(interaction):
                 raise RequestError(T.NSFW_HERE, name=answer.summary.label)
         except Exception as exc:
@@ -68,9 +69,9 @@ def register(client: LoracleBot) -> None:
             names = split_names(lora)
             if not names:
                 raise RequestError(T.LORA_NAME_MISSING)
-            if not age_restricted(interaction):
+            answer = await while_indexing(client.engine, reply, locale, client.engine.family_check(checkpoint, names))
+            if not age_restricted(interaction):  # after the lookup, which waits for files not indexed yet
                 await asyncio.to_thread(refuse_nsfw, client.engine, checkpoint, names)
-            answer = await client.engine.family_check(checkpoint, names)
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
