@@ -1,8 +1,8 @@
 """The model library: files under data/models and data/loras, known to SQLite.
 
 A scan walks both folders, inspects new or changed `.safetensors` files and diffusers
-folders (header only, never loading tensors), hashes them in one streaming pass, and
-forgets files that vanished (engine/library_scan.py). A file is unchanged when its size,
+folders (header only, never loading tensors) and stores them at once, then hashes them
+in a second pass, and forgets files that vanished (engine/library_scan.py). A file is unchanged when its size,
 mtime_ns, ctime_ns and inode match the stored ones (library_scan.CHANGE_POLICY says why),
 so rescanning an unchanged library hashes nothing. Admin settings live in
 the `overrides` table keyed by SHA256, so a renamed or moved file keeps them.

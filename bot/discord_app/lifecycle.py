@@ -70,15 +70,17 @@ async def while_indexing(engine: EnginePort, reply: Reply, locale: str, work: Aw
     """Await `work`; while it waits for the library's indexing, say so in `reply`."""
     task = asyncio.ensure_future(work)
     delay = FIRST_NOTICE_S
+    shown: str | None = None
     try:
         while True:
             done, _ = await asyncio.wait({task}, timeout=delay)
             if done:
                 return task.result()
             text = indexing_text(engine, locale)
-            if text is not None:
+            if text is not None and text != shown:  # one edit per step, not one per poll
                 with contextlib.suppress(discord.HTTPException):
                     await reply.progress(text, None)
+                shown = text
             delay = NOTICE_EVERY_S
     finally:
         if not task.done():
