@@ -70,7 +70,9 @@ _string_metadata = st.dictionaries(st.text(max_size=20), st.text(max_size=40), m
 
 
 def _encode(header: dict[str, object], pad: int = 0) -> bytes:
-    return json.dumps(header, ensure_ascii=False).encode("utf-8") + b" " * pad
+    # surrogatepass: generated text may hold lone surrogates; a real file would then hold
+    # invalid UTF-8, which the reader must refuse cleanly too
+    return json.dumps(header, ensure_ascii=False).encode("utf-8", "surrogatepass") + b" " * pad
 
 
 # --- read_header ----------------------------------------------------------------------
