@@ -141,7 +141,9 @@ class DrawService:
     async def _run(self, reply: Reply, request: DrawRequest, requester: int, locale: str) -> None:
         try:
             # A name the start-up scan has not reached yet waits for it (engine/indexing.py).
-            handle = await while_indexing(self.engine, reply, locale, self.engine.submit(request))
+            handle = await while_indexing(
+                self.engine, reply, locale, self.engine.submit(request), stopping=lambda: self.draining
+            )
         except LoracleError as exc:
             await reply.refuse(exc.localized(locale))
             return

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import discord
@@ -23,6 +23,7 @@ from discord import app_commands
 from bot.discord_app import limits
 from bot.discord_app.port import EnginePort
 from bot.discord_app.replies import Reply
+from engine.errors import QueueFullError
 from engine.i18n import Text
 from engine.queue.failures import STOPPING as STOPPING
 
@@ -41,7 +42,7 @@ INDEXING_NOTE = Text(
     "⏳ 模型庫正在建立索引：稍後會有更多名稱",
 )
 FIRST_NOTICE_S = 0.5  # a request that waits less than this is not told anything
-NOTICE_EVERY_S = 3.0
+POLL_S = 0.5  # the notice is edited only when its text changes
 
 
 def indexing_text(engine: EnginePort, locale: str) -> str | None:
@@ -66,8 +67,17 @@ def with_indexing_note(
     return [note, *choices[: limits.CHOICES - 1]]
 
 
-async def while_indexing(engine: EnginePort, reply: Reply, locale: str, work: Awaitable[T]) -> T:
-    """Await `work`; while it waits for the library's indexing, say so in `reply`."""
+async def while_indexing(
+    engine: EnginePort,
+    reply: Reply,
+    locale: str,
+    work: Awaitable[T],
+    *,
+    stopping: Callable[[], bool] = lambda: False,
+) -> T:
+    """Await `work`; while it waits for the library's indexing, say so in `reply`. When
+    `stopping()` turns true meanwhile, `work` is dropped with QueueFullError(STOPPING):
+    a bot that stops must not wait for a scan to answer a request it will refuse anyway."""
     task = asyncio.ensure_future(work)
     delay = FIRST_NOTICE_S
     shown: str | None = None
@@ -76,12 +86,14 @@ async def while_indexing(engine: EnginePort, reply: Reply, locale: str, work: Aw
             done, _ = await asyncio.wait({task}, timeout=delay)
             if done:
                 return task.result()
+            if stopping():
+                raise QueueFullError(STOPPING)
             text = indexing_text(engine, locale)
             if text is not None and text != shown:  # one edit per step, not one per poll
                 with contextlib.suppress(discord.HTTPException):
                     await reply.progress(text, None)
                 shown = text
-            delay = NOTICE_EVERY_S
+            delay = POLL_S
     finally:
         if not task.done():
             task.cancel()

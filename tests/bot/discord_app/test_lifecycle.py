@@ -192,3 +192,34 @@ async def test_a_draw_right_after_ready_waits_for_the_start_up_scan_and_is_drawn
         task.cancel()
         await asyncio.gather(task, scan, return_exceptions=True)
         await engine_.close()
+
+
+async def test_a_draw_waiting_for_the_scan_is_told_the_bot_stops_without_waiting_for_the_scan(loopback, caplog):
+    caplog.set_level(logging.INFO)
+    discord_fake, settings = loopback
+    engine = FakeEngine(settings)
+    engine.indexing.begin()  # a scan that will not end before the stop
+    never = threading.Event()
+    plan = engine.plan
+    engine.plan = lambda request: (never.wait(20), plan(request))[1]
+    bots = []
+    task = asyncio.create_task(serve(settings, "secret-token", engine, started=bots.append, progress_interval=0))
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 10)
+        [bot] = bots
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("draw", prompt="a cat"))
+        await asyncio.wait_for(discord_fake.callbacks.get(), 10)
+
+        def edits() -> list[str]:
+            return [str((r.body or {}).get("content")) for r in discord_fake.requests if r.path.startswith("/webhooks/")]
+
+        await _until(lambda: any("being indexed" in text for text in edits()))
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(task, 5)  # not the scan's time, nor the 100 s grace
+        assert "shutting down" in edits()[-1], edits()
+        _no_traceback(caplog)
+    finally:
+        never.set()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
