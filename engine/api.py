@@ -26,10 +26,12 @@ from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, LimitError, RequestError
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
+from engine.indexing import Indexing
 from engine.kinds import Category
 from engine.knowledge import Knowledge
 from engine.knowledge_answers import Answers
 from engine.library import Library, LibraryEntry, ScanReport
+from engine.planning.checkpoints import NO_CHECKPOINT
 from engine.planning.params import OUT_OF_RANGE
 from engine.planning.planner import Planner
 from engine.requests import DrawPlan, DrawRequest, DrawResult
@@ -73,6 +75,7 @@ class Engine:
         # Set by close(): a scan running in its thread stops before its next file (hashing
         # a new library can take minutes, longer than a container's stop grace period).
         self._closing = threading.Event()
+        self.indexing = Indexing()  # a running scan, and requests waiting for it
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(self, *, generator: Any = None, recover: bool = True) -> None:
@@ -153,7 +156,11 @@ class Engine:
             if progress is not None:
                 progress(rel_path)
 
-        report = await asyncio.to_thread(self.library.scan, next_file)
+        self.indexing.begin()
+        try:
+            report = await asyncio.to_thread(self.library.scan, next_file, self.indexing)
+        finally:
+            self.indexing.end()
         entries = await asyncio.to_thread(self.library.entries, None, include_broken=False)
         await asyncio.to_thread(self.knowledge.ingest_sidecars, entries)
         if civitai:
@@ -267,13 +274,14 @@ class Engine:
     # bot's event loop must never wait on the disk. `allow_nsfw` is False where the answer
     # is shown outside an age-restricted channel: NSFW models are refused there.
     async def lora_info(self, name: str, *, allow_nsfw: bool = True) -> LoraInfo:
-        entry = await asyncio.to_thread(self.find, name, Category.LORA)
+        entry = await self.indexing.settle(lambda: self.find(name, Category.LORA), waiting=_pending)
         notes = await self.knowledge.ensure_known([entry])
         return await asyncio.to_thread(self.answers.lora_info, entry, notes, allow_nsfw=allow_nsfw)
 
     async def family_check(self, checkpoint: str, loras: list[str], *, allow_nsfw: bool = True) -> FamilyCheck:
-        ckpt, entries = await asyncio.to_thread(
-            lambda: (self.find(checkpoint, Category.CHECKPOINT), [self.find(name, Category.LORA) for name in loras])
+        ckpt, entries = await self.indexing.settle(
+            lambda: (self.find(checkpoint, Category.CHECKPOINT), [self.find(name, Category.LORA) for name in loras]),
+            waiting=lambda found: _pending(found[0]) or any(map(_pending, found[1])),
         )
         notes = await self.knowledge.ensure_known([ckpt, *entries])
         return await asyncio.to_thread(self.answers.family_check, ckpt, entries, notes, allow_nsfw=allow_nsfw)
@@ -305,7 +313,7 @@ class Engine:
         JobHandle whose events report queue position, steps and the DrawResult."""
         if self.queue is None:
             raise RuntimeError("Engine.start() must run before submit()")
-        plan = await asyncio.to_thread(self.plan, request)
+        plan = await self.indexing.settle(lambda: self.plan(request), waiting=_plan_pending, not_yet=(NO_CHECKPOINT,))
         request.seed = plan.params.seed  # a re-run after a restart gives the same image
         # In a thread too: queuing writes the job to SQLite, which may wait for a lock.
         return await asyncio.to_thread(self.queue.submit, _queued_job(plan))
@@ -348,3 +356,11 @@ def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
         origin=request.origin,
         **identity,
     )
+
+
+def _pending(entry: LibraryEntry) -> bool:
+    return entry.hash_pending
+
+
+def _plan_pending(plan: DrawPlan) -> bool:
+    return plan.checkpoint.sha256 is None or any(lora.sha256 is None for lora in plan.loras)

@@ -33,6 +33,9 @@ class _Entry(Protocol):
     def nsfw(self) -> bool | None: ...
 
     @property
+    def hash_pending(self) -> bool: ...
+
+    @property
     def sha256(self) -> str | None: ...
 
 
@@ -42,7 +45,10 @@ class _Versions(Protocol):
 
 def is_nsfw(entry: _Entry, knowledge: _Versions) -> bool:
     """An admin's word (either way), else CivitAI's (cached answer): the creator's flag
-    or CivitAI's rating of the version above PG-13."""
+    or CivitAI's rating of the version above PG-13. A file the start-up scan has not
+    hashed yet counts as NSFW: its admin settings (keyed by hash) are not known yet."""
+    if entry.hash_pending:
+        return True
     if entry.nsfw is not None:
         return entry.nsfw
     version = knowledge.civitai_version(entry.sha256)

@@ -1,8 +1,8 @@
 """The model library: files under data/models and data/loras, known to SQLite.
 
 A scan walks both folders, inspects new or changed `.safetensors` files and diffusers
-folders (header only, never loading tensors), hashes them in one streaming pass, and
-forgets files that vanished (engine/library_scan.py). A file is unchanged when its size,
+folders (header only, never loading tensors) and stores them at once, then hashes them
+in a second pass, and forgets files that vanished (engine/library_scan.py). A file is unchanged when its size,
 mtime_ns, ctime_ns and inode match the stored ones (library_scan.CHANGE_POLICY says why),
 so rescanning an unchanged library hashes nothing. Admin settings live in
 the `overrides` table keyed by SHA256, so a renamed or moved file keeps them.
@@ -30,7 +30,7 @@ from engine.i18n import Text
 from engine.kinds import Architecture, Category, FileKind
 from engine.library_scan import ScanProblem as ScanProblem
 from engine.library_scan import ScanReport as ScanReport
-from engine.library_scan import scan_folders, stem
+from engine.library_scan import ScanWatcher, is_hash_pending, scan_folders, stem
 from engine.text_input import clean_name
 
 
@@ -59,6 +59,7 @@ class LibraryEntry:
     weight_override: float | None = None
     nsfw: bool | None = None  # an admin's word; None: CivitAI's rating decides
     enabled: bool = True
+    hash_pending: bool = False  # listed by a running scan's header pass, not hashed yet
 
     @property
     def label(self) -> str:
@@ -131,9 +132,11 @@ class Library:
         return self.root / "loras"
 
     # -- scanning --------------------------------------------------------------------
-    def scan(self, progress: Callable[[str], None] | None = None) -> ScanReport:
-        report = scan_folders(self, progress)
-        self._assign_names()
+    def scan(self, progress: Callable[[str], None] | None = None, watcher: ScanWatcher | None = None) -> ScanReport:
+        """Both passes (see library_scan.scan_folders); names are assigned as soon as the
+        headers are stored, so lookups find new files while they are being hashed."""
+        report = scan_folders(self, progress, headers_stored=self._assign_names, watcher=watcher)
+        self._assign_names()  # files that vanished while being hashed
         return report
 
     def _assign_names(self) -> None:
@@ -198,6 +201,7 @@ class Library:
             weight_override=row.get("weight_override"),
             nsfw=None if row.get("nsfw") is None else bool(row["nsfw"]),
             enabled=row.get("enabled") is None or bool(row["enabled"]),
+            hash_pending=is_hash_pending(row),
         )
 
     def find(self, name: str, category: Category | str | None = None) -> LibraryEntry:

@@ -1,7 +1,8 @@
 """Scanning the library folders: what is new, changed, broken or gone.
 
 Split from engine/library.py, which holds the entries and their lookup. A scan inspects a
-file's header only (engine/files) and hashes it in one streaming pass; everything one file
+file's header only (engine/files) and stores what it found, then hashes the new files in a
+second pass (scan_folders says why); everything one file
 can do wrong (any exception while inspecting, hashing or storing it, numbers too large
 for SQLite) ends as one ScanProblem for that file and the walk goes on, because every
 CLI command and the bot's start scan first.
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from engine.errors import LoracleError
 from engine.files.hashing import hash_file, hash_folder
@@ -81,8 +82,39 @@ class ScanReport:
         )
 
 
-def scan_folders(library: Library, progress: Callable[[str], None] | None = None) -> ScanReport:
+class ScanWatcher(Protocol):
+    """Told how far a scan is (engine/indexing.py); called from the scan's thread."""
+
+    def headers_stored(self, to_hash: int) -> None: ...
+
+    def file_hashed(self) -> None: ...
+
+
+@dataclass
+class _Pending:
+    """A file whose header pass stored its row; its hash comes in the second pass."""
+
+    path: Path
+    rel: str
+    default_category: Category
+    stat: Stat
+    row: dict[str, Any]
+    data_offset: int
+
+
+def scan_folders(
+    library: Library,
+    progress: Callable[[str], None] | None = None,
+    *,
+    headers_stored: Callable[[], None] | None = None,
+    watcher: ScanWatcher | None = None,
+) -> ScanReport:
     """Walk data/models and data/loras; examine new and changed files; forget vanished ones.
+
+    Two passes: the first reads headers only and stores every new or changed file at once
+    (name, kind, architecture; its hash marked pending, see HASH_PENDING), so a bot that
+    scans at start-up knows every name within a second or two; the second hashes them,
+    which takes minutes for a new library. `headers_stored` runs between the two.
 
     Whatever one file contains, the walk goes on: any failure while inspecting, hashing or
     storing a file becomes one ScanProblem for that file.
@@ -92,6 +124,7 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
     db = library.dbs.db
     known = {row["path"]: row for row in db.table("files").rows}
     seen: set[str] = set()
+    pending: list[_Pending] = []
     for folder, default_category in (
         (library.models_dir, Category.CHECKPOINT),
         (library.loras_dir, Category.LORA),
@@ -123,18 +156,38 @@ def scan_folders(library: Library, progress: Callable[[str], None] | None = None
                 continue
             if progress:
                 progress(rel)
-            new_row = _examine(path, rel, default_category, stat, report)
-            if new_row is None:
+            examined = _examine_header(path, rel, default_category, stat, report)
+            if examined is None:
                 continue  # it vanished while we read it
+            new_row, data_offset = examined
             seen.add(rel)
-            _store(db, path, rel, default_category, stat, new_row, report)
+            stored = _store(db, path, rel, default_category, stat, new_row, report)
+            if stored and data_offset is not None:
+                pending.append(_Pending(path, rel, default_category, stat, new_row, data_offset))
             (report.updated if row else report.added).append(rel)
         _remove_partials(library.root, stale, report)
     for rel in set(known) - seen:
         db.table("files").delete(rel)
         report.removed.append(rel)
+    if headers_stored is not None:
+        headers_stored()
+    if watcher is not None:
+        watcher.headers_stored(len(pending))
+    for item in pending:
+        if progress:
+            progress(item.rel)
+        _hash_pending(db, item, report)
+        if watcher is not None:
+            watcher.file_hashed()
     report.seconds = time.perf_counter() - started
     return report
+
+
+HASH_PENDING = "hash_pending"
+"""Key in a row's info: the header pass stored the row, the hashing pass has not reached
+it yet. Such a row is never taken as current, so a scan stopped in between hashes it next
+time; lookups treat it as not indexed yet (no hash: no admin override, no CivitAI facts)."""
+
 
 def _row(
     path: Path, rel: str, default_category: Category, stat: Stat, *, error: str | None = None
@@ -161,25 +214,25 @@ def _row(
         "scanned_at": time.time(),
     }
 
-def _examine(
+def _examine_header(
     path: Path,
     rel: str,
     default_category: Category,
     stat: Stat,
     report: ScanReport,
-) -> dict[str, Any] | None:
-    """The row for a new or changed file, or None when the file vanished meanwhile."""
+) -> tuple[dict[str, Any], int | None] | None:
+    """The row for a new or changed file from its header alone, with where its tensor
+    data starts (None when the file cannot be used and is not hashed), or None when the
+    file vanished meanwhile."""
     row = _row(path, rel, default_category, stat)
     try:
         info = inspect_path(path)
-        hashes = hash_folder(path) if info.format == "diffusers" else hash_file(path, info.data_offset)
     except Exception as exc:  # anything one file does is that file's problem, not the scan's
         if not os.path.lexists(path):
             return None  # deleted or moved away mid-scan: not a broken file
         row["error"] = _problem_text(exc)
         report.problems.append(ScanProblem(rel, row["error"]))
-        return row
-    report.hashed += 1
+        return row, None
     category = default_category
     if info.kind.is_lora:
         category = Category.LORA
@@ -190,21 +243,45 @@ def _examine(
         format=info.format,
         kind=info.kind.value,
         architecture=info.architecture.value,
-        sha256=hashes.sha256,
-        autov1=hashes.autov1,
-        autov2=hashes.autov2,
-        autov3=hashes.autov3,
         rank=bounded_int(info.rank),
         alpha=bounded_float(info.alpha),
         metadata=json.dumps(_bounded_metadata(info)),
-        info=json.dumps({**_info_dict(info), "change_key": stat[2]}),
+        info=json.dumps({**_info_dict(info), "change_key": stat[2], HASH_PENDING: True}),
     )
     if info.kind == FileKind.UNKNOWN:
         row["error"] = "not a checkpoint or LoRA this bot can use (" + (
             "; ".join(info.notes) or "no recognisable weights"
         ) + ")"
         report.problems.append(ScanProblem(rel, row["error"]))
-    return row
+    return row, (-1 if info.format == "diffusers" else info.data_offset)
+
+
+def _hash_pending(db: Any, item: _Pending, report: ScanReport) -> None:
+    """The second pass for one file: hash it and store the row without HASH_PENDING."""
+    row = dict(item.row)
+    info = json.loads(row["info"])
+    info.pop(HASH_PENDING, None)
+    try:
+        hashes = hash_folder(item.path) if item.data_offset < 0 else hash_file(item.path, item.data_offset)
+    except Exception as exc:  # anything one file does is that file's problem, not the scan's
+        if not os.path.lexists(item.path):
+            db.table("files").delete(item.rel)  # gone since the header pass
+            return
+        message = _problem_text(exc)
+        report.problems.append(ScanProblem(item.rel, message))
+        db.table("files").upsert(_row(item.path, item.rel, item.default_category, item.stat, error=message), pk="path")
+        return
+    report.hashed += 1
+    row.update(
+        sha256=hashes.sha256,
+        autov1=hashes.autov1,
+        autov2=hashes.autov2,
+        autov3=hashes.autov3,
+        info=json.dumps(info),
+    )
+    # the name the header pass's rows were given (see Library._assign_names) stays
+    row.pop("name", None)
+    db.table("files").update(item.rel, row)
 
 
 # SQLite stores signed 64-bit integers and Python ints are unbounded: a header can declare
@@ -238,13 +315,16 @@ def _store(
     stat: Stat,
     row: dict[str, Any],
     report: ScanReport,
-) -> None:
+) -> bool:
+    """Whether the row was stored as it is (not replaced by a broken one)."""
     try:
         db.table("files").upsert(row, pk="path")
     except Exception as exc:  # e.g. OverflowError for a number SQLite cannot hold
         message = _problem_text(exc)
         db.table("files").upsert(_row(path, rel, default_category, stat, error=message), pk="path")
         report.problems.append(ScanProblem(rel, message))
+        return False
+    return True
 
 
 def _candidates(folder: Path, stale_parts: list[Path] | None = None) -> Iterator[Path]:
@@ -331,10 +411,19 @@ def _stored_change_key(row: dict[str, Any]) -> str | None:
 
 def _current(row: dict[str, Any]) -> bool:
     """Whether a row's stored facts are what this version of the scan stores."""
+    if is_hash_pending(row):
+        return False  # a scan stopped between its two passes: hash it now
     if row.get("error"):
         return True  # nothing was classified; examined again when the file changes
     try:
         return bool(json.loads(row.get("info") or "{}").get("facts_version") == FACTS_VERSION)
+    except ValueError:
+        return False
+
+
+def is_hash_pending(row: dict[str, Any]) -> bool:
+    try:
+        return bool(json.loads(row.get("info") or "{}").get(HASH_PENDING))
     except ValueError:
         return False
 

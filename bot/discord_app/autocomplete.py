@@ -20,6 +20,7 @@ from discord import app_commands
 
 from bot.discord_app import limits
 from bot.discord_app import texts as T
+from bot.discord_app.lifecycle import with_indexing_note
 from bot.discord_app.port import EnginePort
 from bot.discord_app.render import arch_label
 from bot.discord_app.replies import age_restricted
@@ -115,7 +116,7 @@ async def checkpoints(interaction: discord.Interaction, current: str) -> list[Ch
                 out.append(choice)
         return out
 
-    return await _bounded(work, [])
+    return with_indexing_note(engine, locale, current, await _bounded(work, []))
 
 
 # -- LoRA lists: "name:0.8, other:-0.5" --------------------------------------------------
@@ -175,7 +176,7 @@ async def lora_list(interaction: discord.Interaction, current: str) -> list[Choi
                 break
         return out
 
-    return await _bounded(work, [])
+    return with_indexing_note(engine, locale, current, await _bounded(work, []))
 
 
 # -- single names ---------------------------------------------------------------------
@@ -184,6 +185,7 @@ async def _names(interaction: discord.Interaction, current: str, category: str |
     holds several names separated by commas: the one being typed is completed and the
     ones before it are kept."""
     engine = _engine(interaction)
+    locale = locale_of(interaction)
     allow_nsfw = age_restricted(interaction)
     prefix, typing = split_list(current) if listing else ("", current)
     used = _names_in(prefix)
@@ -211,7 +213,7 @@ async def _names(interaction: discord.Interaction, current: str, category: str |
                 break
         return out
 
-    return await _bounded(work, [])
+    return with_indexing_note(engine, locale, current, await _bounded(work, []))
 
 
 async def lora_names(interaction: discord.Interaction, current: str) -> list[Choice[str]]:

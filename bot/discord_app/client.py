@@ -171,6 +171,15 @@ class LoracleBot(discord.Client):
         await self.heartbeat.stop()
         await super().close()
 
+    def dispatch(self, event: str, /, *args: Any, **kwargs: Any) -> None:
+        # discord.py's connect() dispatches `disconnect` after close() dropped the loop;
+        # scheduling it would raise AttributeError ('_MissingSentinel' ... 'create_task')
+        # into a task nobody awaits. A closed bot has nobody to tell.
+        if self.loop is discord.utils.MISSING:
+            log.debug("closed: not dispatching %s", event)
+            return
+        super().dispatch(event, *args, **kwargs)
+
 
 def create_bot(engine: EnginePort, settings: BotSettings, **options: Any) -> LoracleBot:
     """The bot for `engine`; options: sync_commands, progress_interval, heartbeat_interval."""

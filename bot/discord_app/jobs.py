@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 
 from bot.discord_app import texts as T
+from bot.discord_app.lifecycle import STOPPING, InFlight, while_indexing
 from bot.discord_app.parsing import DrawOptions, build_request
 from bot.discord_app.port import EnginePort, JobHandlePort
 from bot.discord_app.progress import DEFAULT_INTERVAL, Throttle, event_text
@@ -95,6 +96,7 @@ class DrawService:
         self._recovered_followed = False  # on_ready runs again after every reconnect
         self.draining = False  # the bot is stopping (see drain)
         self._stopping: asyncio.Task[Any] | None = None
+        self.in_flight = InFlight()  # requests being answered: stopping waits for them
 
     # -- /draw ------------------------------------------------------------------------
     def request_for(self, interaction: discord.Interaction, options: DrawOptions) -> DrawRequest:
@@ -112,6 +114,13 @@ class DrawService:
 
     async def draw_command(self, interaction: discord.Interaction, options: DrawOptions) -> None:
         locale = locale_of(interaction)
+        if self.draining:
+            await send_private(interaction, STOPPING.render(locale))
+            return
+        with self.in_flight.hold():
+            await self._draw_command(interaction, options, locale)
+
+    async def _draw_command(self, interaction: discord.Interaction, options: DrawOptions, locale: str) -> None:
         try:
             request = self.request_for(interaction, options)
         except LoracleError as exc:
@@ -126,8 +135,15 @@ class DrawService:
 
     async def run(self, reply: Reply, request: DrawRequest, requester: int, locale: str) -> None:
         """Submit and follow one job to its end; every outcome reaches the user."""
+        with self.in_flight.hold():
+            await self._run(reply, request, requester, locale)
+
+    async def _run(self, reply: Reply, request: DrawRequest, requester: int, locale: str) -> None:
         try:
-            handle = await self.engine.submit(request)
+            # A name the start-up scan has not reached yet waits for it (engine/indexing.py).
+            handle = await while_indexing(
+                self.engine, reply, locale, self.engine.submit(request), stopping=lambda: self.draining
+            )
         except LoracleError as exc:
             await reply.refuse(exc.localized(locale))
             return
@@ -254,6 +270,10 @@ class DrawService:
             if not done:
                 return False
             stopping.result()
+        # Requests being answered (a /draw still being planned when the signal came): their
+        # answer, "shutting down" at the latest, must go out before the HTTP session closes.
+        if not await self.in_flight.wait(deadline - loop.time()):
+            return False
         while self._following:
             left = deadline - loop.time()
             if left <= 0:

@@ -96,6 +96,7 @@ async def _main(settings: BotSettings, token: str) -> None:
     await engine.start()
     # Catch up with files copied in while the bot was down, without holding up the login
     # (hashing a new 6 GB checkpoint takes a while); /admin scan does the same on demand.
+    # Requests naming files it has not indexed yet wait for it (engine/indexing.py).
     scan = asyncio.create_task(_startup_scan(engine))
     try:
         await serve(settings, token, engine)

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from engine.answers import FamilyCheck, LoraInfo, ModelSummary
     from engine.api import Engine
     from engine.i18n import Message
+    from engine.indexing import IndexProgress
     from engine.kinds import Category
     from engine.library import LibraryEntry, ScanReport
     from engine.queue.handle import JobEvent, JobHandle
@@ -90,6 +91,16 @@ class AdminPort(Protocol):
 
 
 @runtime_checkable
+class IndexingPort(Protocol):
+    """`engine.indexing.Indexing`: whether the library is being scanned, and how far."""
+
+    @property
+    def running(self) -> bool: ...
+
+    def progress(self) -> IndexProgress: ...
+
+
+@runtime_checkable
 class EnginePort(Protocol):
     """`engine.api.Engine`. Synchronous methods may touch SQLite: call them in a thread."""
 
@@ -104,6 +115,9 @@ class EnginePort(Protocol):
 
     @property
     def recovered(self) -> Sequence[JobHandlePort]: ...  # re-queued after a restart
+
+    @property
+    def indexing(self) -> IndexingPort: ...  # requests naming files not indexed yet wait for it
 
     # library (sync)
     def entries(self, category: Category | str | None = None) -> Sequence[LibraryEntry]: ...

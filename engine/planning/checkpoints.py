@@ -14,7 +14,7 @@ from engine.text_input import clean_name
 # Fix codes: each front end words its own way to act on them.
 ADD_CHECKPOINT = "add_checkpoint"
 
-_NO_CHECKPOINT = Text(
+NO_CHECKPOINT = Text(
     "There is no usable checkpoint in the library yet. An admin can add an SDXL checkpoint "
     "(a .safetensors file).",
     "模型庫裡還沒有可用的模型（checkpoint）。管理員可以加入一個 SDXL 模型（.safetensors 檔）。",
@@ -42,7 +42,7 @@ class CheckpointChooser:
             if e.enabled and e.architecture == Architecture.SDXL
         ]
         if not usable:
-            raise LibraryError(_NO_CHECKPOINT, fix=Fix(ADD_CHECKPOINT))
+            raise LibraryError(NO_CHECKPOINT, fix=Fix(ADD_CHECKPOINT))
         return usable[0]
 
     def has_baked_vae(self, entry: LibraryEntry) -> bool:

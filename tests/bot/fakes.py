@@ -38,6 +38,7 @@ from engine.errors import (
     UnknownNameError,
 )
 from engine.i18n import Message, Text
+from engine.indexing import Indexing
 from engine.kinds import Architecture, Category, FileKind
 from engine.planning.lora_weights import LoraStatus, decide_weight
 from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
@@ -91,6 +92,7 @@ class FakeEntry:
     nsfw: bool | None = None  # set by an admin (either way); None: CivitAI decides
     civitai_nsfw: bool = False  # CivitAI marks the model NSFW (the real engine's cached answer)
     enabled: bool = True
+    hash_pending: bool = False  # listed by a running scan, not hashed yet
     weight_override: float | None = None
     display_name: str | None = None
     trigger_words: list[str] = field(default_factory=list)
@@ -389,6 +391,7 @@ class FakeEngine:
         self.queue: FakeQueue | None = FakeQueue(settings.queue_per_user)
         self.jobs: list[FakeJob] = []
         self.recovered: list[Any] = []
+        self.indexing = Indexing()
         self.waiter: Waiter = _plain_wait
         self.calls: list[tuple[str, Any]] = []
         self.failures: dict[str, BaseException] = {}

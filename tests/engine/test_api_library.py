@@ -89,8 +89,10 @@ async def test_closing_stops_a_scan_between_files_and_the_next_scan_goes_on(tmp_
     with pytest.raises(LibraryError, match="shutting down"):
         await engine.scan(civitai=False, progress=progress)
     await engine.close()
-    assert len(seen) == 1 and len(engine.entries()) == 1  # the file it was on is kept
+    # the file it was on is kept, its hash still pending (the scan stopped in its header pass)
+    assert len(seen) == 1 and [e.hash_pending for e in engine.entries()] == [True]
 
     async with Engine(settings) as again:
         report = await again.scan(civitai=False)
-    assert (len(report.added), report.unchanged, report.removed) == (2, 1, [])
+    assert (len(report.added), report.updated, report.removed) == (2, ["loras/l1.safetensors"], [])
+    assert all(e.sha256 and not e.hash_pending for e in again.entries())

@@ -11,6 +11,7 @@ from discord import app_commands
 from bot.discord_app import autocomplete
 from bot.discord_app import texts as T
 from bot.discord_app.hints import family_check_with_hints
+from bot.discord_app.lifecycle import while_indexing
 from bot.discord_app.render import family_check_embed, lora_info_embed
 from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text
 from bot.discord_app.texts import locale_of
@@ -39,7 +40,9 @@ def register(client: LoracleBot) -> None:
         reply = DeferredReply(interaction)
         try:
             # The engine applies the content rules; the bot only says where it answers.
-            answer = await client.engine.lora_info(name, allow_nsfw=age_restricted(interaction))
+            answer = await while_indexing(
+                client.engine, reply, locale, client.engine.lora_info(name, allow_nsfw=age_restricted(interaction))
+            )
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return
@@ -56,7 +59,9 @@ def register(client: LoracleBot) -> None:
             names = split_names(lora)
             if not names:
                 raise RequestError(T.LORA_NAME_MISSING)
-            answer = await client.engine.family_check(checkpoint, names, allow_nsfw=age_restricted(interaction))
+            answer = await while_indexing(
+                client.engine, reply, locale, client.engine.family_check(checkpoint, names, allow_nsfw=age_restricted(interaction))
+            )
         except Exception as exc:
             await reply.refuse(error_text(exc, locale, describe(interaction)))
             return

@@ -119,3 +119,17 @@ def test_split_list():
     assert split_list("a:0.8, b") == ("a:0.8, ", "b")
     assert split_list("a:0.8,") == ("a:0.8, ", "")
     assert split_list("a:0.8；b") == ("a:0.8, ", "b")  # full-width separator from a CJK keyboard
+
+
+async def test_while_the_library_is_indexed_it_says_so_and_offers_what_is_indexed(world):
+    world.engine.library.append(FakeEntry("fresh_ckpt", Category.CHECKPOINT, "Illustrious", hash_pending=True))
+    world.engine.indexing.begin()
+    choices = await world.alice.autocomplete(world.nsfw_channel, "draw", "checkpoint", "fresh")
+    assert "being indexed" in names(choices)[0] and values(choices)[0] == "fresh"
+    assert values(choices)[1:] == ["fresh_ckpt"]
+    # not hashed yet: no admin settings yet, so it may be NSFW: not offered outside age-restricted channels
+    choices = await world.alice.autocomplete(world.channel, "draw", "checkpoint", "fresh")
+    assert values(choices) == ["fresh"]
+    world.engine.indexing.end()
+    choices = await world.alice.autocomplete(world.nsfw_channel, "draw", "checkpoint", "fresh")
+    assert values(choices) == ["fresh_ckpt"]
