@@ -303,6 +303,10 @@ class Engine:
         """The content rule (engine.content_rules), for front ends that filter lists."""
         return content_rules.is_nsfw(entry, self.knowledge)
 
+    def may_list(self, entry: LibraryEntry, *, allow_nsfw: bool) -> bool:
+        """The content rule for lists (autocomplete): engine.content_rules.may_list."""
+        return content_rules.may_list(entry, self.knowledge, allow_nsfw=allow_nsfw)
+
     # -- drawing ---------------------------------------------------------------------
     def plan(self, request: DrawRequest) -> DrawPlan:
         """Everything that can be refused is refused here, before any GPU work."""

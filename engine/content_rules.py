@@ -45,14 +45,19 @@ class _Versions(Protocol):
 
 def is_nsfw(entry: _Entry, knowledge: _Versions) -> bool:
     """An admin's word (either way), else CivitAI's (cached answer): the creator's flag
-    or CivitAI's rating of the version above PG-13. A file the start-up scan has not
-    hashed yet counts as NSFW: its admin settings (keyed by hash) are not known yet."""
-    if entry.hash_pending:
-        return True
+    or CivitAI's rating of the version above PG-13."""
     if entry.nsfw is not None:
         return entry.nsfw
     version = knowledge.civitai_version(entry.sha256)
     return bool(version is not None and getattr(version, "is_nsfw", False))
+
+
+def may_list(entry: _Entry, knowledge: _Versions, *, allow_nsfw: bool) -> bool:
+    """Whether a model may be offered in a list (autocomplete, suggestions). Outside
+    age-restricted places a file the start-up scan has not hashed yet is left out too: its
+    admin settings (keyed by hash) are not known yet, so it may be NSFW. A request naming
+    it waits for the hash instead (engine.indexing)."""
+    return allow_nsfw or not (entry.hash_pending or is_nsfw(entry, knowledge))
 
 
 def refuse_nsfw(entries: Iterable[_Entry], knowledge: _Versions, *, allow_nsfw: bool) -> None:

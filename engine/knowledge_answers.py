@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
-from engine.content_rules import is_nsfw, refuse_nsfw
+from engine.content_rules import is_nsfw, may_list, refuse_nsfw
 from engine.families import FamilyTable
 from engine.i18n import Message
 from engine.kinds import Category
@@ -40,7 +40,7 @@ class Answers:
         """The library's checkpoints for a LoRA, best verdict first."""
         suits = []
         for checkpoint in self.library.entries(Category.CHECKPOINT, include_broken=False):
-            if not allow_nsfw and is_nsfw(checkpoint, self.knowledge):
+            if not may_list(checkpoint, self.knowledge, allow_nsfw=allow_nsfw):
                 continue
             result = self.knowledge.verdict(entry, checkpoint)
             fam = result.checkpoint_family
@@ -59,7 +59,7 @@ class Answers:
         ranked: list[tuple[int, str, LibraryEntry, Verdict | None]] = []
         order = list(Verdict)
         for entry in self.library.entries(Category.LORA, include_broken=False):
-            if not entry.enabled or (not allow_nsfw and is_nsfw(entry, self.knowledge)):
+            if not entry.enabled or not may_list(entry, self.knowledge, allow_nsfw=allow_nsfw):
                 continue
             if key and key not in entry.name.lower() and key not in entry.label.lower():
                 continue

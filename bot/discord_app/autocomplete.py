@@ -86,7 +86,7 @@ def _matches(key: str, *names: str) -> int | None:
 
 
 def _visible(engine: EnginePort, entry: LibraryEntry, allow_nsfw: bool) -> bool:
-    return entry.error is None and entry.enabled and (allow_nsfw or not engine.is_nsfw(entry))
+    return entry.error is None and entry.enabled and engine.may_list(entry, allow_nsfw=allow_nsfw)
 
 
 # -- checkpoints ----------------------------------------------------------------------

@@ -128,6 +128,8 @@ class EnginePort(Protocol):
 
     def is_nsfw(self, entry: LibraryEntry) -> bool: ...  # an admin's flag or CivitAI's (cached)
 
+    def may_list(self, entry: LibraryEntry, *, allow_nsfw: bool) -> bool: ...
+
     def set_entry(self, name: str, *, by: str | None = None, **values: Any) -> LibraryEntry: ...
 
     def suggest_loras(

@@ -434,6 +434,10 @@ class FakeEngine:
         """Like Engine.is_nsfw: an admin's word, else CivitAI's."""
         return entry.nsfw if entry.nsfw is not None else entry.civitai_nsfw
 
+    def may_list(self, entry: FakeEntry, *, allow_nsfw: bool) -> bool:
+        """Like Engine.may_list: outside NSFW places, nothing NSFW or not hashed yet."""
+        return allow_nsfw or not (entry.hash_pending or self.is_nsfw(entry))
+
     def summary(self, entry: FakeEntry) -> ModelSummary:
         return ModelSummary(
             name=entry.name,
@@ -474,7 +478,7 @@ class FakeEngine:
         key = clean_name(text).lower()
         ranked = []
         for entry in self.entries(Category.LORA):
-            if not entry.enabled or (not allow_nsfw and self.is_nsfw(entry)):
+            if not entry.enabled or not self.may_list(entry, allow_nsfw=allow_nsfw):
                 continue
             if key and key not in entry.name.lower() and key not in entry.label.lower():
                 continue

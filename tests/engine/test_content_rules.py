@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine.content_rules import check_blocklist, is_nsfw, refuse_nsfw
+from engine.content_rules import check_blocklist, is_nsfw, may_list, refuse_nsfw
 from engine.errors import RequestError
 
 
@@ -15,6 +15,7 @@ class Entry:
     label: str
     nsfw: bool | None = None
     sha256: str | None = None
+    hash_pending: bool = False
 
 
 @dataclass
@@ -36,6 +37,16 @@ def test_an_admins_word_beats_civitais_rating() -> None:
     assert is_nsfw(Entry("a", nsfw=False, sha256="A"), knowledge) is False
     assert is_nsfw(Entry("b", nsfw=True, sha256="B"), knowledge) is True
     assert is_nsfw(Entry("c", sha256="C"), knowledge) is False  # CivitAI never heard of it
+
+
+def test_lists_leave_out_what_is_nsfw_or_not_hashed_yet_outside_nsfw_places() -> None:
+    knowledge = Knowledge({"A": True})
+    assert may_list(Entry("plain"), knowledge, allow_nsfw=False)
+    assert not may_list(Entry("rated", sha256="A"), knowledge, allow_nsfw=False)
+    # not hashed yet: its admin settings are unknown, so it may be NSFW
+    assert not may_list(Entry("new", hash_pending=True), knowledge, allow_nsfw=False)
+    assert not is_nsfw(Entry("new", hash_pending=True), knowledge)  # a request waits for the hash instead
+    assert may_list(Entry("new", hash_pending=True), knowledge, allow_nsfw=True)
 
 
 def test_refuse_nsfw_only_where_not_allowed() -> None:

@@ -340,6 +340,20 @@ def test_peft_alpha_and_patterns_from_diffusers_metadata():
     assert parsed.modules["text_encoder.text_model.q_proj"].scale == pytest.approx(4 / math.sqrt(4))
 
 
+def test_a_hostile_alpha_pattern_cannot_make_the_match_backtrack():
+    # A pattern from the file is a stranger's regex: "(a+)+$"-style nesting against a long
+    # module name backtracks for ages. Only module paths ("down_blocks.1.to_q") are
+    # patterns; anything else is matched as the literal text it is.
+    import time
+
+    long_name = {f"unet.{'a' * 40}_x.lora_A.weight": torch.ones(4, 3), f"unet.{'a' * 40}_x.lora_B.weight": torch.ones(5, 4)}
+    config = {"unet.lora_alpha": 8, "unet.alpha_pattern": {"(a+)+$": 2, "(a|a)*b": 3}}
+    started = time.perf_counter()
+    parsed = parse_state_dict(long_name, name="p", metadata={"lora_adapter_metadata": json.dumps(config)})
+    assert time.perf_counter() - started < 1.0
+    assert {m.scale for m in parsed.modules.values()} == {2.0}  # alpha 8 / rank 4: no pattern matched
+
+
 def test_conv_1x1_lora_fits_linear_projection():
     down, up = torch.randn(2, 64, 1, 1), torch.randn(64, 2, 1, 1)
     parsed = parse_state_dict({"m.lora_down.weight": down, "m.lora_up.weight": up}, name="sd15-style")
