@@ -156,6 +156,8 @@ class GpuRunner:
             vae_path=cp.vae_path,
             facts=cp.facts,
         )
+        if self.generator.loaded != spec or self.generator.pipe is None:
+            progress.loading(cp.name)
         if self.generator.loaded != spec:
             # The patcher holds the old pipeline and its pristine copies; dropped only
             # after the load, they would keep two SDXLs on the GPU while the new one loads.

@@ -81,6 +81,22 @@ async def test_events_tell_the_story_of_a_job(make_queue, runner):
     assert await collect(handle) == [events[-1]]
 
 
+async def test_a_runner_that_loads_a_checkpoint_says_so_between_started_and_the_steps(make_queue):
+    from engine.queue.handle import Loading
+
+    def runner(job, progress):
+        if job.request["prompt"] == "load":
+            progress.loading("ponyDiffusionV6XL")
+        progress.step(1, 1)
+        return "ok"
+
+    queue = await make_queue(runner=runner)
+    loads = await collect(queue.submit(make_job(prompt="load")))
+    assert loads == [Queued(1), Started(), Loading("ponyDiffusionV6XL"), Step(1, 1), Done("ok")]
+    plain = await collect(queue.submit(make_job()))
+    assert not [e for e in plain if isinstance(e, Loading)]
+
+
 async def test_slow_consumer_does_not_hold_up_the_worker_and_sees_latest_step(make_queue):
     finished = threading.Event()
 

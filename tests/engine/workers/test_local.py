@@ -221,3 +221,26 @@ def test_prompt_weights_near_one_are_not_named_as_a_cause():
     assert _extreme_prompt_weight("((blue hair)), [smile] BREAK (red:1.4)", "") is None
     assert _extreme_prompt_weight("(red:50)", "") == 50
     assert _extreme_prompt_weight("a", "(ugly:0.01)") == 0.01
+
+
+def test_the_runner_announces_a_checkpoint_load_only_when_one_happens(tiny_spec, params, pipeline_cache, tmp_path):
+    from engine.pipeline.generator import Generator
+
+    fresh = GpuRunner(Generator(device="cpu", dtype=torch.float32, cache_dir=pipeline_cache), LoraCache(4), tmp_path)
+    try:
+        for expected in (["tiny"], []):
+            loads: list[str] = []
+            plan_job = QueuedJob(id=f"j{len(expected)}", user_id="t", checkpoint="tiny", request={}, payload=DrawPlan(
+                request=DrawRequest(prompt=params.prompt, negative=params.negative),
+                checkpoint=PlannedCheckpoint(
+                    name=tiny_spec.name, label=tiny_spec.name, path=tiny_spec.path, format=tiny_spec.format,
+                    sha256=tiny_spec.sha256, autov2=None, architecture=Architecture.SDXL, base_model=None,
+                    family=None, family_label=None,
+                ),
+                loras=[],
+                params=dataclasses.replace(params, steps=1),
+            ))
+            fresh(plan_job, Progress(on_loading=loads.append)).result()
+            assert loads == expected
+    finally:
+        fresh.close()
