@@ -66,7 +66,7 @@ def draw(
             locale=locale,
         )
         # Jobs a crash left behind belong to the bot, which re-queues them when it starts.
-        await engine.start(recover=False)
+        await engine.start(recover=False, front_end="cli")
         handle = await engine.submit(request)
         return await _follow(handle, quiet=as_json)
 
