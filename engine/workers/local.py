@@ -37,11 +37,18 @@ from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult, PlannedLora
+from engine.weights import LoraStatus
 from engine.text_input import shorten
 
 _UNMATCHED = Text(
     "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
     "{name}：有 {count} 組權重對不上此模型的任何一層，已略過。",
+)
+_NOTHING_MATCHED = Text(
+    "{name} was not applied: none of its weights match a layer of this checkpoint, so the image "
+    "was drawn without it. It was probably made for another kind of model.",
+    "{name} 沒有套用：它的權重沒有一組對得上此模型的任何一層，因此圖片是在沒有它的情況下繪製的。"
+    "它可能是為其他種類的模型製作的。",
 )
 # Long prompts are read in chunks of 75 tokens, as A1111 reads them; only past the chunk
 # ceiling (prompt_encoder.MAX_TOKENS) is anything lost, and then the user is told what.
@@ -180,7 +187,13 @@ class GpuRunner:
         for lora, report in zip(applied, reports, strict=True):
             lora.matched_modules = report.matched_modules
             lora.unmatched_keys = len(report.unmatched_keys)
-            if report.unmatched_keys:
+            if report.matched_modules == 0 and lora.applied_weight != 0:
+                # Drawn without it: saying "applied" (and naming it in the PNG) would be a lie.
+                lora.status = LoraStatus.NOT_APPLIED
+                msg = Message.of(_NOTHING_MATCHED, name=lora.name)
+                lora.warnings.append(msg)
+                warnings.append(msg)
+            elif report.unmatched_keys:
                 msg = Message.of(_UNMATCHED, name=lora.name, count=len(report.unmatched_keys))
                 lora.warnings.append(msg)
                 warnings.append(msg)

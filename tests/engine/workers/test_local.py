@@ -244,3 +244,26 @@ def test_the_runner_announces_a_checkpoint_load_only_when_one_happens(tiny_spec,
             assert loads == expected
     finally:
         fresh.close()
+
+
+def test_a_lora_that_matches_no_layer_is_reported_as_not_applied(runner, tiny_spec, params, tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.weights import LoraStatus
+
+    stranger = tmp_path / "stranger.safetensors"
+    prefix = "lora_unet_no_such_block_attn"
+    save_file(
+        {
+            f"{prefix}.lora_down.weight": torch.ones(4, 32),
+            f"{prefix}.lora_up.weight": torch.ones(32, 4),
+            f"{prefix}.alpha": torch.tensor(4.0),
+        },
+        str(stranger),
+    )
+    result = _with_lora(runner, tiny_spec, params, stranger)
+    (lora,) = result.plan.loras
+    assert lora.status == LoraStatus.NOT_APPLIED and lora.matched_modules == 0
+    assert any("boom was not applied" in w for w in warnings(result))
+    assert "boom" not in infotext(result).get("Lora hashes", "")
+    assert result.to_json("en")["loras"][0]["status"] == "not_applied"
