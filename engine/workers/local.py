@@ -37,8 +37,8 @@ from engine.pipeline.samplers import get_sampler
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult, PlannedLora
-from engine.weights import LoraStatus
 from engine.text_input import shorten
+from engine.weights import LoraStatus
 
 _UNMATCHED = Text(
     "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
