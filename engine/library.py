@@ -153,8 +153,20 @@ class Library:
         for row in rows:
             # Stems that merely look alike ("style" and "ѕtyle" in Cyrillic) collide too.
             by_key.setdefault((row["category"], skeleton(stem(Path(row["path"])))), []).append(row)
+        # An admin's display name keeps its meaning: a file added later whose name looks
+        # like it is numbered, or autocomplete would show two identical entries.
+        shown = {
+            (r["category"], skeleton(r["display_name"])): r["path"]
+            for r in db.query(
+                "SELECT f.path, f.category, o.display_name FROM files f "
+                "JOIN overrides o ON o.sha256 = f.sha256 WHERE o.display_name IS NOT NULL"
+            )
+        }
         for group in by_key.values():
             for row, wanted in zip(group, _group_names(group), strict=True):
+                holder = shown.get((row["category"], skeleton(wanted)))
+                if holder is not None and holder != row["path"]:
+                    wanted = f"{wanted} (2)"
                 if wanted != row["name"]:
                     db.table("files").update(row["path"], {"name": wanted})
 

@@ -366,3 +366,15 @@ def test_the_skeleton_keeps_apart_names_that_look_different() -> None:
     assert skeleton("style v2") != skeleton("style v3")
     assert skeleton("café") != skeleton("cafe")  # the accent shows
     assert skeleton("ＳＴＹＬＥ\u200b") == skeleton("style") == skeleton("ѕtуlе")
+
+
+def test_a_file_added_later_with_a_name_like_a_display_name_is_numbered(library: Library) -> None:
+    write_kohya_lora(library.loras_dir / "one.safetensors", "sdxl")
+    library.scan()
+    library.set_override(library.find("one"), display_name="Ink Style")
+    write_kohya_lora(library.loras_dir / "ink_style.safetensors", "sdxl", rank=8)
+    write_kohya_lora(library.loras_dir / "Ink Stуle.safetensors", "sdxl", rank=16)  # Cyrillic у
+    library.scan()
+    labels = {e.label for e in library.entries(Category.LORA)}
+    assert labels == {"Ink Stуle (2)", "Ink Style", "ink_style"}
+    assert library.find("Ink Stуle (2)").rank == 16
