@@ -173,7 +173,7 @@ class Engine:
             pristine_on_cpu=pristine_on_cpu(self.settings, generator.device),
         )
         limits = self.admin.limits()
-        store = self.job_store = JobStore(self.dbs, owner=Owner.current(front_end))
+        store = self.job_store = JobStore(self.dbs, owner=Owner.current(front_end, self.settings.root / "locks"))
         self.queue = JobQueue(
             self.runner,
             per_user_cap=limits.queue_per_user,

@@ -10,9 +10,11 @@ the jobs of its own kind and fails those of a dead process of another kind.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import socket
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,19 @@ class Owner:
     host: str
     boot: str | None  # Linux boot id; None where there is no /proc
     started: int | None  # the process's start time in clock ticks since boot, if known
+    # A file this process holds an flock on for its whole life. The kernel drops the lock
+    # when the process dies, however it dies, and the data dir is shared: so this works
+    # across containers (`docker compose run loracle draw` beside the bot), where hostnames
+    # and pid namespaces differ and the pid says nothing.
+    lock: str | None = None
 
     @classmethod
-    def current(cls, kind: str) -> Owner:
+    def current(cls, kind: str, lock_dir: Path | None = None) -> Owner:
         pid = os.getpid()
-        return cls(kind=kind, pid=pid, host=socket.gethostname(), boot=_boot_id(), started=_proc_stat(pid)[1])
+        lock = None if lock_dir is None else _hold_lock(kind, Path(lock_dir).resolve())
+        return cls(
+            kind=kind, pid=pid, host=socket.gethostname(), boot=_boot_id(), started=_proc_stat(pid)[1], lock=lock
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,6 +57,7 @@ class Owner:
                 host=str(data.get("host") or ""),
                 boot=data.get("boot"),
                 started=data.get("started"),
+                lock=data.get("lock"),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -54,6 +65,10 @@ class Owner:
     def is_alive(self) -> bool:
         """False only when this process is known to be gone. A process on another host
         (or a pid namespace we cannot see into) counts as alive: not ours to judge."""
+        if self.lock is not None:
+            held = _lock_held(Path(self.lock))
+            if held is not None:
+                return held
         if self.host != socket.gethostname():
             return True
         boot = _boot_id()
@@ -70,6 +85,59 @@ class Owner:
             return False  # killed, only not yet reaped by its parent
         # A different start time: the pid was reused by a newer process.
         return self.started is None or started is None or started == self.started
+
+
+_HELD: dict[tuple[str, Path], tuple[str, int]] = {}  # this process's locks: path, fd
+
+
+def _hold_lock(kind: str, lock_dir: Path) -> str | None:
+    """Create and lock this process's owner file (once per kind and folder); None if the
+    platform or the folder does not allow it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the pid checks alone
+        return None
+    held = _HELD.get((kind, lock_dir))
+    if held is not None:
+        return held[0]
+    path = lock_dir / f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
+    try:
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return None
+    _HELD[(kind, lock_dir)] = (str(path), fd)  # kept open until the process ends
+    return str(path)
+
+
+def _lock_held(path: Path) -> bool | None:
+    """True while the owner holds `path`; False once it is gone (the file, left behind by a
+    killed process, is removed); None where it cannot be told."""
+    if any(held == str(path) for held, _ in _HELD.values()):
+        return True
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False  # removed by whoever found its owner dead
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return None
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
+    finally:
+        os.close(fd)
 
 
 @functools.cache

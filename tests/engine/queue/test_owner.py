@@ -38,3 +38,36 @@ def test_garbage_in_the_owner_column_is_no_owner():
     assert Owner.from_json(None) is None
     assert Owner.from_json({"kind": "cli"}) is None
     assert Owner.from_json("cli") is None
+
+
+HOLDER = """
+import json, sys, threading
+from engine.queue.owner import Owner
+print(json.dumps(Owner.current("cli", sys.argv[1]).to_json()), flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_killed_process_in_another_container_is_told_by_its_lock(tmp_path):
+    """Another container: another hostname and pid namespace, the same data dir."""
+    import json
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    child = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / "locks")], stdout=subprocess.PIPE, env=env)
+    try:
+        data = json.loads(child.stdout.readline())
+        elsewhere = dataclasses.replace(Owner.from_json(data), host="other-container", pid=1)
+        assert elsewhere.lock is not None and elsewhere.is_alive()
+    finally:
+        child.kill()
+        child.wait()
+    assert not elsewhere.is_alive()
+    assert list((tmp_path / "locks").iterdir()) == []  # the lock file it left is gone too
+
+
+def test_this_processs_own_lock_says_alive(tmp_path):
+    me = Owner.current("bot", tmp_path / "locks")
+    assert me.lock is not None and me.is_alive()
+    assert Owner.current("bot", tmp_path / "locks") == me  # one lock per kind and folder
