@@ -103,6 +103,8 @@ def _hold_lock(kind: str, lock_dir: Path) -> str | None:
     path = lock_dir / f"{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}.lock"
     try:
         lock_dir.mkdir(parents=True, exist_ok=True)
+        for old in lock_dir.glob("*.lock"):  # of processes gone since: unlocked, so removed
+            _lock_held(old)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

@@ -71,3 +71,16 @@ def test_this_processs_own_lock_says_alive(tmp_path):
     me = Owner.current("bot", tmp_path / "locks")
     assert me.lock is not None and me.is_alive()
     assert Owner.current("bot", tmp_path / "locks") == me  # one lock per kind and folder
+
+
+def test_lock_files_of_finished_processes_do_not_pile_up(tmp_path):
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    quick = "import sys; from engine.queue.owner import Owner; Owner.current('cli', sys.argv[1])"
+    for _ in range(3):  # three `loracle draw` runs that ended normally
+        subprocess.run([sys.executable, "-c", quick, str(tmp_path / "locks")], env=env, check=True)
+    assert len(list((tmp_path / "locks").iterdir())) == 1  # the last one's; the next start sweeps it
+    Owner.current("bot", tmp_path / "locks")
+    assert [p.name.split("-")[0] for p in (tmp_path / "locks").iterdir()] == ["bot"]
