@@ -53,3 +53,38 @@ def test_unwritable_out_dir_is_refused_before_drawing(cli, tmp_path: Path) -> No
     result = cli("draw", "1girl", "--out", str(blocker / "images"), "--json", ok=False)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "Cannot write the images" in json.loads(result.stderr)["error"]
+
+
+async def test_the_progress_bar_says_when_a_checkpoint_is_loaded(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import bot.cli.draw as draw_module
+    from engine.queue.handle import Done, Loading, Queued, Started, Step
+
+    class Handle:
+        async def events(self):
+            for event in (Queued(1), Started(), Loading("ponyDiffusionV6XL"), Step(1, 2), Done("result")):
+                yield event
+
+        async def result(self):
+            return "result"
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(draw_module, "err", console)
+    shown: list[str] = []
+
+    from rich.progress import Progress
+
+    real_update = Progress.update
+
+    def update(self, task, **kwargs):
+        if "description" in kwargs:
+            shown.append(kwargs["description"])
+        return real_update(self, task, **kwargs)
+
+    monkeypatch.setattr(Progress, "update", update)
+    assert await draw_module._follow(Handle(), quiet=False) == "result"
+    assert shown == ["queued (position 1)", "starting", "loading checkpoint ponyDiffusionV6XL", "drawing"]
