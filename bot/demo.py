@@ -161,7 +161,7 @@ async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, A
         )
         summary: dict[str, Any] = {"verdicts": {v.lora.name: v.verdict for v in check.loras}}
         if draw:
-            await engine.start(recover=False)  # a crash's jobs are the bot's to re-run
+            await engine.start(recover=False, front_end="demo")  # a crash's jobs are the bot's to re-run
             request = DrawRequest(
                 prompt="masterpiece, best quality, 1girl, smile, flower, watercolor",
                 negative="lowres, bad anatomy",

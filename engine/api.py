@@ -78,17 +78,20 @@ class Engine:
         self.indexing = Indexing()  # a running scan, and requests waiting for it
 
     # -- lifecycle -------------------------------------------------------------------
-    async def start(self, *, generator: Any = None, recover: bool = True) -> None:
+    async def start(self, *, generator: Any = None, recover: bool = True, front_end: str = "bot") -> None:
         """Start the GPU worker (imports torch/diffusers: only front ends that draw).
 
         `recover` re-queues the jobs a crash left in the database. Only the process that
         owns the queue (the bot) may do so: a one-off `loracle draw` next to a running bot
         would otherwise take over the bot's queued jobs and restart its running one.
+        Every job is stamped with its `front_end` process (engine.queue.owner); either way,
+        the jobs of a dead process that only it could deliver are failed.
         """
         from engine.lora.cache import LoraCache
         from engine.pipeline.device import pristine_on_cpu, pristine_read_back, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
         from engine.queue.job_queue import JobQueue
+        from engine.queue.owner import Owner
         from engine.queue.store import JobStore
         from engine.workers.local import GpuRunner
 
@@ -107,7 +110,7 @@ class Engine:
             read_back=pristine_read_back(self.settings),
         )
         limits = self.admin.limits()
-        store = self.job_store = JobStore(self.dbs)
+        store = self.job_store = JobStore(self.dbs, owner=Owner.current(front_end, self.settings.root / "locks"))
         self.queue = JobQueue(
             self.runner,
             per_user_cap=limits.queue_per_user,
@@ -118,6 +121,8 @@ class Engine:
         await self.queue.start()
         if recover:
             self.recovered = await self._recover(store)
+        else:
+            await asyncio.to_thread(store.recover, requeue=False)
 
     async def _recover(self, store: Any) -> list[Any]:
         report = await asyncio.to_thread(store.recover)

@@ -201,6 +201,15 @@ def _m4_job_origin(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m4_job_origin)
 
 
+def _m5_job_owner(db: sqlite_utils.Database) -> None:
+    # The front-end process that submitted the job (engine.queue.owner): a killed
+    # `loracle draw` leaves its jobs to be failed, not re-run by the bot for nobody.
+    db.table("jobs").add_column("owner", str)
+
+
+MIGRATIONS.append(_m5_job_owner)
+
+
 def library_version(db: sqlite_utils.Database) -> int:
     row = db.execute("SELECT value FROM kv WHERE key = 'library_version'").fetchone()
     return int(row[0]) if row else 0

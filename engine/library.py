@@ -22,6 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from engine.confusables import skeleton
 from engine.db import ThreadLocalDB, library_version
 from engine.errors import LibraryError, UnknownNameError
 from engine.files.classify import CheckpointFacts
@@ -105,6 +106,13 @@ _DISABLED = Text(
     "“{name}” is disabled by an admin.",
     "「{name}」已被管理員停用。",
 )
+_NAME_TAKEN = Text(
+    "The name “{name}” looks the same as “{other}” ({category}) and would show as a second, "
+    "identical entry. Choose a name that differs in more than case, look-alike letters or "
+    "invisible characters.",
+    "名稱「{name}」看起來與「{other}」（{category}）相同，會出現兩個一模一樣的選項。"
+    "請選擇一個不只是大小寫、形近字或隱形字元不同的名稱。",
+)
 _WRONG_CATEGORY = Text(
     "“{name}” is a {actual}, not a {wanted}.",
     "「{name}」是 {actual}，不是 {wanted}。",
@@ -146,9 +154,22 @@ class Library:
         rows = list(db.query("SELECT path, category, name, error FROM files"))
         by_key: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for row in rows:
-            by_key.setdefault((row["category"], _fold(stem(Path(row["path"])))), []).append(row)
+            # Stems that merely look alike ("style" and "ѕtyle" in Cyrillic) collide too.
+            by_key.setdefault((row["category"], skeleton(stem(Path(row["path"])))), []).append(row)
+        # An admin's display name keeps its meaning: a file added later whose name looks
+        # like it is numbered, or autocomplete would show two identical entries.
+        shown = {
+            (r["category"], skeleton(r["display_name"])): r["path"]
+            for r in db.query(
+                "SELECT f.path, f.category, o.display_name FROM files f "
+                "JOIN overrides o ON o.sha256 = f.sha256 WHERE o.display_name IS NOT NULL"
+            )
+        }
         for group in by_key.values():
             for row, wanted in zip(group, _group_names(group), strict=True):
+                holder = shown.get((row["category"], skeleton(wanted)))
+                if holder is not None and holder != row["path"]:
+                    wanted = f"{wanted} (2)"
                 if wanted != row["name"]:
                     db.table("files").update(row["path"], {"name": wanted})
 
@@ -262,6 +283,10 @@ class Library:
             raise ValueError(f"unknown override fields: {sorted(unknown)}")
         if not entry.sha256:
             raise LibraryError(_NOT_USABLE, name=entry.name, reason=entry.error or "not hashed yet")
+        if values.get("display_name") is not None:
+            values["display_name"] = clean_name(str(values["display_name"])) or None
+            if values["display_name"] is not None:
+                self._check_unique_label(entry, values["display_name"])
         db = self.dbs.db
         existing = db.table("overrides").get(entry.sha256) if _has_row(db, entry.sha256) else {}
         row = {f: existing.get(f) for f in _OVERRIDE_FIELDS}
@@ -274,6 +299,16 @@ class Library:
             pk="sha256",
         )
         return self.find(entry.name, entry.category)
+
+    def _check_unique_label(self, entry: LibraryEntry, display_name: str) -> None:
+        """A display name may not look like any other file's name or display name."""
+        wanted = skeleton(display_name)
+        for other in self.entries():
+            if other.rel_path == entry.rel_path or (entry.sha256 and other.sha256 == entry.sha256):
+                continue  # itself (or the same file twice): no second entry to confuse it with
+            for shown in (other.name, other.display_name):
+                if shown and skeleton(shown) == wanted:
+                    raise LibraryError(_NAME_TAKEN, name=display_name, other=shown, category=other.category)
 
     def remove(self, entry: LibraryEntry) -> None:
         """Delete the file (or folder) from disk and forget it; overrides stay, keyed by
@@ -297,9 +332,10 @@ def _fold(text: str) -> str:
 
 
 def _group_names(group: list[dict[str, Any]]) -> list[str]:
-    """Names for rows whose stems collide: the relative path without the top folder; when
-    even that collides (`x.safetensors` beside `x.ckpt` or `x.sft`), the one usable file keeps
-    it and the others add their extension, so a broken twin never hides a good file."""
+    """Names for rows whose stems look alike (engine.confusables): the relative path without
+    the top folder; when even that collides (`x.safetensors` beside `x.ckpt` or `x.sft`), the
+    one usable file keeps it and the others add their extension, so a broken twin never hides
+    a good file. Names that still look alike (look-alike letters in one folder) are numbered."""
     if len(group) == 1:
         return [stem(Path(group[0]["path"]))]
     qualified = [_qualified(Path(row["path"]), stem(Path(row["path"]))) for row in group]
@@ -313,6 +349,14 @@ def _group_names(group: list[dict[str, Any]]) -> list[str]:
             if not (len(usable) == 1 and usable[0] == i):
                 rel = Path(group[i]["path"])
                 names[i] = _qualified(rel, rel.name)
+    for key in {skeleton(n) for n in names}:
+        # Plain ASCII first, then by path: the file most people mean keeps the bare name.
+        same = sorted(
+            (i for i, n in enumerate(names) if skeleton(n) == key),
+            key=lambda i: (not names[i].isascii(), group[i]["path"]),
+        )
+        for number, i in enumerate(same[1:], start=2):
+            names[i] = f"{names[i]} ({number})"
     return names
 
 

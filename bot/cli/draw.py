@@ -66,7 +66,7 @@ def draw(
             locale=locale,
         )
         # Jobs a crash left behind belong to the bot, which re-queues them when it starts.
-        await engine.start(recover=False)
+        await engine.start(recover=False, front_end="cli")
         handle = await engine.submit(request)
         return await _follow(handle, quiet=as_json)
 
@@ -96,7 +96,7 @@ async def _follow(handle: JobHandle, *, quiet: bool) -> DrawResult:
     """Show queue position and a step progress bar while the job runs."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from engine.queue.handle import Queued, Step
+    from engine.queue.handle import Loading, Queued, Started, Step
 
     result: DrawResult
     if quiet or not err.is_terminal:
@@ -108,6 +108,10 @@ async def _follow(handle: JobHandle, *, quiet: bool) -> DrawResult:
             match event:
                 case Queued(position=position):
                     bar.update(task, description=f"queued (position {position})")
+                case Started():
+                    bar.update(task, description="starting")
+                case Loading(checkpoint=name):
+                    bar.update(task, description=printable(f"loading checkpoint {name}"))
                 case Step(i=i, n=n):
                     bar.update(task, description="drawing", completed=i, total=n)
     result = await handle.result()

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from bot.discord_app import texts as T
-from engine.queue.handle import JobEvent, Queued, Started, Step
+from engine.queue.handle import JobEvent, Loading, Queued, Started, Step
 
 DEFAULT_INTERVAL = 1.5
 BAR_WIDTH = 12
@@ -53,6 +53,8 @@ def event_text(event: JobEvent, locale: str) -> str | None:
             return T.QUEUED_AT.render(locale, position=position)
         case Started():
             return T.STARTING.render(locale)
+        case Loading(checkpoint=name):
+            return T.LOADING_CHECKPOINT.render(locale, name=name)
         case Step(i=i, n=n):
             return f"{T.DRAWING.render(locale, i=i, n=n)}\n{bar(i, n)}"
     return None

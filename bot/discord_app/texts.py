@@ -44,7 +44,8 @@ LORA_NAME_MISSING = Text(
 # -- job progress ------------------------------------------------------------------------
 QUEUED_NEXT = Text("⏳ Queued: you are next.", "⏳ 排隊中：下一個就是您。")
 QUEUED_AT = Text("⏳ Queued: position {position}.", "⏳ 排隊中：第 {position} 位。")
-STARTING = Text("🎨 Starting (loading the model)…", "🎨 準備中（載入模型）…")
+STARTING = Text("🎨 Starting…", "🎨 準備中…")
+LOADING_CHECKPOINT = Text("📦 Loading checkpoint {name}…", "📦 正在載入主模型 {name}…")
 DRAWING = Text("🎨 Drawing… step {i}/{n}", "🎨 繪製中… 第 {i}/{n} 步")
 DONE = Text("✅ Done.", "✅ 完成。")
 CANCELLED = Text("✖️ Cancelled.", "✖️ 已取消。")

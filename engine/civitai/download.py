@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -117,6 +118,26 @@ def safe_file_name(name: str | None, fallback: str) -> str:
     return stem + SUFFIX
 
 
+# A download in progress rewrites its part file every chunk; one untouched this long was
+# left by a process killed mid-download (SIGKILL, OOM killer, power loss), which had no
+# chance to delete it, and may hold gigabytes.
+STALE_PART_S = 3600.0
+
+
+def remove_stale_parts(dest_dir: Path, *, older_than: float = STALE_PART_S) -> list[Path]:
+    """Delete the `.loracle-*.part` files a killed download left in `dest_dir`; returns them."""
+    removed: list[Path] = []
+    cutoff = time.time() - older_than
+    for part in dest_dir.glob(".loracle-*.part"):
+        try:
+            if part.is_file() and not part.is_symlink() and part.stat().st_mtime < cutoff:
+                part.unlink()
+                removed.append(part)
+        except OSError:
+            continue  # gone already, or not ours to delete
+    return removed
+
+
 async def download_version(
     client: CivitaiClient,
     version: ModelVersion,
@@ -137,6 +158,7 @@ async def download_version(
     dest_dir = Path(dest_dir)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_parts(dest_dir)
         fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=".loracle-", suffix=".part")
     except OSError as exc:
         raise LibraryError(WRITE_FAILED, name=name, reason=exc.strerror or type(exc).__name__) from None

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
+import numpy as np
 import torch
 
 from engine.errors import JobCancelledError, JobFailedError, LimitError, LoracleError
@@ -41,6 +42,25 @@ SIZE_MULTIPLE = 8
 MIN_SIZE = 64
 _MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed accepts unsigned 64-bit seeds
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
+
+class NonFiniteImageError(JobFailedError):
+    """The denoise or the decode produced NaN or infinite values: the picture would be black.
+
+    diffusers turns NaN pixels into 0 when it converts them to 8-bit, so without this check
+    an overflowed job would "succeed" with an all-black image. The check runs on what
+    diffusers hands back, i.e. after its own rescue (the float32 VAE upcast of fp16), so
+    only pictures that really are lost fail. `stage` is "latents" or "pixels".
+    """
+
+    default_text = Text(
+        "The picture came out empty (NaN values: a number overflowed while drawing).",
+        "圖片是空的（數值溢位，出現 NaN）。",
+    )
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        super().__init__()
 
 
 class _Cancelled(Exception):
@@ -186,6 +206,15 @@ class Generator:
                 raise _Cancelled
             return kwargs
 
+        def check_latents(module: Any, args: tuple[Any, ...]) -> None:
+            # On the decoder's input, i.e. once the denoise is over: one device sync per
+            # job, and a NaN never turns finite again. (Asking the step callback for the
+            # latents would make diffusers keep them in a locals() snapshot that outlives
+            # a cancelled job.)
+            if not bool(torch.isfinite(args[0]).all()):
+                raise NonFiniteImageError("latents")
+
+        hook = pipe.vae.decoder.register_forward_pre_hook(check_latents)
         try:
             with torch.inference_mode():
                 result = pipe(
@@ -200,9 +229,13 @@ class Generator:
                     generator=generators,
                     callback_on_step_end=step_end,
                     callback_on_step_end_tensor_inputs=[],
-                    output_type="pil",
+                    # Floats, not PIL: the conversion to 8-bit would turn NaN into black.
+                    output_type="np",
                 )
-            return list(result.images)
+            pixels = result.images
+            if not np.isfinite(pixels).all():
+                raise NonFiniteImageError("pixels")
+            return list(pipe.image_processor.numpy_to_pil(pixels))
         except _Cancelled as exc:
             self._recover(exc)
             raise JobCancelledError() from None
@@ -212,6 +245,8 @@ class Generator:
         except Exception as exc:
             self._recover(exc)
             raise _failure(exc) from exc
+        finally:
+            hook.remove()
 
     # -- internals ---------------------------------------------------------------------
 

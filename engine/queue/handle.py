@@ -34,6 +34,17 @@ class Started:
 
 
 @dataclass(frozen=True)
+class Loading:
+    """The worker loads `checkpoint` (its display name) before drawing: seconds to minutes.
+
+    Posted by the runner through `Progress.loading`, only when a load really happens; a job
+    on the checkpoint already loaded goes from Started straight to its steps.
+    """
+
+    checkpoint: str
+
+
+@dataclass(frozen=True)
 class Step:
     i: int
     n: int
@@ -55,7 +66,7 @@ class Cancelled:
     pass
 
 
-JobEvent: TypeAlias = Queued | Started | Step | Done | Failed | Cancelled
+JobEvent: TypeAlias = Queued | Started | Loading | Step | Done | Failed | Cancelled
 TERMINAL = (Done, Failed, Cancelled)
 
 
@@ -155,7 +166,7 @@ class JobHandle:
                 if event.position == self._position:
                     return
                 self._position = event.position
-            elif isinstance(event, (Started, Step)):
+            elif isinstance(event, (Started, Loading, Step)):
                 self._position = 0
             else:
                 self._position = None

@@ -43,8 +43,13 @@ class Progress:
     `check_cancelled()`) there, because a GPU kernel cannot be interrupted from outside.
     """
 
-    def __init__(self, on_step: Callable[[int, int, str | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_step: Callable[[int, int, str | None], None] | None = None,
+        on_loading: Callable[[str], None] | None = None,
+    ) -> None:
         self._on_step = on_step
+        self._on_loading = on_loading
         self._cancel = threading.Event()
         self.last: tuple[int, int] | None = None
 
@@ -52,6 +57,11 @@ class Progress:
         self.last = (i, n)
         if self._on_step is not None:
             self._on_step(i, n, note)
+
+    def loading(self, checkpoint: str) -> None:
+        """The runner is about to load `checkpoint` (not called when it is loaded already)."""
+        if self._on_loading is not None:
+            self._on_loading(checkpoint)
 
     @property
     def cancelled(self) -> bool:

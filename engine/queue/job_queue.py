@@ -36,7 +36,7 @@ from engine.queue.failures import (
     as_job_failure,
     default_summary,
 )
-from engine.queue.handle import Cancelled, Done, Failed, JobEvent, JobHandle, Queued, Started, Step
+from engine.queue.handle import Cancelled, Done, Failed, JobEvent, JobHandle, Loading, Queued, Started, Step
 from engine.queue.job import Progress, QueuedJob, Runner
 from engine.queue.scheduler import Scheduler
 from engine.queue.store import JobStore
@@ -46,6 +46,13 @@ log = logging.getLogger(__name__)
 def _step_poster(handle: JobHandle) -> Callable[[int, int, str | None], None]:
     def post(i: int, n: int, note: str | None) -> None:
         handle._post(Step(i, n, note))
+
+    return post
+
+
+def _loading_poster(handle: JobHandle) -> Callable[[str], None]:
+    def post(checkpoint: str) -> None:
+        handle._post(Loading(checkpoint))
 
     return post
 
@@ -341,7 +348,7 @@ class JobQueue:
                         continue
                     job = picked.job
                     handle = self._handles[job.id]
-                    progress = Progress(on_step=_step_poster(handle))
+                    progress = Progress(on_step=_step_poster(handle), on_loading=_loading_poster(handle))
                     self._running = _Running(job, handle, progress)
                     handle._post(Started())
                     self._announce_positions()

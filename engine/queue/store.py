@@ -28,10 +28,12 @@ import sqlite_utils
 
 from engine.db import ThreadLocalDB
 from engine.queue.job import QueuedJob
+from engine.queue.owner import Owner
 
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 INTERRUPTED = "Interrupted by a restart {attempts} times; not tried again."
+ORPHANED = "Its {kind} process (pid {pid}) ended before the job finished; nobody was left to deliver it."
 
 
 class DBSource(Protocol):
@@ -61,6 +63,7 @@ class JobRow:
     started_at: float | None
     finished_at: float | None
     attempts: int
+    owner: dict[str, Any] | None = None  # engine.queue.owner.Owner as JSON
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> JobRow:
@@ -77,6 +80,7 @@ class JobRow:
             started_at=row.get("started_at"),
             finished_at=row.get("finished_at"),
             attempts=row.get("attempts") or 0,
+            owner=json.loads(row["owner"]) if row.get("owner") else None,
         )
 
     # Read like the sqlite row it came from too: row["request"], row.get("created_at").
@@ -121,6 +125,7 @@ class JobStore:
         db_source: DBSource | sqlite_utils.Database | Path | str,
         *,
         clock: Callable[[], float] = time.time,
+        owner: Owner | None = None,
     ) -> None:
         if isinstance(db_source, (str, Path)):
             db_source = ThreadLocalDB(db_source)
@@ -128,6 +133,9 @@ class JobStore:
             db_source = _Fixed(db_source)
         self._source: DBSource = db_source
         self._clock = clock
+        # Stamped on every job this store records; None (scripts, tests) stamps none.
+        self.owner = owner
+        self._owner_json = None if owner is None else json.dumps(owner.to_json())
 
     @property
     def db(self) -> sqlite_utils.Database:
@@ -160,9 +168,9 @@ class JobStore:
         with self._transaction() as db:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO jobs (id, user_id, origin, checkpoint, "
-                "status, request, created_at, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+                "status, request, created_at, attempts, owner) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
                 [job.id, job.user_id, _origin_json(job), job.checkpoint, QUEUED,
-                 json.dumps(job.request, ensure_ascii=False), job.created_at],
+                 json.dumps(job.request, ensure_ascii=False), job.created_at, self._owner_json],
             )
             return cursor.rowcount == 1
 
@@ -202,8 +210,7 @@ class JobStore:
             )
             return cursor.rowcount == 1
 
-    @staticmethod
-    def _row(job: QueuedJob) -> dict[str, Any]:
+    def _row(self, job: QueuedJob) -> dict[str, Any]:
         return {
             "id": job.id,
             "user_id": job.user_id,
@@ -217,6 +224,7 @@ class JobStore:
             "started_at": None,
             "finished_at": None,
             "attempts": 0,
+            "owner": self._owner_json,
         }
 
     # -- reads -------------------------------------------------------------------------
@@ -253,33 +261,57 @@ class JobStore:
 
     # -- start-up ----------------------------------------------------------------------
 
-    def recover(self, max_attempts: int = 2) -> RecoveryReport:
+    def recover(self, max_attempts: int = 2, *, requeue: bool = True) -> RecoveryReport:
         """Settle jobs a crash left behind; call once at start-up, before the queue runs.
 
         `running` rows were interrupted: attempts+1, then queued again if attempts is still
         below `max_attempts`, else failed with the reason. `queued` rows are queued again
         as they are. Returned oldest first, ready for JobQueue.resubmit.
+
+        With an `owner`, only jobs of its own front-end kind are queued again (and become
+        its own); a job of a dead process of another kind is failed, because only that
+        process could have delivered it; a job of a live process is left to it. With
+        `requeue=False` (a one-off CLI run) nothing is queued again: the jobs of dead
+        processes of its own kind are failed, all others are left for the bot.
         """
-        requeue: list[str] = []
+        take: list[str] = []
         failed: list[str] = []
         now = self._clock()
         with self._transaction() as db:
             rows = list(db.query(
-                "SELECT id, status, attempts FROM jobs WHERE status IN (?, ?) "
+                "SELECT id, status, attempts, owner FROM jobs WHERE status IN (?, ?) "
                 "ORDER BY created_at, rowid",
                 [QUEUED, RUNNING],
             ))
             for row in rows:
+                owner = Owner.from_json(json.loads(row["owner"])) if row["owner"] else None
+                if self.owner is not None and owner is not None:
+                    # Rows of this very process were left by an engine it closed: its own.
+                    if owner != self.owner and owner.is_alive():
+                        continue  # a live front end's job: it delivers it itself
+                    mine = owner.kind == self.owner.kind
+                    if not requeue and not mine:
+                        continue  # the recovering front end (the bot) decides these
+                    if not (requeue and mine):
+                        db.execute(
+                            "UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                            [FAILED, ORPHANED.format(kind=owner.kind, pid=owner.pid), now, row["id"]],
+                        )
+                        failed.append(row["id"])
+                        continue
+                if not requeue:
+                    continue
                 if row["status"] == QUEUED:
-                    requeue.append(row["id"])
+                    db.execute("UPDATE jobs SET owner = ? WHERE id = ?", [self._owner_json, row["id"]])
+                    take.append(row["id"])
                     continue
                 attempts = (row["attempts"] or 0) + 1
                 if attempts < max_attempts:
                     db.execute(
-                        "UPDATE jobs SET status = ?, attempts = ?, started_at = NULL WHERE id = ?",
-                        [QUEUED, attempts, row["id"]],
+                        "UPDATE jobs SET status = ?, attempts = ?, started_at = NULL, owner = ? WHERE id = ?",
+                        [QUEUED, attempts, self._owner_json, row["id"]],
                     )
-                    requeue.append(row["id"])
+                    take.append(row["id"])
                 else:
                     db.execute(
                         "UPDATE jobs SET status = ?, attempts = ?, error = ?, finished_at = ? "
@@ -288,6 +320,6 @@ class JobStore:
                     )
                     failed.append(row["id"])
         return RecoveryReport(
-            requeue=[found for job_id in requeue if (found := self.get(job_id)) is not None],
+            requeue=[found for job_id in take if (found := self.get(job_id)) is not None],
             failed=[found for job_id in failed if (found := self.get(job_id)) is not None],
         )

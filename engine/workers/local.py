@@ -9,21 +9,32 @@ its output thread and returns a future (the queue settles the job when it comple
 
 from __future__ import annotations
 
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 from typing import Literal
 
+import torch
 from PIL.Image import Image
 
+from engine.errors import JobFailedError
 from engine.i18n import Message, Text
 from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
-from engine.pipeline.generator import Generator, effective_cfg, free_memory, release_frames
+from engine.pipeline.generator import (
+    Generator,
+    NonFiniteImageError,
+    effective_cfg,
+    free_memory,
+    release_frames,
+)
 from engine.pipeline.loader import CheckpointSpec
 from engine.pipeline.prompt_encoder import MAX_TOKENS
+from engine.pipeline.prompt_weights import parse_prompt_attention
 from engine.pipeline.samplers import get_sampler
+from engine.planning.lora_weights import LoraStatus
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.job import Progress, QueuedJob
 from engine.requests import DrawPlan, DrawResult, PlannedLora
@@ -32,6 +43,12 @@ from engine.text_input import clean_prompt, shorten
 _UNMATCHED = Text(
     "{name}: {count} of its weights match no layer of this checkpoint and were skipped.",
     "{name}：有 {count} 組權重對不上此模型的任何一層，已略過。",
+)
+_NOTHING_MATCHED = Text(
+    "{name} was not applied: none of its weights match a layer of this checkpoint, so the image "
+    "was drawn without it. It was probably made for another kind of model.",
+    "{name} 沒有套用：它的權重沒有一組對得上此模型的任何一層，因此圖片是在沒有它的情況下繪製的。"
+    "它可能是為其他種類的模型製作的。",
 )
 # Long prompts are read in chunks of 75 tokens, as A1111 reads them; only past the chunk
 # ceiling (prompt_encoder.MAX_TOKENS) is anything lost, and then the user is told what.
@@ -52,6 +69,56 @@ _LOW_CFG = Text(
     "CFG 值 {cfg} 的效果與 1 相同：低於 1 時只依提示詞繪圖，不使用負面提示詞。圖片的參數記錄為 CFG 1，以便重現。",
 )
 _FORMATS: dict[str, Literal["safetensors", "diffusers"]] = {"safetensors": "safetensors", "diffusers": "diffusers"}
+
+
+_OVERFLOW = Text(
+    "The picture came out black: numbers overflowed (NaN) while {stage}, so nothing was delivered. "
+    "Likely cause: {causes_en}. Lower the weights and try again.",
+    "圖片變成全黑：{stage_zh}時數值溢位（NaN），因此沒有送出任何圖片。可能原因：{causes_zh}。請降低權重後再試。",
+)
+# Above this an A1111 attention weight is unusual enough to be named as a suspect.
+_SUSPECT_PROMPT_WEIGHT = 2.0
+
+
+def _overflow_failure(exc: NonFiniteImageError, plan: DrawPlan, dtype: torch.dtype) -> JobFailedError:
+    """What most likely overflowed, named so the user can change it: the LoRAs and their
+    weights, extreme prompt weights, and half precision itself."""
+    en: list[str] = []
+    zh: list[str] = []
+    loras = [f"{lora.name} at weight {format_number(lora.applied_weight)}" for lora in plan.applied_loras]
+    if loras:
+        en.append("the LoRAs applied (" + ", ".join(loras) + ")")
+        zh.append("套用的 LoRA（" + "、".join(l.replace(" at weight ", " 權重 ") for l in loras) + "）")
+    extreme = _extreme_prompt_weight(plan.params.prompt, plan.params.negative)
+    if extreme is not None:
+        en.append(f"a prompt weight of {format_number(extreme)}")
+        zh.append(f"提示詞權重 {format_number(extreme)}")
+    if dtype in (torch.float16, torch.bfloat16):
+        name = "float16" if dtype == torch.float16 else "bfloat16"
+        en.append(f"{name} overflow (half precision holds numbers only up to a limit)")
+        zh.append(f"{name} 溢位（半精度可表示的數值有上限）")
+    if not en:
+        en.append("a number too large for the model")
+        zh.append("數值超出模型可處理的範圍")
+    drawing = exc.stage == "latents"
+    return JobFailedError(
+        _OVERFLOW,
+        stage="drawing" if drawing else "decoding the picture",
+        stage_zh="繪圖" if drawing else "解碼圖片",
+        causes_en="; or ".join(en),
+        causes_zh="；或".join(zh),
+    )
+
+
+def _extreme_prompt_weight(*prompts: str) -> float | None:
+    """The attention weight farthest from 1 in the prompts, if it is far enough to suspect."""
+    weights = [w for text in prompts for frag, w in parse_prompt_attention(text) if (frag, w) != ("BREAK", -1.0)]
+
+    def distance(w: float) -> float:
+        return abs(math.log(abs(w))) if w and math.isfinite(w) else math.inf
+
+    worst = max(weights, key=distance, default=1.0)
+    return worst if distance(worst) >= math.log(_SUSPECT_PROMPT_WEIGHT) else None
 
 
 def _lora_spec(lora: PlannedLora) -> LoraSpec:
@@ -103,6 +170,8 @@ class GpuRunner:
             vae_path=cp.vae_path,
             facts=cp.facts,
         )
+        if self.generator.loaded != spec or self.generator.pipe is None:
+            progress.loading(cp.name)
         if self.generator.loaded != spec:
             # The patcher holds the old pipeline and its pristine copies; dropped only
             # after the load, they would keep two SDXLs on the GPU while the new one loads.
@@ -127,13 +196,22 @@ class GpuRunner:
         for lora, report in zip(applied, reports, strict=True):
             lora.matched_modules = report.matched_modules
             lora.unmatched_keys = len(report.unmatched_keys)
-            if report.unmatched_keys:
+            if report.matched_modules == 0 and lora.applied_weight != 0:
+                # Drawn without it: saying "applied" (and naming it in the PNG) would be a lie.
+                lora.status = LoraStatus.NOT_APPLIED
+                msg = Message.of(_NOTHING_MATCHED, name=lora.name)
+                lora.warnings.append(msg)
+                warnings.append(msg)
+            elif report.unmatched_keys:
                 msg = Message.of(_UNMATCHED, name=lora.name, count=len(report.unmatched_keys))
                 lora.warnings.append(msg)
                 warnings.append(msg)
-        images = self.generator.generate(
-            plan.params, on_step=progress.step, should_cancel=lambda: progress.cancelled
-        )
+        try:
+            images = self.generator.generate(
+                plan.params, on_step=progress.step, should_cancel=lambda: progress.cancelled
+            )
+        except NonFiniteImageError as exc:
+            raise _overflow_failure(exc, plan, self.generator.dtype) from exc
         dropped = self.generator.last_dropped
         if dropped.prompt:
             warnings.append(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import library_scan
+from engine.confusables import skeleton
 from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, UnknownNameError
 from engine.kinds import Architecture, Category, FileKind
@@ -308,3 +309,72 @@ def test_rows_from_an_older_scan_are_examined_again(library: Library) -> None:
     assert report.updated == ["models/m.safetensors"]
     assert library.find("m").checkpoint_facts.has_vae
     assert library.scan().unchanged == 1
+
+
+# -- names that only look different ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "look_alike",
+    [
+        "Ink Style",  # the very name
+        "ink style",  # another case
+        "Ink Stуle",  # Cyrillic у
+        "Іnk Style",  # Cyrillic І
+        "Ｉｎｋ Ｓｔｙｌｅ",  # full-width
+        "In\u200dk Style",  # zero-width joiner
+        "Ink  Style",  # two spaces
+        "Ιnk Styl\u0435",  # Greek Ι, Cyrillic е
+    ],
+)
+def test_a_display_name_that_looks_like_another_files_name_is_refused(library: Library, look_alike: str) -> None:
+    write_kohya_lora(library.loras_dir / "Ink Style.safetensors", "sdxl")
+    write_kohya_lora(library.loras_dir / "other.safetensors", "sdxl", rank=8)
+    library.scan()
+    with pytest.raises(LibraryError) as err:
+        library.set_override(library.find("other"), display_name=look_alike)
+    assert "“Ink Style”" in str(err.value) and "looks the same" in str(err.value)
+    assert library.find("other").display_name is None
+
+
+def test_a_display_name_that_looks_like_another_display_name_is_refused(library: Library) -> None:
+    write_kohya_lora(library.loras_dir / "one.safetensors", "sdxl")
+    write_kohya_lora(library.loras_dir / "two.safetensors", "sdxl", rank=8)
+    library.scan()
+    library.set_override(library.find("one"), display_name="Watercolor")
+    with pytest.raises(LibraryError, match="“Watercolor”"):
+        library.set_override(library.find("two"), display_name="Wаtercolor")  # Cyrillic а
+    # Its own name, or a new spelling of its own display name, is no clash.
+    assert library.set_override(library.find("one"), display_name="WATERCOLOR").display_name == "WATERCOLOR"
+    assert library.set_override(library.find("two"), display_name="Two").display_name == "Two"
+    assert library.set_override(library.find("two"), display_name="two").display_name == "two"
+
+
+def test_file_names_that_look_alike_are_shown_distinguishably(library: Library) -> None:
+    write_kohya_lora(library.loras_dir / "style.safetensors", "sdxl")
+    write_kohya_lora(library.loras_dir / "ѕtyle.safetensors", "sdxl", rank=8)  # Cyrillic ѕ
+    (library.loras_dir / "sub").mkdir()
+    write_kohya_lora(library.loras_dir / "sub" / "stylе.safetensors", "sdxl", rank=16)  # Cyrillic е
+    library.scan()
+    names = sorted(e.name for e in library.entries(Category.LORA))
+    assert names == ["style", "sub/stylе", "ѕtyle (2)"]
+    assert library.find("style").rank == 4  # plain ASCII keeps the bare name
+    assert len({skeleton(n) for n in names}) == 3
+
+
+def test_the_skeleton_keeps_apart_names_that_look_different() -> None:
+    assert skeleton("style v2") != skeleton("style v3")
+    assert skeleton("café") != skeleton("cafe")  # the accent shows
+    assert skeleton("ＳＴＹＬＥ\u200b") == skeleton("style") == skeleton("ѕtуlе")
+
+
+def test_a_file_added_later_with_a_name_like_a_display_name_is_numbered(library: Library) -> None:
+    write_kohya_lora(library.loras_dir / "one.safetensors", "sdxl")
+    library.scan()
+    library.set_override(library.find("one"), display_name="Ink Style")
+    write_kohya_lora(library.loras_dir / "ink_style.safetensors", "sdxl", rank=8)
+    write_kohya_lora(library.loras_dir / "Ink Stуle.safetensors", "sdxl", rank=16)  # Cyrillic у
+    library.scan()
+    labels = {e.label for e in library.entries(Category.LORA)}
+    assert labels == {"Ink Stуle (2)", "Ink Style", "ink_style"}
+    assert library.find("Ink Stуle (2)").rank == 16

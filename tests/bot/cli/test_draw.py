@@ -59,3 +59,38 @@ def test_draw_with_an_incompatible_lora_exits_1_naming_both_architectures(cli) -
     assert result.exit_code == 1
     error = json.loads(result.stderr)
     assert error["type"] == "IncompatibleError" and "SD 1.x LoRA" in error["error"] and "SDXL checkpoint" in error["error"]
+
+
+async def test_the_progress_bar_says_when_a_checkpoint_is_loaded(monkeypatch) -> None:
+    import io
+
+    from rich.console import Console
+
+    import bot.cli.draw as draw_module
+    from engine.queue.handle import Done, Loading, Queued, Started, Step
+
+    class Handle:
+        async def events(self):
+            for event in (Queued(1), Started(), Loading("ponyDiffusionV6XL"), Step(1, 2), Done("result")):
+                yield event
+
+        async def result(self):
+            return "result"
+
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=100)
+    monkeypatch.setattr(draw_module, "err", console)
+    shown: list[str] = []
+
+    from rich.progress import Progress
+
+    real_update = Progress.update
+
+    def update(self, task, **kwargs):
+        if "description" in kwargs:
+            shown.append(kwargs["description"])
+        return real_update(self, task, **kwargs)
+
+    monkeypatch.setattr(Progress, "update", update)
+    assert await draw_module._follow(Handle(), quiet=False) == "result"
+    assert shown == ["queued (position 1)", "starting", "loading checkpoint ponyDiffusionV6XL", "drawing"]

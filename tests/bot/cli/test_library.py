@@ -102,3 +102,15 @@ def test_names_with_control_characters_are_escaped_not_obeyed(cli, demo_dir: Pat
         assert "\x1b" not in output
         assert "evil\\x1b[31mred\\nforged_row" in output
         assert not any(line.startswith("forged_row") for line in output.splitlines())
+
+
+def test_library_set_refuses_a_display_name_that_looks_like_another_file(cli) -> None:
+    result = cli("library", "set", "demo_mystery", "--name", "DEMO_PONY_STYLE", ok=False)
+    assert result.exit_code == 1 and "looks the same as “demo_pony_style”" in result.stderr
+    result = cli("library", "set", "demo_mystery", "--name", "demo_pony_ѕtyle", ok=False)  # Cyrillic ѕ
+    assert result.exit_code == 1
+    cli("library", "set", "demo_mystery", "--name", "Ink Pony")
+    result = cli("library", "set", "demo_pony_style", "--name", "In\u200dk Pony", ok=False)
+    assert result.exit_code == 1
+    result = cli("library", "set", "demo_pony_style", "--name", "ink pony", ok=False)
+    assert result.exit_code == 1 and "“Ink Pony”" in result.stderr

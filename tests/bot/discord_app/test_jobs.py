@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.discord_app.jobs import DrawService, RequestMemory
-from engine.queue.handle import Cancelled, Queued, Started, Step
+from engine.queue.handle import Cancelled, Loading, Queued, Started, Step
 from engine.requests import DrawRequest
 
 
@@ -65,12 +65,15 @@ async def test_fast_events_collapse_into_few_edits_and_the_latest_is_shown():
 
 
 async def test_unthrottled_follow_shows_every_change_once():
-    timeline = [(0, Queued(1)), (0, Queued(1)), (0, Started()), (0, Step(1, 2)), (0, Cancelled())]
+    timeline = [
+        (0, Queued(1)), (0, Queued(1)), (0, Started()), (0, Loading("ponyXL")), (0, Step(1, 2)), (0, Cancelled()),
+    ]
     reply = RecordingReply()
     await service(0).follow(TimedHandle(timeline), reply, 1, "en")
     assert reply.shown == [
         "⏳ Queued: you are next.",
-        "🎨 Starting (loading the model)…",
+        "🎨 Starting…",
+        "📦 Loading checkpoint ponyXL…",
         "🎨 Drawing… step 1/2\n▰▰▰▰▰▰▱▱▱▱▱▱",
     ]
 

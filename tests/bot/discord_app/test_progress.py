@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.discord_app.progress import Throttle, bar, download_text, event_text
-from engine.queue.handle import Done, Queued, Started, Step
+from engine.queue.handle import Done, Loading, Queued, Started, Step
 
 
 class Clock:
@@ -28,7 +28,9 @@ def test_throttle_allows_one_action_per_interval():
 def test_event_lines():
     assert event_text(Queued(1), "en") == "⏳ Queued: you are next."
     assert event_text(Queued(4), "zh-TW") == "⏳ 排隊中：第 4 位。"
-    assert event_text(Started(), "en").startswith("🎨 Starting")
+    assert event_text(Started(), "en") == "🎨 Starting…"  # no load is claimed: it may not happen
+    assert event_text(Loading("ponyDiffusionV6XL"), "en") == "📦 Loading checkpoint ponyDiffusionV6XL…"
+    assert "ponyDiffusionV6XL" in event_text(Loading("ponyDiffusionV6XL"), "zh-TW")
     assert event_text(Step(7, 28), "en") == "🎨 Drawing… step 7/28\n▰▰▰▱▱▱▱▱▱▱▱▱"
     assert event_text(Done(None), "en") is None
 

@@ -149,3 +149,13 @@ async def test_admin_changes_reach_the_real_engine(world):
     assert check.fields[0].name == "🟡 other family · demo_mystery"
     refused = await world.moderator.slash(world.channel, "admin set", name="demo_mystery", nsfw=True)
     assert private_text(refused).startswith("Only Loracle's admins")
+
+
+async def test_admin_set_refuses_a_display_name_that_looks_like_another_file(world):
+    refused = await world.admin.slash(
+        world.channel, "admin set", name="demo_mystery", display_name="dеmo_pony_style"  # Cyrillic е
+    )
+    text = private_text(refused)
+    assert "looks the same as “demo_pony_style”" in text
+    fine = await world.admin.slash(world.channel, "admin set", name="demo_mystery", display_name="Mystery Box")
+    assert private_text(fine).startswith("**Mystery Box**")

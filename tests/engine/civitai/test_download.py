@@ -386,3 +386,26 @@ async def test_storage_refusing_the_signed_link_is_not_blamed_on_the_key(fake: F
         await download_version(client, _version(fake), tmp_path, max_bytes=10**6)
     assert "refused the request (HTTP 403)" in str(info.value) and "API key" not in str(info.value)
     assert _listing(tmp_path) == []
+
+
+async def test_part_files_a_killed_download_left_are_removed_by_the_next_one(
+    fake: FakeCivitai, make_client, tmp_path
+):
+    import os
+    import time
+
+    loras = tmp_path / "loras"
+    loras.mkdir()
+    stale = loras / ".loracle-abc123.part"  # what SIGKILL mid-download leaves behind
+    stale.write_bytes(b"x" * 1000)
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    live = loras / ".loracle-def456.part"  # another process's download, still being written
+    live.write_bytes(b"y")
+    unrelated = loras / ".hidden-notes.part"
+    unrelated.write_bytes(b"z")
+    os.utime(unrelated, (two_hours_ago, two_hours_ago))
+
+    version = _version(fake, file_name="my_lora.safetensors")
+    await download_version(await make_client(), version, loras, max_bytes=10**6)
+    assert _listing(loras) == [".hidden-notes.part", ".loracle-def456.part", "my_lora.safetensors"]

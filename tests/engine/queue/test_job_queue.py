@@ -81,6 +81,22 @@ async def test_events_tell_the_story_of_a_job(make_queue, runner):
     assert await collect(handle) == [events[-1]]
 
 
+async def test_a_runner_that_loads_a_checkpoint_says_so_between_started_and_the_steps(make_queue):
+    from engine.queue.handle import Loading
+
+    def runner(job, progress):
+        if job.request["prompt"] == "load":
+            progress.loading("ponyDiffusionV6XL")
+        progress.step(1, 1)
+        return "ok"
+
+    queue = await make_queue(runner=runner)
+    loads = await collect(queue.submit(make_job(prompt="load")))
+    assert loads == [Queued(1), Started(), Loading("ponyDiffusionV6XL"), Step(1, 1), Done("ok")]
+    plain = await collect(queue.submit(make_job()))
+    assert not [e for e in plain if isinstance(e, Loading)]
+
+
 async def test_slow_consumer_does_not_hold_up_the_worker_and_sees_latest_step(make_queue):
     finished = threading.Event()
 
@@ -406,6 +422,81 @@ async def test_nothing_vanishes_when_the_process_is_killed_mid_job(make_queue, r
         await outcome(handle)
     assert [r.status for r in store.rows()] == ["done"] * 3
     assert [r.request["i"] for r in store.rows()] == [0, 1, 2]
+
+
+OWNED_PROCESS = """
+import asyncio, sys, threading
+from engine.db import ThreadLocalDB
+from engine.queue import JobQueue, JobStore, QueuedJob
+from engine.queue.owner import Owner
+
+async def main(path, kind):
+    store = JobStore(ThreadLocalDB(path), owner=Owner.current(kind))
+    def runner(job, progress):
+        print("RUNNING", job.id, flush=True)
+        threading.Event().wait()  # hangs until the process is killed
+    queue = JobQueue(runner, per_user_cap=3, affinity_limit=2, store=store)
+    queue.submit(QueuedJob(user_id=kind, checkpoint="c", request={"kind": kind}))
+    queue.submit(QueuedJob(user_id=kind, checkpoint="c", request={"kind": kind}))
+    await queue.start()
+    await asyncio.Event().wait()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def _start_owned(path, kind):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", OWNED_PROCESS, str(path), kind,
+        stdout=asyncio.subprocess.PIPE, env=env, cwd=str(REPO),
+    )
+    line = await asyncio.wait_for(process.stdout.readline(), 20)
+    assert line.startswith(b"RUNNING "), line
+    return process
+
+
+async def test_a_killed_cli_leaves_no_job_running_and_the_bot_recovers_only_its_own(tmp_path):
+    from engine.queue.owner import Owner
+
+    path = tmp_path / "owned.db"
+    cli = await _start_owned(path, "cli")
+    bot_store = JobStore(ThreadLocalDB(path), owner=Owner.current("bot"))
+    try:
+        # While the CLI lives its jobs are its own: the bot starting beside it takes none.
+        report = bot_store.recover()
+        assert report.requeue == [] and report.failed == []
+        assert sorted(r.status for r in bot_store.rows()) == ["queued", "running"]
+    finally:
+        cli.kill()
+        await cli.wait()
+
+    old_bot = await _start_owned(path, "bot")  # a bot that crashes with its own jobs
+    old_bot.kill()
+    await old_bot.wait()
+
+    report = bot_store.recover()
+    assert sorted(r.request["kind"] for r in report.requeue) == ["bot", "bot"]
+    assert all(r.owner == Owner.current("bot").to_json() for r in report.requeue)  # now this bot's
+    assert [r.request["kind"] for r in report.failed] == ["cli", "cli"]
+    assert all(f"cli process (pid {cli.pid}) ended" in r.error for r in report.failed)
+    assert not [r for r in bot_store.rows() if r.status == "running"]
+
+
+async def test_a_cli_run_fails_the_jobs_of_a_killed_cli_and_leaves_the_bots_alone(tmp_path):
+    from engine.queue.owner import Owner
+
+    path = tmp_path / "owned.db"
+    for kind in ("cli", "bot"):
+        process = await _start_owned(path, kind)
+        process.kill()
+        await process.wait()
+    report = JobStore(ThreadLocalDB(path), owner=Owner.current("cli")).recover(requeue=False)
+    assert report.requeue == [] and [r.request["kind"] for r in report.failed] == ["cli", "cli"]
+    rows = JobStore(ThreadLocalDB(path)).rows()
+    assert sorted((r.request["kind"], r.status) for r in rows) == [
+        ("bot", "queued"), ("bot", "running"), ("cli", "failed"), ("cli", "failed"),
+    ]
 
 
 async def test_queue_without_loop_binding_rejects_sync_use():

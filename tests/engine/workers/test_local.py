@@ -127,3 +127,143 @@ def test_out_of_memory_while_applying_loras_gives_the_memory_back(runner, tiny_s
         run(runner, tiny_spec, params)
     gc.collect()
     assert held[0]() is None and err.value is not None
+
+
+# -- an overflowed picture is a failure, never a black "success" --------------------------
+
+
+def _with_lora(runner, tiny_spec, params, lora_path, weight=1.0):
+    from engine.requests import LoraStatus, PlannedLora
+
+    plan_lora = PlannedLora(
+        name="boom", label="boom", path=lora_path, sha256=None, autov3=None, requested_weight=weight,
+        applied_weight=weight, status=LoraStatus.APPLIED, verdict="ok",
+    )
+    plan = DrawPlan(
+        request=DrawRequest(prompt=params.prompt, negative=params.negative),
+        checkpoint=PlannedCheckpoint(
+            name=tiny_spec.name, label=tiny_spec.name, path=tiny_spec.path, format=tiny_spec.format,
+            sha256=tiny_spec.sha256, autov2=None, architecture=Architecture.SDXL, base_model=None,
+            family=None, family_label=None,
+        ),
+        loras=[plan_lora],
+        params=params,
+    )
+    job = QueuedJob(id="boom", user_id="test", checkpoint=tiny_spec.name, request={}, payload=plan)
+    return runner(job, Progress()).result()
+
+
+def _pixels(result):
+    from PIL import Image
+
+    with Image.open(result.images[0]) as image:
+        return image.tobytes()
+
+
+def test_a_lora_whose_huge_alpha_overflows_fails_the_job_and_names_it(
+    runner, generator, tiny_spec, params, pipeline_cache, tmp_path
+):
+    from engine.errors import JobFailedError
+    from engine.pipeline.generator import Generator
+    from engine.testing.lora_files import write_tiny_lora
+
+    # 6e4 is finite (even in float16), but alpha / rank = 15 000 times a LoRA's delta blows
+    # every activation up: the latents turn NaN, which PIL would have saved as black.
+    boom = write_tiny_lora(tmp_path / "boom.safetensors", generator.pipe, alpha=6e4, rank=4)
+    with pytest.raises(JobFailedError) as err:
+        _with_lora(runner, tiny_spec, params, boom, weight=0.8)
+    message = str(err.value)
+    assert "black" in message and "boom at weight 0.8" in message
+    assert "boom" in err.value.localized("zh-TW")
+    assert not list((runner.outputs_dir).rglob("*.png"))  # nothing was delivered
+
+    # The next job on the same pipeline draws exactly what a fresh engine draws.
+    after = _pixels(run(runner, tiny_spec, params, job_id="after"))
+    fresh_generator = Generator(device="cpu", dtype=torch.float32, cache_dir=pipeline_cache)
+    fresh_generator.ensure_checkpoint(tiny_spec)
+    fresh = GpuRunner(fresh_generator, LoraCache(4), tmp_path / "fresh")
+    try:
+        assert after == _pixels(run(fresh, tiny_spec, params, job_id="fresh"))
+    finally:
+        fresh.close()
+
+
+def test_an_absurd_prompt_weight_fails_the_job_and_names_the_weight(runner, tiny_spec, params):
+    from engine.errors import JobFailedError
+
+    prompt = "(blue hair:" + "1" + "0" * 39 + ")"  # 1e39: infinite in float32
+    with pytest.raises(JobFailedError) as err:
+        run(runner, tiny_spec, dataclasses.replace(params, prompt=prompt))
+    assert "prompt weight of" in str(err.value)
+    assert "black" in str(err.value)
+
+
+def test_nan_pixels_from_the_decoder_fail_the_job_too(runner, generator, tiny_spec, params, monkeypatch):
+    from engine.errors import JobFailedError
+
+    vae = generator.pipe.vae
+    real_decode = vae.decode
+
+    def nan_decode(latents, *args, **kwargs):
+        out = real_decode(latents, *args, **kwargs)
+        (out[0] if isinstance(out, tuple) else out.sample).fill_(float("nan"))  # what SDXL's VAE gives in float16 without the upcast
+        return out
+
+    monkeypatch.setattr(vae, "decode", nan_decode)
+    with pytest.raises(JobFailedError) as err:
+        run(runner, tiny_spec, params)
+    assert "decoding the picture" in str(err.value)
+
+
+def test_prompt_weights_near_one_are_not_named_as_a_cause():
+    from engine.workers.local import _extreme_prompt_weight
+
+    assert _extreme_prompt_weight("((blue hair)), [smile] BREAK (red:1.4)", "") is None
+    assert _extreme_prompt_weight("(red:50)", "") == 50
+    assert _extreme_prompt_weight("a", "(ugly:0.01)") == 0.01
+
+
+def test_the_runner_announces_a_checkpoint_load_only_when_one_happens(tiny_spec, params, pipeline_cache, tmp_path):
+    from engine.pipeline.generator import Generator
+
+    fresh = GpuRunner(Generator(device="cpu", dtype=torch.float32, cache_dir=pipeline_cache), LoraCache(4), tmp_path)
+    try:
+        for expected in (["tiny"], []):
+            loads: list[str] = []
+            plan_job = QueuedJob(id=f"j{len(expected)}", user_id="t", checkpoint="tiny", request={}, payload=DrawPlan(
+                request=DrawRequest(prompt=params.prompt, negative=params.negative),
+                checkpoint=PlannedCheckpoint(
+                    name=tiny_spec.name, label=tiny_spec.name, path=tiny_spec.path, format=tiny_spec.format,
+                    sha256=tiny_spec.sha256, autov2=None, architecture=Architecture.SDXL, base_model=None,
+                    family=None, family_label=None,
+                ),
+                loras=[],
+                params=dataclasses.replace(params, steps=1),
+            ))
+            fresh(plan_job, Progress(on_loading=loads.append)).result()
+            assert loads == expected
+    finally:
+        fresh.close()
+
+
+def test_a_lora_that_matches_no_layer_is_reported_as_not_applied(runner, tiny_spec, params, tmp_path):
+    from safetensors.torch import save_file
+
+    from engine.planning.lora_weights import LoraStatus
+
+    stranger = tmp_path / "stranger.safetensors"
+    prefix = "lora_unet_no_such_block_attn"
+    save_file(
+        {
+            f"{prefix}.lora_down.weight": torch.ones(4, 32),
+            f"{prefix}.lora_up.weight": torch.ones(32, 4),
+            f"{prefix}.alpha": torch.tensor(4.0),
+        },
+        str(stranger),
+    )
+    result = _with_lora(runner, tiny_spec, params, stranger)
+    (lora,) = result.plan.loras
+    assert lora.status == LoraStatus.NOT_APPLIED and lora.matched_modules == 0
+    assert any("boom was not applied" in w for w in warnings(result))
+    assert "boom" not in infotext(result).get("Lora hashes", "")
+    assert result.to_json("en")["loras"][0]["status"] == "not_applied"
