@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 from engine.files.classify import CheckpointFacts
 from engine.i18n import EN, Message
-from engine.kinds import Architecture
+from engine.kinds import Architecture, FileKind
 from engine.pipeline.samplers import DEFAULT_SAMPLER
 from engine.planning.lora_weights import LoraRequest, LoraStatus
 
@@ -81,6 +81,7 @@ class PlannedLora:
     warnings: list[Message] = field(default_factory=list)
     unmatched_keys: int = 0
     matched_modules: int = 0
+    kind: FileKind | None = None  # as the scan decided it; the LoRA parser trusts it
 
     def to_json(self, locale: str = EN) -> dict[str, Any]:
         return {

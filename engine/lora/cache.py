@@ -10,6 +10,7 @@ from pathlib import Path
 
 from engine.errors import CorruptFileError
 from engine.i18n import Text
+from engine.kinds import FileKind
 from engine.lora.formats import ParsedLora, load_lora
 
 _MSG_MISSING = Text(
@@ -53,7 +54,7 @@ class LoraCache:
         self._items: OrderedDict[str, ParsedLora] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: str | None, path: Path | str, *, name: str | None = None) -> ParsedLora:
+    def get(self, key: str | None, path: Path | str, *, name: str | None = None, kind: FileKind | None = None) -> ParsedLora:
         """The parsed LoRA for `key`, read from `path` only when it is not cached."""
         cache_key = key or file_identity_key(path)
         with self._lock:
@@ -63,7 +64,7 @@ class LoraCache:
                 self.stats.hits += 1
                 return parsed
             self.stats.misses += 1
-            parsed = self._loader(Path(path), name=name)
+            parsed = self._loader(Path(path), name=name, kind=kind)
             self.stats.loads += 1
             self._items[cache_key] = parsed
             while len(self._items) > self.max_items:

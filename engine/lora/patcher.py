@@ -68,6 +68,7 @@ class LoraSpec:
     path: Path
     weight: float
     name: str
+    kind: FileKind | None = None  # as the library scan decided it, trusted by the parser
 
     @classmethod
     def from_file(cls, path: Path | str, weight: float, *, name: str | None = None, key: str = "") -> LoraSpec:
@@ -202,7 +203,7 @@ class LoraPatcher:
             self.stats.unchanged_applies += 1
             return self._reports(keyed, iter(self._active_reports))
 
-        parsed = [self._cache.get(key, spec.path, name=spec.name) for spec, key in live]
+        parsed = [self._cache.get(key, spec.path, name=spec.name, kind=spec.kind) for spec, key in live]
         plan = self._plan(live, parsed)  # raises before anything is written
         self._write(plan)
         self._active = wanted

@@ -161,6 +161,7 @@ class Planner:
             applied_weight=decision.applied,
             status=decision.status,
             verdict=str(result.verdict),
+            kind=entry.kind,
         )
         if result.verdict == Verdict.INCOMPATIBLE and decision.status != LoraStatus.NOT_APPLIED:
             self._refuse_incompatible(entry, ckpt_entry, result, allow_nsfw)

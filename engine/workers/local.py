@@ -124,7 +124,7 @@ def _extreme_prompt_weight(*prompts: str) -> float | None:
 def _lora_spec(lora: PlannedLora) -> LoraSpec:
     if lora.path is None:  # planned from the library, which knows every file's path
         raise ValueError(f"LoRA {lora.name} was planned without a file")
-    return LoraSpec(key=lora.sha256 or "", path=lora.path, weight=lora.applied_weight, name=lora.name)
+    return LoraSpec(key=lora.sha256 or "", path=lora.path, weight=lora.applied_weight, name=lora.name, kind=lora.kind)
 
 
 # Dropped text is quoted back to the user; a whole pasted essay would bury the message.

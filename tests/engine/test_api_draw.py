@@ -140,6 +140,8 @@ def test_weight_policy(engine: Engine) -> None:
     assert (pony.requested_weight, pony.applied_weight, pony.status) == (None, 0.6, "applied")
     assert (exact.applied_weight, exact.status) == (2.0, "clamped")
     assert (mystery.applied_weight, mystery.status) == (-0.5, "applied")
+    # what each file is was decided by the scan and travels with the plan to the parser
+    assert pony.kind == engine.find("demo_pony_style").kind and pony.kind is not None
     assert any("outside" in w.render() for w in exact.warnings)
     with pytest.raises(WeightError):
         engine.plan(request(("demo_pony_style", float("nan"))))

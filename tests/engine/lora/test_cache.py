@@ -70,3 +70,13 @@ def test_nbytes_counts_the_tensors_of_cached_files(files):
     assert cache.nbytes == second.nbytes
     cache.clear()
     assert cache.nbytes == 0
+
+
+def test_the_kind_the_scan_stored_is_what_the_parser_reports(files):
+    # The scan decides what a file is; the parser trusts that answer instead of deciding
+    # again on the GPU thread (a disagreement could otherwise first appear mid-job).
+    from engine.kinds import FileKind
+
+    cache = LoraCache(2)
+    assert cache.get("guessed", files[0]).kind == FileKind.LORA
+    assert cache.get("stored", files[1], kind=FileKind.LOCON).kind == FileKind.LOCON
