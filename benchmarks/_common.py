@@ -99,7 +99,9 @@ def build_library(root: Path, loras: int) -> dict[str, Path]:
     return files
 
 
-def make_settings(root: Path, **overrides: Any):
+def make_settings(root: Path, settings_class: Any = None, **overrides: Any):
+    """Offline CPU settings under `root`; `settings_class` (default: the engine's Settings)
+    may be the bot's BotSettings, which adds the Discord ones."""
     from engine.settings import Settings
 
     values: dict[str, Any] = {
@@ -111,7 +113,7 @@ def make_settings(root: Path, **overrides: Any):
         "dtype": "float32",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return (settings_class or Settings)(_env_file=None, **values)
 
 
 async def open_engine(settings: Any):

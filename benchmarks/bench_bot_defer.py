@@ -96,17 +96,19 @@ def busy_numpy(stop: threading.Event) -> None:
 async def real_engine(root: Path) -> tuple[Any, Any, Any]:
     from _common import build_library, make_settings, open_engine  # type: ignore[import-not-found]
 
+    from bot.settings import BotSettings
+    from engine.queue.handle import Step
     from engine.requests import DrawRequest
 
     await asyncio.to_thread(build_library, root, 0)
-    settings = make_settings(root, queue_per_user=5, max_steps=150, max_size=1024)
+    settings = make_settings(root, BotSettings, queue_per_user=5, max_steps=150, max_size=1024)
     engine = await open_engine(settings)
     await engine.start()
     busy = await engine.submit(
         DrawRequest(prompt="keep the worker busy", width=512, height=512, steps=150, user_id="busy")
     )
     async for event in busy.events():  # wait until it is really drawing
-        if type(event).__name__ == "Step" and event.i >= 2:
+        if isinstance(event, Step) and event.i >= 2:
             break
     return engine, settings, busy
 

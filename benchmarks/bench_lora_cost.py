@@ -138,13 +138,13 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
     print(f"steady state: LoraPatcher.apply of the unchanged set, median {1000 * c.median(steady):.3f} ms per job")
 
     print(f"\none-off cost of applying the three LoRAs ({lora_bytes / 1024:.0f} KiB of files):")
-    print(f"  first application (read files, keep pristine copies, merge)  {1000 * first_apply:8.1f} ms "
+    print(f"  first application (read files, check originals re-read, merge){1000 * first_apply:8.1f} ms "
           f"(its whole job: {first_seconds:.2f} s, with the checkpoint load)")
     print(f"  again from the LoRA cache (merge only), median of {args.reps}          "
           f"{1000 * c.median(from_cache):8.1f} ms")
     print(f"  again from disk (cache cleared), median of {args.reps}                 "
           f"{1000 * c.median(from_disk):8.1f} ms")
-    print(f"  pristine copies kept while applied: {patcher.pristine_bytes / 2**20:.2f} MiB "
+    print(f"  originals copied in memory while applied: {patcher.pristine_bytes / 2**20:.2f} MiB "
           f"= {100 * patcher.pristine_bytes / model_bytes:.0f}% of the UNet + text encoder weights "
           f"({patcher.touched_params} tensors)")
 

@@ -78,6 +78,10 @@ async def while_indexing(
     """Await `work`; while it waits for the library's indexing, say so in `reply`. When
     `stopping()` turns true meanwhile, `work` is dropped with QueueFullError(STOPPING):
     a bot that stops must not wait for a scan to answer a request it will refuse anyway."""
+    if not engine.indexing.running:
+        # The usual case: no scan, nothing to wait for or say. No watcher task and no timer
+        # per request, so a burst of /draw costs the event loop nothing extra.
+        return await work
     task = asyncio.ensure_future(work)
     delay = FIRST_NOTICE_S
     shown: str | None = None
