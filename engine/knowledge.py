@@ -92,7 +92,13 @@ class Knowledge:
         if entry.weight_override is not None:
             return RecommendedWeight(entry.weight_override, None, None, "admin")
         found = self._memoized(("author_weight", entry.sha256 or entry.rel_path), lambda: self._author_weight(entry))
-        return found or default_weight()
+        if found is None:
+            return default_weight()
+        if found.value == 0:
+            # A slider's "-2 to 2" has 0 for its midpoint, and 0 means "not applied": a
+            # LoRA the user asked for would silently do nothing. Its range still stands.
+            return RecommendedWeight(default_weight().value, found.low, found.high, "default")
+        return found
 
     def _author_weight(self, entry: LibraryEntry) -> RecommendedWeight | None:
         version = self.civitai_version(entry.sha256)

@@ -100,3 +100,14 @@ async def test_trigger_words_come_from_civitai_then_the_files_metadata(tmp_path:
         await engine.scan()
         assert engine.knowledge.trigger_words(engine.find("both")) == (["civitai word"], "civitai")
         assert engine.knowledge.trigger_words(engine.find("file_only")) == (["own word"], "metadata")
+
+
+async def test_a_sliders_range_around_zero_does_not_turn_the_lora_off(tmp_path: Path, fake_civitai) -> None:
+    fake, base_url = fake_civitai
+    (tmp_path / "loras").mkdir()
+    slider = write_kohya_lora(tmp_path / "loras" / "age_slider.safetensors", "sdxl", metadata=kohya_metadata("sdxl", sd_model_name=None))  # type: ignore[arg-type]
+    fake.register_hash(sha(slider))["description"] = "<p>Recommended weight -2 to 2</p>"
+    async with Engine(settings_for(base_url, tmp_path)) as engine:
+        await engine.scan()
+        info = (await engine.lora_info("age_slider")).to_json()
+        assert (info["recommended_weight"], info["recommended_weight_source"], info["recommended_range"]) == (1.0, "default", [-2.0, 2.0])
