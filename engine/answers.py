@@ -88,7 +88,7 @@ class LoraInfo:
     trigger_words: list[str]
     trigger_source: str | None
     recommended_weight: float
-    recommended_weight_source: str
+    recommended_weight_source: str  # admin | civitai | description | examples | default
     civitai_url: str | None
     civitai_name: str | None
     preview_url: str | None
@@ -99,6 +99,7 @@ class LoraInfo:
     evidence: list[Message]
     suits: list[Suitability]
     notes: list[Message] = field(default_factory=list)
+    recommended_range: tuple[float, float] | None = None  # the author's, when given as one
 
     def to_json(self, locale: str = EN) -> dict[str, Any]:
         return {
@@ -114,6 +115,7 @@ class LoraInfo:
             "trigger_source": self.trigger_source,
             "recommended_weight": self.recommended_weight,
             "recommended_weight_source": self.recommended_weight_source,
+            "recommended_range": list(self.recommended_range) if self.recommended_range else None,
             "civitai_url": self.civitai_url,
             "civitai_name": self.civitai_name,
             "preview_url": self.preview_url,

@@ -25,6 +25,7 @@ from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
 from engine.kinds import Architecture, Category
 from engine.library import Library, LibraryEntry
+from engine.recommended_weight import LoraIdentity, RecommendedWeight, default_weight, recommended_weight
 from engine.verdicts import BaseModelClaim, Evidence, ModelFacts, Source, VerdictResult, identify, judge
 
 _FROM_TAGS = Text(
@@ -73,6 +74,43 @@ class Knowledge:
         # Memoized like facts: NSFW checks ask it for every LoRA on every autocomplete
         # keystroke, and each miss of the memo is an SQLite read and a body parse.
         return self._memoized(("version", sha256.upper()), lambda: self.civitai.cached_version_by_hash(sha256).value)
+
+    def trigger_words(self, entry: LibraryEntry) -> tuple[list[str], str | None]:
+        """A LoRA's trigger words and where they come from: CivitAI's `trainedWords`,
+        else the file's own training metadata; ([], None) when nothing says."""
+        version = self.civitai_version(entry.sha256)
+        if version and version.trained_words:
+            return list(version.trained_words), "civitai"
+        if entry.training.trigger_words:
+            return list(entry.training.trigger_words), "metadata"
+        return [], None
+
+    def recommended_weight(self, entry: LibraryEntry) -> RecommendedWeight:
+        """The weight a LoRA is drawn at when a user gives none, best source first: an
+        admin's setting, CivitAI's own value, the author's words, the author's example
+        images, else the default. Cache only, like `facts`."""
+        if entry.weight_override is not None:
+            return RecommendedWeight(entry.weight_override, None, None, "admin")
+        found = self._memoized(("author_weight", entry.sha256 or entry.rel_path), lambda: self._author_weight(entry))
+        if found is None:
+            return default_weight()
+        if found.value == 0:
+            # A slider's "-2 to 2" has 0 for its midpoint, and 0 means "not applied": a
+            # LoRA the user asked for would silently do nothing. Its range still stands.
+            return RecommendedWeight(default_weight().value, found.low, found.high, "default")
+        return found
+
+    def _author_weight(self, entry: LibraryEntry) -> RecommendedWeight | None:
+        version = self.civitai_version(entry.sha256)
+        if version is None:
+            return None
+        # By-hash bodies carry no model description; the model body is used only when
+        # something (adding a model from CivitAI) already cached it: no network here.
+        model = self.civitai.cached_model(version.model_id) if version.model_id is not None else None
+        identity = LoraIdentity(
+            sha256=entry.sha256, autov2=entry.autov2, file_name=entry.path.name, name=entry.name, version_id=version.id
+        )
+        return recommended_weight(version, model, identity)
 
     def facts(self, entry: LibraryEntry) -> ModelFacts:
         return self._memoized(("facts", entry.rel_path), lambda: self._facts(entry))

@@ -76,16 +76,8 @@ class Answers:
         facts = self.knowledge.facts(entry)
         version = self.knowledge.civitai_version(entry.sha256)
         training = entry.training
-        if version and version.trained_words:
-            triggers, trigger_source = list(version.trained_words), "civitai"
-        elif training.trigger_words:
-            triggers, trigger_source = list(training.trigger_words), "metadata"
-        else:
-            triggers, trigger_source = [], None
-        if entry.weight_override is not None:
-            weight, weight_source = entry.weight_override, "admin"
-        else:
-            weight, weight_source = 1.0, "default"
+        triggers, trigger_source = self.knowledge.trigger_words(entry)
+        weight = self.knowledge.recommended_weight(entry)
         trained_on = None
         if training.new_sd_model_hash or training.sd_model_name:
             trained_on = {
@@ -108,8 +100,9 @@ class Answers:
             file=entry.rel_path,
             trigger_words=triggers,
             trigger_source=trigger_source,
-            recommended_weight=weight,
-            recommended_weight_source=weight_source,
+            recommended_weight=weight.value,
+            recommended_weight_source=weight.source,
+            recommended_range=(weight.low, weight.high) if weight.low is not None and weight.high is not None else None,
             civitai_url=version.page_url(self.civitai_base_url) if version else None,
             civitai_name=(f"{version.model.name} — {version.name}" if version and version.model else None),
             preview_url=preview.url if preview else None,

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text as Styled
 
 from bot.cli import hints
 from bot.cli.common import JsonOpt, LangOpt, err, family_app, lora_app, out, print_json, printable, run_engine
-from engine.i18n import EN, normalize_locale
+from engine.i18n import EN, Text, normalize_locale
 
 if TYPE_CHECKING:
     from engine.answers import FamilyCheck, LoraInfo
@@ -17,6 +17,27 @@ if TYPE_CHECKING:
 
 
 # -- lora info -------------------------------------------------------------------------
+_WEIGHT_LINE = Text("recommended weight: {value:g}{detail}", "建議權重：{value:g}{detail}")
+_WEIGHT_RANGE = Text("range {low:g}–{high:g}", "範圍 {low:g}–{high:g}")
+_WEIGHT_SOURCES = {
+    "admin": Text("set by an admin", "管理員設定"),
+    "civitai": Text("from CivitAI", "來自 CivitAI"),
+    "description": Text("from the author's description", "來自作者的說明"),
+    "examples": Text("from the author's example images", "來自作者的範例圖"),
+    "default": Text("default", "預設"),
+}
+
+
+def weight_line(data: dict[str, Any], locale: str) -> str:
+    """The recommended weight, the author's range and who says so, in the reader's language."""
+    parts = []
+    if data.get("recommended_range"):
+        low, high = data["recommended_range"]
+        parts.append(_WEIGHT_RANGE.render(locale, low=low, high=high))
+    source = str(data["recommended_weight_source"])
+    parts.append(_WEIGHT_SOURCES[source].render(locale) if source in _WEIGHT_SOURCES else source)
+    return _WEIGHT_LINE.render(locale, value=data["recommended_weight"], detail=f" ({', '.join(parts)})")
+
 @lora_app.command("info")
 def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
     """Base model, family, trigger words, recommended weight and where it fits."""
@@ -37,7 +58,7 @@ def lora_info(name: str, as_json: JsonOpt = False, lang: LangOpt = EN) -> None:
         (printable(source), "dim"),
     ))
     out.print(printable(f"trigger words: {', '.join(data['trigger_words']) or '-'}"))
-    out.print(printable(f"recommended weight: {data['recommended_weight']:g} ({data['recommended_weight_source']})"))
+    out.print(printable(weight_line(data, locale)))
     if data["civitai_url"]:
         out.print(printable(f"CivitAI: {data['civitai_url']}"))
     if data["trained_on"]:

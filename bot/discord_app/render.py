@@ -149,6 +149,19 @@ def _unique(messages: Sequence[Message]) -> list[Message]:
 
 
 # -- /lora info -------------------------------------------------------------------------
+def recommended_weight(info: Any, locale: str) -> str:
+    """"0.7 (range 0.6–0.8, from CivitAI)": the value a draw without a weight uses, the
+    author's range beside it, and who says so."""
+    parts = []
+    if info.recommended_range:
+        low, high = info.recommended_range
+        parts.append(T.WEIGHT_RANGE.render(locale, low=low, high=high))
+    source = T.source_label(info.recommended_weight_source, locale)
+    if source:
+        parts.append(source)
+    return f"{info.recommended_weight:g}" + (f" ({', '.join(parts)})" if parts else "")
+
+
 def lora_info_embed(info: Any, locale: str = EN) -> discord.Embed:
     s = info.summary
     colour = discord.Colour.teal()
@@ -169,12 +182,7 @@ def lora_info_embed(info: Any, locale: str = EN) -> discord.Embed:
     if info.trigger_words and trigger_source:
         triggers += f" ({trigger_source})"
     embed.add_field(name=T.F_TRIGGERS.render(locale), value=limits.clip(triggers, limits.FIELD_VALUE), inline=False)
-    weight_source = T.source_label(info.recommended_weight_source, locale)
-    embed.add_field(
-        name=T.F_WEIGHT.render(locale),
-        value=f"{info.recommended_weight:g}" + (f" ({weight_source})" if weight_source else ""),
-        inline=True,
-    )
+    embed.add_field(name=T.F_WEIGHT.render(locale), value=recommended_weight(info, locale), inline=True)
     if info.trained_on:
         trained = info.trained_on
         line = T.TRAINED_ON_LINE.render(

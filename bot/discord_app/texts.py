@@ -120,6 +120,7 @@ F_FAMILY = Text("Family", "系列")
 F_ARCH = Text("Architecture", "架構")
 F_TRIGGERS = Text("Trigger words", "觸發詞")
 F_WEIGHT = Text("Recommended weight", "建議權重")
+WEIGHT_RANGE = Text("range {low:g}–{high:g}", "範圍 {low:g}–{high:g}")
 F_TRAINED_ON = Text("Trained on", "訓練用模型")
 F_FILE = Text("File", "檔案")
 F_SUITS = Text("Checkpoints in the library", "模型庫中的模型")
@@ -158,6 +159,8 @@ SOURCES = {
     "civitai": Text("from CivitAI", "來自 CivitAI"),
     "metadata": Text("from the file's metadata", "來自檔案的中繼資料"),
     "default": Text("default", "預設"),
+    "description": Text("from the author's description", "來自作者的說明"),
+    "examples": Text("from the author's example images", "來自作者的範例圖"),
     "tensors": Text("from the file's layers", "來自檔案的網路層"),
 }
 

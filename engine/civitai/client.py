@@ -186,6 +186,12 @@ class CivitaiClient:
                 return hit
         return Lookup(None, "unavailable", "none", NOT_ASKED)
 
+    def cached_model(self, model_id: int) -> Model | None:
+        """Cache only, synchronous: the model body, when something fetched it before."""
+        entry = self.cache.get(model_key(int(model_id)))
+        hit = self.policy.from_entry(entry, parse_model, "cache") if entry is not None else None
+        return hit.value if hit is not None else None
+
     async def fetch_image(self, url: str, max_bytes: int) -> bytes | None:
         """A preview image's bytes, kept on disk so the bot can show it again offline."""
         return await self.images.fetch(url, max_bytes)

@@ -1,6 +1,7 @@
 """The LoRA weight policy, applied in one place and reported per LoRA.
 
-- no weight given  -> the LoRA's recommended weight (admin-set, else 1.0)
+- no weight given  -> the LoRA's recommended weight (admin-set, else the author's, else 1.0)
+- a weight outside the author's recommended range -> used as given, and the reply says so
 - NaN or infinity  -> refused (WeightError)
 - 0                -> not applied at all (bit-identical to leaving it out)
 - outside the configured range -> clamped to it, and the reply says so
@@ -50,6 +51,10 @@ _ZERO = Text(
     "{name}: weight 0 means the LoRA is not applied.",
     "{name}：權重 0 代表不套用此 LoRA。",
 )
+_OUTSIDE_AUTHOR = Text(
+    "{name}: weight {requested:g} is outside the author's recommended {low:g}…{high:g}.",
+    "{name}：權重 {requested:g} 超出作者建議的 {low:g}…{high:g}。",
+)
 _NOT_FINITE = Text(
     "The weight for “{name}” must be a real number, not {value}.",
     "「{name}」的權重必須是一般數字，不能是 {value}。",
@@ -85,6 +90,14 @@ def decide_weight(
         note = Message.of(_CLAMPED, name=name, requested=wanted, low=low, high=high, applied=applied)
         return WeightDecision(requested, applied, LoraStatus.CLAMPED, note)
     return WeightDecision(requested, float(wanted), LoraStatus.APPLIED)
+
+
+def outside_author_range(name: str, requested: float | None, low: float | None, high: float | None) -> Message | None:
+    """A note when a user's own weight lies outside the range the LoRA's author gives;
+    the weight stands (within the admin range), since authors' ranges are advice."""
+    if requested is None or requested == 0 or low is None or high is None or low <= requested <= high:
+        return None
+    return Message.of(_OUTSIDE_AUTHOR, name=name, requested=requested, low=low, high=high)
 
 
 # `lyco` is the alias A1111 1.5+ keeps for LyCORIS tags written for the old extension.

@@ -17,9 +17,10 @@ from engine.knowledge import Knowledge
 from engine.knowledge_answers import Answers
 from engine.library import Library, LibraryEntry
 from engine.planning.checkpoints import CheckpointChooser
-from engine.planning.lora_weights import LoraStatus, decide_weight, split_prompt_loras
+from engine.planning.lora_weights import LoraStatus, decide_weight, outside_author_range, split_prompt_loras
 from engine.planning.params import OUT_OF_RANGE, generation_params
 from engine.planning.prompt_checks import PROMPT_EMPTY, check_prompt_syntax, check_prompt_text
+from engine.planning.trigger_words import missing_trigger_warning, missing_triggers
 from engine.prompt_lint import lint_prompt
 from engine.requests import DrawPlan, DrawRequest, PlannedCheckpoint, PlannedLora
 from engine.settings import Settings
@@ -104,7 +105,7 @@ class Planner:
                 raise WeightError(_SAME_LORA_TWICE, first=asked_as[same], second=req.name, name=entry.name)
             asked_as[same] = req.name
             refuse_nsfw([entry], self.knowledge, allow_nsfw=request.allow_nsfw)
-            lora = self._lora(entry, req.weight, ckpt_entry, request.allow_nsfw)
+            lora = self._lora(entry, req.weight, ckpt_entry, request.allow_nsfw, prompt)
             warnings.extend(lora.warnings)
             planned.append(lora)
 
@@ -147,10 +148,13 @@ class Planner:
             warnings.append(Message.of(_VAE_BORROWED, name=entry.label, donor=donor.label))
         return checkpoint, warnings
 
-    def _lora(self, entry: LibraryEntry, weight: float | None, ckpt_entry: LibraryEntry, allow_nsfw: bool) -> PlannedLora:
+    def _lora(
+        self, entry: LibraryEntry, weight: float | None, ckpt_entry: LibraryEntry, allow_nsfw: bool, prompt: str
+    ) -> PlannedLora:
         result = self.knowledge.verdict(entry, ckpt_entry)
         s = self.settings
-        decision = decide_weight(entry.name, weight, entry.weight_override, s.lora_weight_min, s.lora_weight_max)
+        recommended = self.knowledge.recommended_weight(entry)
+        decision = decide_weight(entry.name, weight, recommended.value, s.lora_weight_min, s.lora_weight_max)
         lora = PlannedLora(
             name=entry.name,
             label=entry.label,
@@ -167,8 +171,16 @@ class Planner:
             self._refuse_incompatible(entry, ckpt_entry, result, allow_nsfw)
         if decision.note:
             lora.warnings.append(decision.note)
-        if result.warning_text is not None and decision.status != LoraStatus.NOT_APPLIED:
+        if decision.status == LoraStatus.NOT_APPLIED:
+            return lora
+        outside = outside_author_range(entry.name, weight, recommended.low, recommended.high)
+        if outside:
+            lora.warnings.append(outside)
+        if result.warning_text is not None:
             lora.warnings.append(Message(result.warning_text, result.params))
+        missing = missing_triggers(prompt, self.knowledge.trigger_words(entry)[0])
+        if missing:
+            lora.warnings.append(missing_trigger_warning(entry.name, missing))
         return lora
 
     def _refuse_incompatible(

@@ -41,6 +41,7 @@ from engine.i18n import Message, Text
 from engine.indexing import Indexing
 from engine.kinds import Architecture, Category, FileKind
 from engine.planning.lora_weights import LoraStatus, decide_weight
+from engine.planning.trigger_words import missing_trigger_warning, missing_triggers
 from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
@@ -632,6 +633,9 @@ class FakeEngine:
                 lora.warnings.append(
                     Message.of(_OTHER, name=entry.name, lora_family=entry.family, ckpt_family=ckpt.family)
                 )
+            missing = missing_triggers(prompt, entry.trigger_words)
+            if missing and decision.status != LoraStatus.NOT_APPLIED:  # like the planner
+                lora.warnings.append(missing_trigger_warning(entry.name, missing))
             warnings.extend(lora.warnings)
             planned.append(lora)
         steps = request.steps or min(self.settings.default_steps, limits.max_steps)

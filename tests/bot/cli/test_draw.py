@@ -94,3 +94,24 @@ async def test_the_progress_bar_says_when_a_checkpoint_is_loaded(monkeypatch) ->
     monkeypatch.setattr(Progress, "update", update)
     assert await draw_module._follow(Handle(), quiet=False) == "result"
     assert shown == ["queued (position 1)", "starting", "loading checkpoint ponyDiffusionV6XL", "drawing"]
+
+
+@pytest.mark.slow
+def test_draw_warns_when_a_loras_trigger_word_is_missing(cli, demo_dir: Path) -> None:
+    import hashlib
+
+    from tests.fakes.civitai import version_body
+
+    # CivitAI's answer kept next to the file (a `.civitai.info`), read offline.
+    [path] = demo_dir.rglob("demo_exact_style.safetensors")
+    body = version_body(hashlib.sha256(path.read_bytes()).hexdigest(), trained_words=["inkwash style"])
+    path.with_name("demo_exact_style.civitai.info").write_text(json.dumps(body), encoding="utf-8")
+    cli("library", "scan")
+    args = ("-l", "demo_exact_style:0.7", "--steps", "1", "--width", "64", "--height", "64")
+    data = json.loads(cli("draw", "1girl, smile", *args, "--json").stdout)
+    [warning] = [w for w in data["warnings"] if "trigger words" in w]
+    assert warning.startswith("demo_exact_style: none of its trigger words") and "inkwash style" in warning
+    result = cli("draw", "1girl, smile", *args)
+    assert "none of its trigger words" in result.stderr
+    data = json.loads(cli("draw", "1girl, (inkwash_style:1.1)", *args, "--json").stdout)
+    assert not [w for w in data["warnings"] if "trigger words" in w]

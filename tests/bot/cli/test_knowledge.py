@@ -48,3 +48,31 @@ def test_lora_info_json_contract(cli) -> None:
     assert data["autov2"] == data["sha256"][:10] and len(data["autov3"]) == 12
     assert data["base_model"] == "Pony" and data["recommended_weight"] == 1.0
     assert data["civitai_url"] is None  # offline demo: not on CivitAI
+
+
+def _sidecar_with_weight(cli, demo_dir, name: str) -> None:
+    """Give a demo LoRA a `.civitai.info` (CivitAI's answer kept on disk, used offline)
+    whose author recommends 0.6…0.8."""
+    import hashlib
+
+    from tests.fakes.civitai import version_body
+
+    [path] = demo_dir.rglob(f"{name}.safetensors")
+    body = version_body(hashlib.sha256(path.read_bytes()).hexdigest(), base_model="Pony", version_id=4242)
+    body["settings"] = {"strength": 0.7, "minStrength": 0.6, "maxStrength": 0.8}
+    path.with_name(f"{name}.civitai.info").write_text(json.dumps(body), encoding="utf-8")
+    cli("library", "scan")
+
+
+def test_lora_info_json_has_the_authors_weight_range_and_source(cli, demo_dir) -> None:
+    data = json.loads(cli("lora", "info", "demo_pony_style", "--json").stdout)
+    assert (data["recommended_weight"], data["recommended_weight_source"], data["recommended_range"]) == (1.0, "default", None)
+    _sidecar_with_weight(cli, demo_dir, "demo_pony_style")
+    data = json.loads(cli("lora", "info", "demo_pony_style", "--json").stdout)
+    assert (data["recommended_weight"], data["recommended_weight_source"], data["recommended_range"]) == (0.7, "civitai", [0.6, 0.8])
+
+
+def test_lora_info_text_shows_the_weight_range_and_source_in_both_languages(cli, demo_dir) -> None:
+    _sidecar_with_weight(cli, demo_dir, "demo_pony_style")
+    assert "recommended weight: 0.7 (range 0.6–0.8, from CivitAI)" in cli("lora", "info", "demo_pony_style").stdout
+    assert "建議權重：0.7 (範圍 0.6–0.8, 來自 CivitAI)" in cli("lora", "info", "demo_pony_style", "--lang", "zh-TW").stdout

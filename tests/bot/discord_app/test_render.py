@@ -92,3 +92,24 @@ def test_control_characters_in_names_cannot_forge_lines():
     for shown in (safe(name), code(name)):
         assert not any(ch in shown for ch in "\x1b\n\r\x85")
         assert "\ufffd" in shown and "evil" in shown
+
+
+def test_lora_info_shows_the_authors_weight_its_range_and_source_in_both_languages():
+    def info(value: float, source: str, range_: tuple[float, float] | None) -> LoraInfo:
+        return LoraInfo(
+            summary=summary(), sha256=None, autov2=None, autov3=None, size=1, rank=None, alpha=None,
+            file="loras/x.safetensors", trigger_words=["ink"], trigger_source="civitai", recommended_weight=value,
+            recommended_weight_source=source, civitai_url=None, civitai_name=None, preview_url=None, nsfw=False,
+            enabled=True, trained_on=None, top_tags=[], evidence=[], suits=[], recommended_range=range_,
+        )
+
+    def weight(item: LoraInfo, locale: str) -> str:
+        embed = lora_info_embed(item, locale)
+        return next(f.value for f in embed.fields if f.name in ("Recommended weight", "建議權重"))
+
+    assert weight(info(0.7, "civitai", (0.6, 0.8)), "en") == "0.7 (range 0.6–0.8, from CivitAI)"
+    assert weight(info(0.7, "civitai", (0.6, 0.8)), "zh-TW") == "0.7 (範圍 0.6–0.8, 來自 CivitAI)"
+    assert weight(info(0.6, "description", (0.5, 0.7)), "en") == "0.6 (range 0.5–0.7, from the author's description)"
+    assert weight(info(0.5, "examples", None), "en") == "0.5 (from the author's example images)"
+    assert weight(info(0.5, "examples", None), "zh-TW") == "0.5 (來自作者的範例圖)"
+    assert weight(info(0.8, "admin", None), "zh-TW") == "0.8 (管理員設定)"

@@ -363,3 +363,16 @@ async def test_deleting_a_picture_someone_else_deleted_meanwhile_is_no_error(wor
     click = await world.alice.click(message, label="Delete")
     assert click.followups == [] and "Something went wrong" not in caplog.text
     assert "unexpected error" not in caplog.text
+
+
+async def test_a_lora_whose_trigger_word_is_missing_gets_one_warning_naming_it(world):
+    world.engine.auto = True
+    result = await world.alice.slash(world.channel, "draw", prompt="a cat on a roof", loras="nova_style:0.7")
+    warnings = field(public(result).embeds[0], "Warnings")
+    assert "nova\\_style: none of its trigger words is in the prompt" in warnings
+    assert "Add one of: nova style." in warnings
+    assert warnings.count("trigger words") == 1
+
+    result = await world.alice.slash(world.channel, "draw", prompt="a cat, (Nova_Style:1.1)", loras="nova_style:0.7")
+    embed = public(result).embeds[0]
+    assert "trigger words" not in "".join(f.value for f in embed.fields)
