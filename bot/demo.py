@@ -15,6 +15,7 @@ from typing import Any
 
 from rich.console import Console
 
+from bot.cli.hints import with_hint
 from engine.settings import Settings
 
 CHECKPOINT = "loracleDemoXL_v10"
@@ -153,7 +154,9 @@ async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, A
         stories = {l.name: l.story for l in LORAS}
         for item in check.loras:
             console.print(f"  {item.lora.name:<20} [bold]{item.verdict:<13}[/bold] {stories[item.lora.name]}")
-            console.print(f"      [dim]{item.explanation['en']}[/dim]", highlight=False)
+            # The demo is a command-line front end: the fix is worded as a `loracle` command.
+            explanation = with_hint(item.explanation["en"], item.fix, "en")
+            console.print(f"      [dim]{explanation}[/dim]", highlight=False)
         info = await engine.lora_info("demo_pony_style")
         console.print(
             f"loracle lora info demo_pony_style → base model {info.summary.base_model}, "

@@ -24,6 +24,9 @@ def test_demo_command_builds_checks_and_draws(tmp_path: Path, monkeypatch: pytes
     drawn = list((tmp_path / "demo-data" / "outputs").rglob("*.png"))
     assert len(drawn) == 1 and str(drawn[0]) in result.stdout.replace("\n", "")
     assert "demo_exact_style: requested 0.8 → applied 0.8 (applied, exact)" in result.stdout
+    # the unknown verdict's fix is worded for a shell, not as a slash command
+    flat = " ".join(result.stdout.split())
+    assert 'loracle library set "demo_mystery" --base-model' in flat and "/admin" not in flat
     # README's quick start shows this output, abridged: every line it shows is printed so.
     printed = result.stdout.splitlines()
     text = README.read_text()
