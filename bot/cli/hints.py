@@ -5,16 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.hints import Hints
 from engine.i18n import Fix, Text
+from engine.planning.checkpoints import ADD_CHECKPOINT
+from engine.verdict_texts import SET_BASE_MODEL
 
 HINTS: dict[str, Text] = {
     # an `unknown` verdict: params {"name": the file whose family is unknown}
-    "set_base_model": Text(
+    SET_BASE_MODEL: Text(
         'Run: loracle library set "{name}" --base-model "Illustrious" (use the real base model).',
         '請執行：loracle library set "{name}" --base-model "Illustrious"（請填入實際的基礎模型）。',
     ),
     # no usable checkpoint in the library
-    "add_checkpoint": Text(
+    ADD_CHECKPOINT: Text(
         "Run: loracle library add URL (a CivitAI link), or copy a .safetensors into data/models/ "
         "and run: loracle library scan",
         "請執行：loracle library add 網址（CivitAI 連結），或把 .safetensors 放進 data/models/ 後執行："
@@ -23,19 +26,8 @@ HINTS: dict[str, Text] = {
 }
 
 
-def hint(fix: Fix | None, locale: str) -> str:
-    text = HINTS.get(fix.code) if fix else None
-    return text.render(locale, **fix.params) if text and fix else ""
-
-
-def with_hint(message: str, fix: Fix | None, locale: str) -> str:
-    extra = hint(fix, locale)
-    return f"{message} {extra}" if extra else message
-
-
-def error_message(error: Any, locale: str) -> str:
-    """An engine error's message with the CLI's hint for its fix."""
-    return with_hint(error.localized(locale), getattr(error, "fix", None), locale)
+_HINTS = Hints(HINTS)
+hint, with_hint, error_message = _HINTS.hint, _HINTS.with_hint, _HINTS.error_message
 
 
 def family_check_json(data: dict[str, Any], locale: str) -> dict[str, Any]:
