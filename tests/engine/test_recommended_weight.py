@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +19,8 @@ from engine.recommended_weight import (
     recommended_weight,
     weight_in_text,
 )
+from tests.samples import civitai_samples
 
-SAMPLES = Path("/work/shared/civitai-samples")
 SHA = "B76A1FC247DB893BC8C1290420F0E96B6F86129576A9FB885C20CB7EDBEFEEA5"
 
 # (description HTML as CivitAI sends it, expected (value, low, high) or None)
@@ -131,7 +130,7 @@ def test_html_to_text_keeps_blocks_apart_and_drops_markup():
 
 
 def _picker_versions() -> list[dict[str, Any]]:
-    body = json.loads((SAMPLES / "internal-trpc-lora-picker-page-illustrious.json").read_text())
+    body = json.loads((civitai_samples() / "internal-trpc-lora-picker-page-illustrious.json").read_text())
     return [v for item in body["json"]["items"] for v in item["versions"]]
 
 
@@ -167,8 +166,8 @@ def test_settings_are_validated(settings_: Any, expected: RecommendedWeight | No
 
 
 def test_the_flux_sample_says_strength_in_its_model_description():
-    model = json.loads((SAMPLES / "flux1d-lora-model-1231067.json").read_text())
-    version = json.loads((SAMPLES / "flux1d-lora-model-version-1387174.json").read_text())
+    model = json.loads((civitai_samples() / "flux1d-lora-model-1231067.json").read_text())
+    version = json.loads((civitai_samples() / "flux1d-lora-model-version-1387174.json").read_text())
     got = recommended_weight(version, model)
     assert got == RecommendedWeight(0.8, None, None, "description")
     # The same through the project's models (descriptions only).
@@ -177,7 +176,7 @@ def test_the_flux_sample_says_strength_in_its_model_description():
 
 def test_samples_without_a_recommendation_say_nothing():
     for name in ("illustrious-lora-model-1580878", "sd15-checkpoint-model-1102"):
-        model = json.loads((SAMPLES / f"{name}.json").read_text())
+        model = json.loads((civitai_samples() / f"{name}.json").read_text())
         for version in model["modelVersions"]:
             got = recommended_weight(version, model)
             assert got is None or got.source == "examples", (name, got)
@@ -185,7 +184,7 @@ def test_samples_without_a_recommendation_say_nothing():
 
 def test_the_sd15_sample_prompts_weigh_other_things_not_this_model():
     # Its example prompts are full of "(nvinkpunk:0.7)" weights: tag weights, not LoRAs.
-    model = json.loads((SAMPLES / "sd15-checkpoint-model-1102.json").read_text())
+    model = json.loads((civitai_samples() / "sd15-checkpoint-model-1102.json").read_text())
     for version in model["modelVersions"]:
         assert recommended_weight(version, model, LoraIdentity(name="SynthwavePunk")) is None
 
