@@ -14,8 +14,6 @@ import hashlib
 import json
 import math
 import os
-import re
-import stat as stat_module
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ from engine.files.header import SAFETENSORS_SUFFIXES
 from engine.files.modelfile import ModelFileInfo, inspect_path
 from engine.files.sniff import REFUSED_SUFFIXES
 from engine.kinds import Architecture, Category, FileKind
+from engine.partial_files import is_stale_part
 
 if TYPE_CHECKING:
     from engine.library import Library
@@ -71,7 +70,7 @@ class ScanReport:
     problems: list[ScanProblem] = field(default_factory=list)
     seconds: float = 0.0
     notes: list[Any] = field(default_factory=list)  # CivitAI trouble, as engine.i18n.Message
-    removed_partials: list[str] = field(default_factory=list)  # see STALE_PART_SECONDS
+    removed_partials: list[str] = field(default_factory=list)  # see engine.partial_files
 
     def summary(self) -> str:
         return (
@@ -329,7 +328,7 @@ def _store(
 
 def _candidates(folder: Path, stale_parts: list[Path] | None = None) -> Iterator[Path]:
     """Model files and diffusers folders below `folder`, skipping hidden and partial files;
-    partial downloads left older than STALE_PART_SECONDS are added to `stale_parts`.
+    stale partial downloads (engine.partial_files) are added to `stale_parts`.
 
     Linked folders are followed (admins link in a ComfyUI or A1111 models folder), each real
     folder once, so a link loop or a second link to the same folder lists nothing twice."""
@@ -349,7 +348,7 @@ def _candidates(folder: Path, stale_parts: list[Path] | None = None) -> Iterator
         for filename in sorted(filenames):
             if filename.startswith("."):
                 # in-flight downloads are written as hidden temp files
-                if stale_parts is not None and _PART_NAME.fullmatch(filename) and _is_stale(here / filename):
+                if stale_parts is not None and is_stale_part(here / filename):
                     stale_parts.append(here / filename)
                 continue
             lower = filename.lower()
@@ -357,26 +356,9 @@ def _candidates(folder: Path, stale_parts: list[Path] | None = None) -> Iterator
                 yield here / filename
 
 
-# engine/civitai/download.py writes `.loracle-<random>.part` and renames it when done; a
-# killed process leaves it behind. A live download writes at least every
-# civitai_timeout_s (its socket read timeout) or gives up and deletes the file, so one
-# untouched for an hour belongs to no live download, on this machine or another sharing
-# the folder. Only that exact name pattern is ever removed.
-STALE_PART_SECONDS = 3600
-_PART_NAME = re.compile(r"\.loracle-[^/]+\.part")
-
-
-def _is_stale(path: Path) -> bool:
-    try:
-        st = path.lstat()
-    except OSError:
-        return False
-    return stat_module.S_ISREG(st.st_mode) and time.time() - st.st_mtime > STALE_PART_SECONDS
-
-
 def _remove_partials(root: Path, stale: list[Path], report: ScanReport) -> None:
     for path in stale:
-        if not _is_stale(path):
+        if not is_stale_part(path):
             continue  # written to since the walk saw it
         try:
             path.unlink()

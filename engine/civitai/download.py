@@ -14,7 +14,6 @@ import hashlib
 import os
 import re
 import tempfile
-import time
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from engine.civitai.notes import ARCHIVED
 from engine.civitai.transport import TransportError
 from engine.errors import CivitaiError, CorruptFileError, LibraryError, LimitError, UnsafeFileError
 from engine.i18n import Text
+from engine.partial_files import PART_PREFIX, PART_SUFFIX, remove_stale_parts
 
 Progress = Callable[[int, int | None], None]
 
@@ -118,26 +118,6 @@ def safe_file_name(name: str | None, fallback: str) -> str:
     return stem + SUFFIX
 
 
-# A download in progress rewrites its part file every chunk; one untouched this long was
-# left by a process killed mid-download (SIGKILL, OOM killer, power loss), which had no
-# chance to delete it, and may hold gigabytes.
-STALE_PART_S = 3600.0
-
-
-def remove_stale_parts(dest_dir: Path, *, older_than: float = STALE_PART_S) -> list[Path]:
-    """Delete the `.loracle-*.part` files a killed download left in `dest_dir`; returns them."""
-    removed: list[Path] = []
-    cutoff = time.time() - older_than
-    for part in dest_dir.glob(".loracle-*.part"):
-        try:
-            if part.is_file() and not part.is_symlink() and part.stat().st_mtime < cutoff:
-                part.unlink()
-                removed.append(part)
-        except OSError:
-            continue  # gone already, or not ours to delete
-    return removed
-
-
 async def download_version(
     client: CivitaiClient,
     version: ModelVersion,
@@ -159,7 +139,7 @@ async def download_version(
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_parts(dest_dir)
-        fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=".loracle-", suffix=".part")
+        fd, tmp_name = tempfile.mkstemp(dir=dest_dir, prefix=PART_PREFIX, suffix=PART_SUFFIX)
     except OSError as exc:
         raise LibraryError(WRITE_FAILED, name=name, reason=exc.strerror or type(exc).__name__) from None
     tmp = Path(tmp_name)
