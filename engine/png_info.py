@@ -35,13 +35,13 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from engine import __version__
+from engine.planning.lora_weights import lora_tags_in
 
 PARAMETERS_KEY = "parameters"
 DEFAULT_VERSION = f"loracle {__version__}"
 
 # A1111's own pattern (modules/infotext_utils.py) for `Key: value` pairs on the last line.
 RE_PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-RE_LORA_TAG = re.compile(r"<lora:([^:>]+):([^:>]+)(?::[^>]*)?>")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
 
@@ -104,7 +104,7 @@ def short_hash(value: str, length: int) -> str:
 
 def prompt_with_loras(prompt: str, loras: Sequence[LoraUse]) -> str:
     """Append a `<lora:NAME:WEIGHT>` tag for each LoRA the prompt does not already name."""
-    present = {lora_alias(match.group(1)) for match in RE_LORA_TAG.finditer(prompt)}
+    present = {lora_alias(name) for name, _ in lora_tags_in(prompt)}
     tags = [
         f"<lora:{lora_alias(lora.name)}:{format_number(lora.weight)}>"
         for lora in loras
@@ -198,9 +198,9 @@ def parse_lora_hashes(value: str) -> dict[str, str]:
 def lora_tags(prompt: str) -> list[tuple[str, float]]:
     """The `<lora:NAME:WEIGHT>` tags in a prompt, in order; unreadable weights skipped."""
     tags: list[tuple[str, float]] = []
-    for match in RE_LORA_TAG.finditer(prompt):
+    for name, weight in lora_tags_in(prompt):
         try:
-            tags.append((match.group(1), float(match.group(2))))
+            tags.append((name, float(weight or "")))
         except ValueError:
             continue
     return tags

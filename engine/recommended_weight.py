@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any, Literal
 
+from engine.planning.lora_weights import lora_tags_in
+
 Source = Literal["civitai", "description", "examples", "admin", "default"]
 
 MIN_WEIGHT = -5.0
@@ -318,9 +320,6 @@ def _range(a: str, b: str | None) -> tuple[float, float | None, float | None] | 
     return (_round(_midpoint(low, high)), low, high)
 
 
-_LORA_TAG = re.compile(r"<(?:lora|lyco):([^:<>\n]{1,200}):\s{0,2}([-+]?(?:\d{1,2}(?:\.\d{1,3})?|\.\d{1,3}))\s{0,2}(?::[^<>\n]{0,20})?>", re.IGNORECASE)
-
-
 def _usage_example(text: str, names: list[str]) -> tuple[float, float | None, float | None] | None:
     weights = lora_tag_weights(text, names, strict=False)
     if not weights:
@@ -334,14 +333,14 @@ def lora_tag_weights(text: str, names: list[str], *, strict: bool = True) -> lis
     names = [n for n in (_normal(n) for n in names) if n]
     matching: list[float] = []
     others: dict[str, list[float]] = {}
-    for tag in _LORA_TAG.finditer(text[:MAX_TEXT_CHARS]):
-        weight = _plausible(tag.group(2))
+    for name, text_weight in lora_tags_in(text[:MAX_TEXT_CHARS]):
+        weight = _plausible(text_weight or "")
         if weight is None:
             continue
-        if _name_matches(tag.group(1), names):
+        if _name_matches(name, names):
             matching.append(weight)
         else:
-            others.setdefault(_normal(tag.group(1)), []).append(weight)
+            others.setdefault(_normal(name), []).append(weight)
     if matching or strict:
         return matching
     return next(iter(others.values())) if len(others) == 1 and not names else []

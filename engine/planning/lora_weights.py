@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -112,6 +113,15 @@ def _tag_parts(match: re.Match[str]) -> tuple[str, str | None] | None:
     name = match.group(1).strip()
     weight = match.group(2)
     return (name, weight.strip() if weight is not None else None) if name else None
+
+
+def lora_tags_in(text: str) -> Iterator[tuple[str, str | None]]:
+    """(name, weight text or None) of each `<lora:...>` / `<lyco:...>` tag in `text`: the
+    one reading of A1111's tag grammar (prompts, infotext, authors' usage examples)."""
+    for match in _A1111_TAG.finditer(text):
+        parts = _tag_parts(match)
+        if parts is not None:
+            yield parts
 
 
 def parse_weight(name: str, text: str) -> float:
