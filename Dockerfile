@@ -10,9 +10,10 @@ ENV PYTHONUNBUFFERED=1 \
 
 # torch first, pinned, from PyTorch's CUDA index: it is the largest layer and changes
 # least, and an unpinned `pip install torch` could pick a build for the wrong CUDA.
-ARG TORCH_VERSION=2.13.0
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}"
+RUN pip install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" --index-url "${TORCH_INDEX_URL}"
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -1,12 +1,14 @@
 # Two set-up commands: `make demo` and `make test`. Both create .venv and install what they
-# need; torch is installed first and pinned, so the rest of the install cannot pick another
-# version. PyPI's torch for Linux is the CUDA build (several GB); for the CPU build, add
-# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (the Dockerfile installs a CUDA
-# build on purpose).
+# need; torch and torchvision are installed first and pinned as a matching pair, so the rest
+# of the install cannot pick another version (spandrel, which loads upscaler models, needs
+# torchvision, and PyPI's torchvision only imports beside the torch build of its own
+# release). PyPI's torch for Linux is the CUDA build (several GB; it runs on the CPU too);
+# for a CPU-only pair, add TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (the
+# Dockerfile installs a CUDA build on purpose).
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH ?= torch==2.13.0
+TORCH ?= torch==2.14.1 torchvision==0.29.1
 TORCH_INDEX_URL ?=
 PIP := $(BIN)/python -m pip
 DEMO_DIR ?= ./demo-data
@@ -25,12 +27,12 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet "$(TORCH)" $(if $(TORCH_INDEX_URL),--index-url "$(TORCH_INDEX_URL)")
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet $(TORCH) $(if $(TORCH_INDEX_URL),--index-url "$(TORCH_INDEX_URL)")
+	$(PIP) install --quiet -e . $(TORCH)
 	@touch $@
 
 $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
-	$(PIP) install --quiet -e ".[dev]"
+	$(PIP) install --quiet -e ".[dev,cluster]" $(TORCH)
 	@touch $@
 
 install: $(VENV)/.installed

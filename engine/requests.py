@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -37,13 +37,33 @@ class DrawRequest:
     origin: Origin | None = None
     locale: str = EN
     allow_nsfw: bool = True  # the bot sets False outside age-restricted channels
+    # Image-to-image: the id of a picture kept by Engine.store_image (under the data dir, so
+    # a waiting job survives a restart) and how far to move away from it (0-1).
+    init_image: str | None = None
+    strength: float | None = None
+    # Hires fix as A1111 defines it: None leaves each to the admin's default; hires=1.0 is off.
+    hires: float | None = None
+    hires_denoise: float | None = None
+    hires_steps: int | None = None
+    hires_upscaler: str | None = None  # "latent", "lanczos" or an upscaler model's name
+
+    @property
+    def kind(self) -> str:
+        """The job's kind, for metrics and the queue's reports: draw, hires, img2img, upscale."""
+        hires = self.hires is not None and self.hires > 1
+        if self.init_image is not None:
+            return "upscale" if hires else "img2img"
+        return "hires" if hires else "draw"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> DrawRequest:
-        data = dict(data)
+        # Rows written by another version may carry keys this one does not know (or lack
+        # new ones): keep what is understood, so a restart never loses a queued job.
+        known = {f.name for f in fields(cls)}
+        data = {key: value for key, value in data.items() if key in known}
         data["loras"] = [LoraRequest(**item) for item in data.get("loras", [])]
         return cls(**data)
 

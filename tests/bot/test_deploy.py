@@ -62,7 +62,12 @@ def test_gpu_data_env_restart_and_healthcheck(compose):
 
 def test_dockerfile_installs_a_pinned_cuda_torch_and_runs_the_bot():
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r'pip install "torch==\$\{TORCH_VERSION\}" --index-url "\$\{TORCH_INDEX_URL\}"', text)
+    # torch and torchvision as one pinned pair from the same index (spandrel imports torchvision)
+    assert re.search(
+        r'pip install "torch==\$\{TORCH_VERSION\}" "torchvision==\$\{TORCHVISION_VERSION\}" '
+        r'--index-url "\$\{TORCH_INDEX_URL\}"',
+        text,
+    )
     assert re.search(r"ARG TORCH_INDEX_URL=https://download\.pytorch\.org/whl/cu\d+", text)
     assert 'HEALTHCHECK' in text and 'CMD ["loracle", "health"]' in text
     assert 'ENTRYPOINT ["loracle"]' in text and 'CMD ["run"]' in text
