@@ -10,7 +10,8 @@
     ├── RequestError
     │   ├── WeightError          NaN/inf or unparsable LoRA weights
     │   ├── IncompatibleError    LoRA and checkpoint of different architectures
-    │   └── LimitError           steps/size/count/prompt beyond the configured limits
+    │   ├── LimitError           steps/size/count/prompt beyond the configured limits
+    │   └── ImageInputError      a picture that cannot be used (bomb, truncated, animated, no parameters)
     ├── LoraFormatError          a LoRA format we cannot apply correctly
     └── JobError
         ├── QueueFullError       per-user cap reached, or queue paused
@@ -105,6 +106,10 @@ class IncompatibleError(RequestError):
 
 class LimitError(RequestError):
     pass
+
+
+class ImageInputError(RequestError):
+    default_text = Text("This picture cannot be used.", "無法使用這張圖片。")
 
 
 class LoraFormatError(LoracleError):
