@@ -49,6 +49,19 @@ def _check_ids(value: list[int]) -> list[int]:
     return value
 
 
+def _parse_shards(value: object) -> object:
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        if not text.isdecimal():
+            raise ValueError("give auto or a number of shards (1 or more)")
+        value = int(text)
+    if isinstance(value, bool) or (isinstance(value, int) and value < 1):
+        raise ValueError("give auto or a number of shards (1 or more)")
+    return value
+
+
 class BotSettings(Settings):
     # -- Discord ---------------------------------------------------------------------
     discord_token: SecretStr | None = None
@@ -59,6 +72,17 @@ class BotSettings(Settings):
     discord_gateway_url: str | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # -- Discord sharding --------------------------------------------------------------
+    # Unset: one gateway connection (discord.Client), enough below ~2,500 servers, where
+    # Discord starts requiring shards. "auto": AutoShardedClient with the count Discord
+    # recommends; a number N: AutoShardedClient with N shards.
+    shards: int | Literal["auto"] | None = None
+
+    @field_validator("shards", mode="before")
+    @classmethod
+    def _check_shards(cls, value: object) -> object:
+        return _parse_shards(value)
 
     @field_validator("owner_ids", "admin_role_ids", "guild_ids", mode="before")
     @classmethod

@@ -86,6 +86,14 @@ class Settings(BaseSettings):
     queue_per_user: int = Field(default=3, ge=1)
     affinity_limit: int = Field(default=4, ge=0)
 
+    # -- metrics (Prometheus) --------------------------------------------------------
+    # Unset: no endpoint. 0 picks a free port (tests); the log names the one chosen.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    # Loopback by default: the endpoint has no authentication and shows how busy the
+    # server is and how it fails; inside a container set 0.0.0.0 and publish the port
+    # only to the network Prometheus scrapes from.
+    metrics_host: str = "127.0.0.1"
+
     @field_validator("civitai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -68,7 +68,11 @@ class LoracleBot(discord.Client):
         progress_interval: float = DEFAULT_INTERVAL,
         heartbeat_interval: float = INTERVAL_S,
     ) -> None:
-        super().__init__(intents=discord.Intents(guilds=True), allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(
+            intents=discord.Intents(guilds=True),
+            allowed_mentions=discord.AllowedMentions.none(),
+            **self._gateway_options(settings),
+        )
         self.engine = engine
         self.settings = settings
         self.sync_commands = sync_commands
@@ -82,6 +86,13 @@ class LoracleBot(discord.Client):
         self._stop_task: asyncio.Task[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
         commands.register(self)
+
+    @staticmethod
+    def _gateway_options(settings: BotSettings) -> dict[str, Any]:
+        return {}
+
+    def _connected(self) -> bool:
+        return self.gateway_connected
 
     async def setup_hook(self) -> None:
         await self.tree.set_translator(LoracleTranslator())
@@ -129,7 +140,7 @@ class LoracleBot(discord.Client):
         await self.heartbeat.beat()
 
     def _heartbeat_state(self) -> dict[str, Any] | None:
-        if self.is_closed() or not self.is_ready() or not self.gateway_connected:
+        if self.is_closed() or not self.is_ready() or not self._connected():
             return None
         state: dict[str, Any] = {"guilds": len(self.guilds), "user": str(self.user)}
         try:
@@ -181,6 +192,56 @@ class LoracleBot(discord.Client):
         super().dispatch(event, *args, **kwargs)
 
 
+class ShardedLoracleBot(LoracleBot, discord.AutoShardedClient):
+    """The same bot over several gateway connections (LORACLE_SHARDS), for bots in more
+    servers than one connection may serve. Discord routes each server's events to one
+    shard; commands, jobs and the heartbeat are shared by all of them."""
+
+    def __init__(self, engine: EnginePort, settings: BotSettings, **options: Any) -> None:
+        # Shards that dropped and have not come back (RESUMED or a new READY) yet.
+        self._shards_down: set[int] = set()
+        super().__init__(engine, settings, **options)
+
+    @staticmethod
+    def _gateway_options(settings: BotSettings) -> dict[str, Any]:
+        # None: discord.py asks Discord (GET /gateway/bot) for the recommended count.
+        return {"shard_count": None if settings.shards == "auto" else settings.shards}
+
+    async def launch_shards(self) -> None:
+        # With no count, discord.py would also take the gateway URL from Discord's answer,
+        # bypassing LORACLE_DISCORD_GATEWAY_URL (a gateway proxy); take the count only.
+        if self.shard_count is None and not self.is_closed():
+            self.shard_count, _url, _limits = await self.http.get_bot_gateway()
+            log.info("Discord recommends %d shard(s)", self.shard_count)
+        await super().launch_shards()
+
+    def _connected(self) -> bool:
+        # The heartbeat goes stale while any shard is down: its servers get no answers.
+        return self.gateway_connected and not self._shards_down
+
+    async def on_disconnect(self) -> None:
+        pass  # per shard, below: one shard's drop must not hide the others' state
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self._shards_down.add(shard_id)
+
+    async def on_shard_connect(self, shard_id: int) -> None:
+        await self._shard_back(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        await self._shard_back(shard_id)
+
+    async def _shard_back(self, shard_id: int) -> None:
+        self._shards_down.discard(shard_id)
+        if self.is_ready():
+            await self.heartbeat.beat()
+
+
+def bot_class(settings: BotSettings) -> type[LoracleBot]:
+    """discord.Client (one connection) unless LORACLE_SHARDS asks for AutoShardedClient."""
+    return LoracleBot if settings.shards is None else ShardedLoracleBot
+
+
 def create_bot(engine: EnginePort, settings: BotSettings, **options: Any) -> LoracleBot:
     """The bot for `engine`; options: sync_commands, progress_interval, heartbeat_interval."""
-    return LoracleBot(engine, settings, **options)
+    return bot_class(settings)(engine, settings, **options)

@@ -23,6 +23,7 @@ from bot.discord_app import endpoints, limits
 from bot.discord_app.client import LoracleBot, create_bot
 from bot.discord_app.port import EnginePort
 from bot.settings import BotSettings
+from engine import metrics
 from engine.errors import LoracleError, SettingsError
 from engine.i18n import Text
 
@@ -93,16 +94,34 @@ async def _main(settings: BotSettings, token: str) -> None:
     from engine.api import Engine
 
     engine = Engine(settings)
-    await engine.start()
-    # Catch up with files copied in while the bot was down, without holding up the login
-    # (hashing a new 6 GB checkpoint takes a while); /admin scan does the same on demand.
-    # Requests naming files it has not indexed yet wait for it (engine/indexing.py).
-    scan = asyncio.create_task(_startup_scan(engine))
+    # Before the engine starts: a busy metrics port stops start-up before models load.
+    metrics_server = start_metrics(settings, engine)
     try:
-        await serve(settings, token, engine)
+        await engine.start()
+        # Catch up with files copied in while the bot was down, without holding up the login
+        # (hashing a new 6 GB checkpoint takes a while); /admin scan does the same on demand.
+        # Requests naming files it has not indexed yet wait for it (engine/indexing.py).
+        scan = asyncio.create_task(_startup_scan(engine))
+        try:
+            await serve(settings, token, engine)
+        finally:
+            scan.cancel()
+            await engine.close()
     finally:
-        scan.cancel()
-        await engine.close()
+        if metrics_server is not None:
+            metrics_server.close()
+
+
+def start_metrics(settings: BotSettings, engine: EnginePort) -> metrics.MetricsServer | None:
+    """The Prometheus endpoint when LORACLE_METRICS_PORT is set; the queue depth is read
+    from the engine's queue on each scrape (0 before the worker starts)."""
+
+    def depth() -> int:
+        queue = engine.queue
+        return queue.size if queue is not None else 0
+
+    metrics.track_queue(depth)
+    return metrics.serve(settings.metrics_port, settings.metrics_host)
 
 
 async def _startup_scan(engine: EnginePort) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from yarl import URL
 
+from engine import metrics
 from engine.civitai.body import BadBody, decode_json
 from engine.civitai.notes import (
     ARCHIVED,
@@ -208,20 +209,25 @@ class CivitaiHttp:
         """A response whose status is in `accept` (caller releases it), or the trouble."""
         attempts = self.settings.civitai_max_retries + 1
         trouble = Trouble(UNREACHABLE)
+        # Every attempt is counted (retries too): a rate limit shows as 429s per minute.
+        kind = "download" if download else "api"
         for attempt in range(attempts):
             last = attempt == attempts - 1
             wait = self._backoff(attempt)
             try:
                 resp = await self.send(method, url, timeout=timeout, json_body=json_body)
             except TimeoutError:
+                metrics.civitai_attempt(kind, metrics.civitai_outcome(None, error="timeout"))
                 trouble = Trouble(TIMEOUT, {"seconds": num(self.settings.civitai_timeout_s)})
                 log.info("CivitAI %s %s timed out (attempt %d)", method, safe_url(url), attempt + 1)
             except TransportError as exc:
+                metrics.civitai_attempt(kind, metrics.civitai_outcome(None, error="unreachable"))
                 trouble = Trouble(UNREACHABLE)
                 log.info("CivitAI %s %s failed: %s (attempt %d)", method, safe_url(url), exc, attempt + 1)
             else:
                 status = resp.status
                 log.debug("CivitAI %s %s -> %s", method, safe_url(url), status)
+                metrics.civitai_attempt(kind, metrics.civitai_outcome(status, accepted=status in accept))
                 if status in accept:
                     return resp
                 retry_after = resp.headers.get("Retry-After")

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine import metrics
 from engine.errors import CorruptFileError
 from engine.i18n import Text
 from engine.kinds import FileKind
@@ -62,8 +63,10 @@ class LoraCache:
             if parsed is not None:
                 self._items.move_to_end(cache_key)
                 self.stats.hits += 1
+                metrics.lora_cache_lookup(hit=True)
                 return parsed
             self.stats.misses += 1
+            metrics.lora_cache_lookup(hit=False)
             parsed = self._loader(Path(path), name=name, kind=kind)
             self.stats.loads += 1
             self._items[cache_key] = parsed

@@ -34,13 +34,16 @@ class FakeDiscord:
     identified: asyncio.Event = field(default_factory=asyncio.Event)
     callbacks: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
     sockets: list[web.WebSocketResponse] = field(default_factory=list)
-    identify: dict[str, Any] | None = None
+    identify: dict[str, Any] | None = None  # the last IDENTIFY
+    identifies: list[dict[str, Any]] = field(default_factory=list)  # all of them, in order
+    recommended_shards: int = 1  # what GET /gateway/bot recommends (LORACLE_SHARDS=auto)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by path, as registered
     port: int = 0
     _runner: web.AppRunner | None = None
     _seq: int = 0
     _version: int = 0
     _message_id: int = 5000
+    _shard_of: dict[int, int] = field(default_factory=dict)  # id(socket) -> shard id
 
     @property
     def api_base(self) -> str:
@@ -75,6 +78,16 @@ class FakeDiscord:
         elif request.content_type.startswith("multipart/"):
             body = await self._multipart_json(request)
         self.requests.append(Request(request.method, path, body, request.headers.get("Authorization")))
+        if path == "/gateway/bot":
+            # A gateway URL Discord would give; a sharded bot must still use the one it
+            # was configured with (LORACLE_DISCORD_GATEWAY_URL), so this one is unreachable.
+            return _json(
+                {
+                    "url": "wss://gateway.invalid",
+                    "shards": self.recommended_shards,
+                    "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1},
+                }
+            )
         if path == "/users/@me":
             return _json(BOT_USER)
         if path == "/oauth2/applications/@me":
@@ -175,24 +188,31 @@ class FakeDiscord:
                 await ws.send_json({"op": 11, "d": None, "s": None, "t": None})
             elif data["op"] == 2:
                 self.identify = data["d"]
-                await self.dispatch(
-                    "READY",
-                    {
-                        "v": 10,
-                        "user": BOT_USER,
-                        "guilds": [],
-                        "session_id": "session",
-                        "resume_gateway_url": self.gateway_url,
-                        "application": {"id": str(APP_ID), "flags": 0},
-                    },
-                )
-                self.identified.set()
+                self.identifies.append(data["d"])
+                # A bot without shards sends none: it is shard 0 of 1.
+                shard = list(data["d"].get("shard") or [0, 1])
+                self._shard_of[id(ws)] = shard[0]
+                self._seq += 1
+                ready = {
+                    "v": 10,
+                    "user": BOT_USER,
+                    "guilds": [],
+                    "session_id": f"session-{shard[0]}",
+                    "resume_gateway_url": self.gateway_url,
+                    "application": {"id": str(APP_ID), "flags": 0},
+                }
+                if data["d"].get("shard"):
+                    ready["shard"] = shard
+                await ws.send_json({"op": 0, "t": "READY", "s": self._seq, "d": ready})
+                if len({self._shard_of.get(id(w)) for w in self.sockets if not w.closed}) >= shard[1]:
+                    self.identified.set()
         return ws
 
-    async def dispatch(self, event: str, data: dict[str, Any]) -> None:
+    async def dispatch(self, event: str, data: dict[str, Any], *, shard: int = 0) -> None:
+        """Send an event on `shard`'s connection, as Discord does (DMs go to shard 0)."""
         self._seq += 1
         for ws in self.sockets:
-            if not ws.closed:
+            if not ws.closed and self._shard_of.get(id(ws), 0) == shard:
                 await ws.send_json({"op": 0, "t": event, "s": self._seq, "d": data})
 
 

@@ -162,3 +162,17 @@ def test_readme_table_names_every_setting_by_its_full_name_with_its_default() ->
     assert set(documented) == VARIABLES
     for name, text in documented.items():
         assert _same(text, getattr(defaults, name.removeprefix("LORACLE_").lower())), (name, text)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("auto", "auto"), (" AUTO ", "auto"), ("1", 1), ("16", 16)])
+def test_shards_is_auto_or_a_count(monkeypatch: pytest.MonkeyPatch, value: str, expected: object) -> None:
+    assert load_settings(_env_file=None).shards is None
+    monkeypatch.setenv("LORACLE_SHARDS", value)
+    assert load_settings(_env_file=None).shards == expected
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two", "1.5", "true"])
+def test_a_bad_shard_count_names_the_variable(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("LORACLE_SHARDS", value)
+    with pytest.raises(SettingsError, match=r"^LORACLE_SHARDS: give auto or a number of shards \(1 or more\)$"):
+        load_settings(_env_file=None)

@@ -9,6 +9,7 @@ import logging
 import re
 
 import discord
+import pytest
 import simcord
 from discord import app_commands
 
@@ -257,3 +258,39 @@ async def test_beats_at_the_same_moment_all_land(tmp_path):
         assert all(results)
     assert json.loads(path.read_text())["guilds"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["heartbeat"]
+
+
+# -- LORACLE_SHARDS ------------------------------------------------------------------------
+@pytest.mark.parametrize(("shards", "sharded", "count"), [(None, False, None), (4, True, 4), ("auto", True, None)])
+def test_shards_setting_picks_the_client_class(tmp_path, shards, sharded, count):
+    from bot.discord_app.client import LoracleBot, ShardedLoracleBot
+
+    settings = load_settings(_env_file=None, data_dir=tmp_path, shards=shards)
+    bot = create_bot(FakeEngine(settings), settings, sync_commands=False)
+    assert isinstance(bot, LoracleBot)  # commands, jobs and the heartbeat either way
+    assert isinstance(bot, discord.AutoShardedClient) is sharded
+    assert isinstance(bot, ShardedLoracleBot) is sharded
+    assert bot.shard_count == count  # "auto": asked of Discord when connecting
+    assert bot.intents == discord.Intents(guilds=True)
+
+
+async def test_a_sharded_bot_draws_and_beats(tmp_path):
+    """The whole SimCord world around an AutoShardedClient: a server's /draw, the heartbeat."""
+    settings = load_settings(_env_file=None, data_dir=tmp_path / "data", offline=True, shards=2)
+    engine = FakeEngine(settings)
+    engine.auto = True
+    bot = create_bot(engine, settings, progress_interval=0, heartbeat_interval=3600)
+    env = simcord.Env(bot)
+    await env.start()
+    try:
+        engine.waiter = env.external_wait
+        assert bot.shard_count == 2 and sorted(bot.shards) == [0, 1]
+        guild = env.create_guild("Sharded")
+        channel = guild.create_text_channel("art")
+        alice = guild.add_member(env.create_user("alice"))
+        result = await alice.slash(channel, "draw", prompt="a cat")
+        assert next(m for m in result.followups if not m.ephemeral).attachments
+        assert await bot.heartbeat.beat()
+        assert json.loads((settings.root / "heartbeat").read_text())["guilds"] == 1
+    finally:
+        await env.shutdown()

@@ -187,3 +187,110 @@ def test_an_unreachable_discord_is_one_line_and_a_failed_exit(tmp_path, monkeypa
     line = lines[0]
     assert f"Could not reach Discord at http://127.0.0.1:{port}" in line
     assert "LORACLE_DISCORD_API_BASE" in line
+
+
+# -- LORACLE_SHARDS: the same start-up through AutoShardedClient ---------------------------
+@pytest.fixture
+def quick_identify(monkeypatch):
+    """discord.py waits 5 s before each shard's IDENTIFY after the first (Discord's
+    identify rate limit); the loopback Discord has none."""
+    from bot.discord_app.client import ShardedLoracleBot
+
+    async def no_wait(self, shard_id, *, initial=False):
+        return None
+
+    monkeypatch.setattr(ShardedLoracleBot, "before_identify_hook", no_wait)
+
+
+@pytest.mark.parametrize(("shards", "recommended", "expected"), [(2, 1, 2), ("auto", 3, 3)])
+async def test_sharded_bot_connects_each_shard_and_answers(loopback, quick_identify, shards, recommended, expected):
+    import discord
+
+    from bot.discord_app.client import ShardedLoracleBot
+
+    discord_fake, settings = loopback
+    discord_fake.recommended_shards = recommended
+    settings = settings.model_copy(update={"shards": shards})
+    bots = []
+    task = asyncio.create_task(
+        serve(settings, "secret-token", FakeEngine(settings), started=bots.append, handle_signals=False, progress_interval=0)
+    )
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 15)  # every shard
+        [bot] = bots
+        await asyncio.wait_for(bot.wait_until_ready(), 15)
+        assert isinstance(bot, ShardedLoracleBot) and isinstance(bot, discord.AutoShardedClient)
+        assert bot.shard_count == expected and sorted(bot.shards) == list(range(expected))
+        # Every shard identified through the configured gateway (the URL /gateway/bot
+        # names is unreachable), as shard i of N.
+        assert sorted(tuple(i["shard"]) for i in discord_fake.identifies) == [(i, expected) for i in range(expected)]
+        asked = [r.path for r in discord_fake.requests if r.path == "/gateway/bot"]
+        assert len(asked) == (1 if shards == "auto" else 0)
+
+        await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("help"), shard=expected - 1)
+        answer = await asyncio.wait_for(discord_fake.callbacks.get(), 10)
+        assert answer["type"] == 4 and "Loracle" in answer["data"]["embeds"][0]["title"]
+
+        assert bot._heartbeat_state() is not None
+        bot.dispatch("shard_disconnect", 1)
+        await asyncio.sleep(0)
+        assert bot._heartbeat_state() is None  # one shard down: its servers go unanswered
+        bot.dispatch("shard_resumed", 1)
+        await asyncio.sleep(0)
+        assert bot._heartbeat_state() is not None
+        await bot.close()
+        await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+# -- the Prometheus endpoint of `loracle run` ----------------------------------------------
+async def test_metrics_endpoint_reads_the_bots_queue(loopback):
+    """LORACLE_METRICS_PORT: the endpoint serves while the bot runs; the queue depth is
+    the engine's queue, read on each scrape (here the queued /draw of a real interaction)."""
+    from bot.discord_app.launch import start_metrics
+    from engine import metrics
+    from tests.scrape import scrape, value
+
+    discord_fake, settings = loopback
+    settings = settings.model_copy(update={"metrics_port": 0})
+    engine = FakeEngine(settings)
+    server = start_metrics(settings, engine)
+    assert server is not None and server.host == "127.0.0.1"
+    bots = []
+    task = asyncio.create_task(
+        serve(settings, "secret-token", engine, started=bots.append, handle_signals=False, progress_interval=0)
+    )
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 10)
+        [bot] = bots
+        await asyncio.wait_for(bot.wait_until_ready(), 10)
+        assert value(await asyncio.to_thread(scrape, server.url), "loracle_queue_depth") == 0
+        for i, prompt in enumerate(("a cat", "a dog")):
+            await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("draw", prompt=prompt, interaction_id=10 + i))
+            assert (await asyncio.wait_for(discord_fake.callbacks.get(), 10))["type"] == 5
+        for _ in range(500):
+            if len(engine.jobs) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert engine.queue.size == 2
+        assert value(await asyncio.to_thread(scrape, server.url), "loracle_queue_depth") == 2
+        await bot.close()
+        await asyncio.wait_for(task, 10)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        server.close()
+        metrics.track_queue(None)
+
+
+def test_metrics_off_by_default(tmp_path):
+    from bot.discord_app.launch import start_metrics
+    from engine import metrics
+
+    settings = load_settings(_env_file=None, data_dir=tmp_path)
+    try:
+        assert start_metrics(settings, FakeEngine(settings)) is None
+    finally:
+        metrics.track_queue(None)

@@ -80,3 +80,24 @@ def test_the_kind_the_scan_stored_is_what_the_parser_reports(files):
     cache = LoraCache(2)
     assert cache.get("guessed", files[0]).kind == FileKind.LORA
     assert cache.get("stored", files[1], kind=FileKind.LOCON).kind == FileKind.LOCON
+
+
+def test_hits_and_misses_reach_the_metrics_endpoint(files):
+    from engine import metrics
+    from tests.scrape import scrape, value
+
+    server = metrics.serve(0, "127.0.0.1")
+    assert server is not None
+    try:
+        name = "loracle_lora_cache_requests_total"
+        before = scrape(server.url)
+        cache = LoraCache(1)
+        cache.get("a", files[0])  # miss
+        cache.get("a", files[0])  # hit
+        cache.get("b", files[1])  # miss, evicts a
+        cache.get("a", files[0])  # miss again
+        after = scrape(server.url)
+    finally:
+        server.close()
+    assert value(after, name, result="hit") - value(before, name, result="hit") == cache.stats.hits == 1
+    assert value(after, name, result="miss") - value(before, name, result="miss") == cache.stats.misses == 3
