@@ -2,6 +2,7 @@
 # Loracle with a CUDA build of PyTorch. The CUDA runtime comes inside the torch wheels;
 # the host needs only the NVIDIA driver and the NVIDIA Container Toolkit.
 #   docker compose up -d        (see "Run it on Discord" in README.md)
+#   docker compose -f docker-compose.cluster.yml ...   (several GPU machines, Ray; README)
 FROM python:3.11-slim
 
 ENV PYTHONUNBUFFERED=1 \
@@ -19,7 +20,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY engine ./engine
 COPY bot ./bot
-RUN pip install . && python -c "import torch, diffusers, discord"
+# Optional extras of pyproject.toml: EXTRAS=cluster adds Ray for docker-compose.cluster.yml.
+# Empty (the default) builds exactly the one-machine image of docker-compose.yml.
+ARG EXTRAS=
+RUN pip install ".${EXTRAS:+[${EXTRAS}]}" && python -c "import torch, diffusers, discord" \
+    && case ",${EXTRAS}," in *,cluster,*) python -c "import ray" ;; esac
 
 # The data folder (database, models, LoRAs, outputs, heartbeat) is a volume: mount ./data.
 RUN useradd --create-home --uid 1000 loracle && mkdir -p /data && chown loracle /data

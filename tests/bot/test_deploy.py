@@ -203,3 +203,183 @@ def test_makefile_targets_named_in_readme_exist_and_ci_runs_make_test() -> None:
     assert named and named <= targets
     ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith("#")]
     assert ci[-1] == "make test" and not any("pytest" in line for line in ci)
+
+
+# -- docker-compose.cluster.yml: the bot with the Ray head, Ray workers on GPU machines ----
+# No Docker engine here either: the file is validated against the same schema, and the
+# shell its services run is run for real by sh, with stand-ins for `ray` and `loracle`
+# that record their arguments.
+@pytest.fixture(scope="module")
+def cluster() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+
+
+def test_cluster_file_follows_the_specification(cluster):
+    VALIDATOR.validate(cluster)
+    broken = json.loads(json.dumps(cluster))
+    broken["services"]["worker"]["deploy"]["resources"]["reservations"]["devices"] = [{"count": 1, "gpu": True}]
+    with pytest.raises(jsonschema.ValidationError):
+        VALIDATOR.validate(broken)
+
+
+def test_cluster_services_share_one_image_built_with_ray(cluster, compose):
+    services = cluster["services"]
+    assert set(services) == {"head", "worker"}
+    single = compose["services"]["loracle"]["build"]["args"]
+    for name, service in services.items():
+        # Profiles: a bare `up` on this file starts nothing, so a head and a worker never
+        # end up on one machine by accident (their pinned host ports would collide).
+        assert service["profiles"] == [name], name
+        assert service["build"]["context"] == "."
+        args = service["build"]["args"]
+        assert args["EXTRAS"] == "cluster"
+        assert {k: v for k, v in args.items() if k != "EXTRAS"} == single  # same torch as one GPU
+        assert service["image"] == services["head"]["image"]
+        assert service["network_mode"] == "host"
+        assert service["env_file"] == ".env" and service["restart"] == "unless-stopped"
+        env = service["environment"]
+        assert env["LORACLE_DATA_DIR"] == "/data"
+        assert env["RAY_AUTH_MODE"] == "token"
+        assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?")  # required, not defaulted
+        assert service["init"] is True and "shm_size" in service
+    # EXTRAS is new to the Dockerfile and empty by default: `docker compose up` is unchanged.
+    assert "EXTRAS" not in single
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert re.search(r'cluster = \["ray==\d+\.\d+\.\d+"\]', pyproject)  # one pinned Ray everywhere
+
+
+def test_head_runs_the_ray_head_then_the_bot_in_cluster_mode(cluster):
+    head = cluster["services"]["head"]
+    env = head["environment"]
+    assert env["LORACLE_CLUSTER"] == "ray" and env["LORACLE_RAY_ADDRESS"] == "auto"
+    assert "./data:/data" in head["volumes"]  # the database stays on the head's own disk
+    assert "deploy" not in head  # the head draws nothing: no GPU needed
+    assert "loracle health" in head["healthcheck"]["test"][1]
+    assert _seconds(head["healthcheck"]["interval"]) >= 30
+    assert _seconds(head["stop_grace_period"]) >= 60
+
+
+def test_workers_reserve_gpus_and_read_the_same_library_at_the_same_path(cluster):
+    head, worker = cluster["services"]["head"], cluster["services"]["worker"]
+    [device] = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+
+    def library(service: dict) -> dict[str, str]:
+        mounts = {}
+        for volume in service["volumes"]:
+            # SOURCE:TARGET[:MODE], where SOURCE may be ${VAR:-default}/sub
+            match = re.fullmatch(r"(\$\{LIBRARY_DIR[^}]*\}[^:]*):([^:]+)(?::(\w+))?", volume)
+            if match:
+                mounts[match.group(2)] = (match.group(1), [match.group(3)] if match.group(3) else [])
+        return mounts
+
+    on_head, on_worker = library(head), library(worker)
+    assert set(on_head) == set(on_worker) == {"/data/models", "/data/loras"}
+    for target in on_head:
+        assert on_head[target][0] == on_worker[target][0]  # the same host folder
+        assert on_head[target][1] == [] and on_worker[target][1] == ["ro"]  # workers only read
+    assert worker["healthcheck"]["test"][0] == "CMD-SHELL"
+
+
+def _unescape(text: str) -> str:
+    """What the container's shell gets: Compose turns `$$` into `$`; a lone `$` would be
+    Compose's own interpolation from the host, which these commands must not use."""
+    assert "$" not in text.replace("$$", ""), text
+    return text.replace("$$", "$")
+
+
+def _run_service_shell(service: dict, tmp_path: Path, **env: str):
+    """Run the service's `sh -c` command with `ray` and `loracle` stand-ins on PATH."""
+    import os
+    import subprocess
+
+    assert service["entrypoint"] == ["sh", "-c"]
+    [script] = service["command"]
+    calls = tmp_path / "calls"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for tool in ("ray", "loracle"):
+        stub = bin_dir / tool
+        stub.write_text(f'#!/bin/sh\necho "{tool} $*" >> "{calls}"\n')
+        stub.chmod(0o755)
+    environment = {k: v for k, v in service["environment"].items() if not v.startswith("${")}
+    full_env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **environment, **env}
+    done = subprocess.run(["sh", "-c", _unescape(script)], env=full_env, capture_output=True, text=True, timeout=30)
+    lines = calls.read_text().splitlines() if calls.exists() else []
+    return done, lines
+
+
+def test_head_shell_starts_ray_with_the_pinned_ports_then_execs_the_bot(cluster, tmp_path):
+    head = cluster["services"]["head"]
+    done, calls = _run_service_shell(head, tmp_path)
+    assert done.returncode == 0, done.stderr
+    ray, loracle = calls
+    words = ray.split()
+    assert words[:3] == ["ray", "start", "--head"] and "--port=6379" in words and "--num-gpus=0" in words
+    assert "--dashboard-host=127.0.0.1" in words  # the dashboard can run code: never public
+    assert set(head["environment"]["RAY_PORTS"].split()) <= set(words)
+    assert not any(w.startswith("--node-ip-address") for w in words)
+    assert loracle == "loracle run"
+    _, calls = _run_service_shell(head, tmp_path / "again", RAY_NODE_IP="10.0.0.10")
+    assert "--node-ip-address=10.0.0.10" in calls[0].split()
+
+
+def test_worker_shell_joins_the_head_and_blocks(cluster, tmp_path):
+    worker = cluster["services"]["worker"]
+    done, [ray] = _run_service_shell(worker, tmp_path, RAY_HEAD_ADDRESS="10.0.0.10")
+    assert done.returncode == 0, done.stderr
+    words = ray.split()
+    assert words[:2] == ["ray", "start"] and "--address=10.0.0.10:6379" in words and words[-1] == "--block"
+    assert set(worker["environment"]["RAY_PORTS"].split()) <= set(words)
+    assert not any(w.startswith("--num-gpus") for w in words)  # Ray counts the reserved GPUs
+    # Without the head's address the worker stops at once, saying what to set.
+    done, calls = _run_service_shell(worker, tmp_path / "unset", RAY_HEAD_ADDRESS="")
+    assert done.returncode != 0 and calls == [] and "set RAY_HEAD_ADDRESS in .env" in done.stderr
+
+
+def test_cluster_healthchecks_are_valid_shell(cluster):
+    import subprocess
+
+    for name, service in cluster["services"].items():
+        kind, command = service["healthcheck"]["test"]
+        assert kind == "CMD-SHELL", name
+        subprocess.run(["sh", "-n", "-c", _unescape(command)], check=True, timeout=10)
+    assert "ray health-check" in cluster["services"]["worker"]["healthcheck"]["test"][1]
+    assert "$RAY_HEAD_ADDRESS" in _unescape(cluster["services"]["worker"]["healthcheck"]["test"][1]).replace("{", "").replace("}", "")
+
+
+def test_dockerfile_extras_default_to_the_one_machine_image():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG EXTRAS=$", text, flags=re.MULTILINE)
+    [line] = [line for line in text.splitlines() if line.startswith("RUN pip install \".")]
+    assert '".${EXTRAS:+[${EXTRAS}]}"' in line
+    import subprocess
+
+    for extras, spec in (("", "."), ("cluster", ".[cluster]")):
+        out = subprocess.run(
+            ["sh", "-c", 'echo ".${EXTRAS:+[${EXTRAS}]}"'], env={"EXTRAS": extras}, capture_output=True, text=True
+        ).stdout.strip()
+        assert out == spec
+
+
+def test_readme_cluster_section_matches_the_file(cluster):
+    start = README.index("## Deploy a Ray cluster with Docker Compose")
+    text = README[start : README.index("\n## ", start)]  # its code blocks hold "# comments"
+    for profile in ("head", "worker"):
+        assert f"docker compose -f docker-compose.cluster.yml --profile {profile} up -d --build" in text
+    ports = set()
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| port"):
+            first = line.split("|")[1]
+            for low, high in re.findall(r"(\d+)–(\d+)", first):
+                ports |= {f"min:{low}", f"max:{high}"}
+            ports |= set(re.findall(r"(?<![–\d])(\d{4,5})(?![–\d])", first))
+    pinned = set()
+    for flag in cluster["services"]["worker"]["environment"]["RAY_PORTS"].split():
+        name, value = flag.removeprefix("--").split("=")
+        pinned.add(f"min:{value}" if name == "min-worker-port" else f"max:{value}" if name == "max-worker-port" else value)
+    head_command = cluster["services"]["head"]["command"][0]
+    pinned |= set(re.findall(r"--(?:port|dashboard-port)=(\d+)", head_command))
+    assert pinned <= ports, pinned - ports
+    for name in ("RAY_HEAD_ADDRESS", "RAY_AUTH_TOKEN", "LIBRARY_DIR", "RAY_NODE_IP"):
+        assert name in text

@@ -183,3 +183,31 @@ def test_scrapes_from_threads_while_jobs_finish(metrics_endpoint: Scrape) -> Non
     assert errors == []
     for w in ("t-w0", "t-w1"):
         metrics.worker_stopped(w)
+
+
+def test_readme_lists_every_metric_with_its_type_and_labels() -> None:
+    import re
+    from pathlib import Path
+
+    from prometheus_client.metrics import MetricWrapperBase
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    start = readme.index("## Metrics")
+    section = readme[start : readme.index("\n## ", start)]
+    documented = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0].startswith("`loracle_"):
+            labels = set(re.findall(r"`(\w+)`", cells[2]))
+            documented[cells[0].strip("`")] = (cells[1], labels)
+    real = {}
+    for thing in vars(metrics).values():
+        if isinstance(thing, MetricWrapperBase):
+            name = thing._name + ("_total" if thing._type == "counter" else "")
+            real[name] = (thing._type, set(thing._labelnames))
+    assert documented == real
+    assert "LORACLE_METRICS_PORT" in section and "LORACLE_METRICS_HOST" in section
+    assert "scrape_configs:" in section
+    civitai = next(line for line in section.splitlines() if line.startswith("| `loracle_civitai_requests_total`"))
+    for value_name in (*metrics.CIVITAI_KINDS, *metrics.CIVITAI_OUTCOMES):
+        assert f"`{value_name}`" in civitai, value_name
