@@ -383,3 +383,17 @@ def test_readme_cluster_section_matches_the_file(cluster):
     assert pinned <= ports, pinned - ports
     for name in ("RAY_HEAD_ADDRESS", "RAY_AUTH_TOKEN", "LIBRARY_DIR", "RAY_NODE_IP"):
         assert name in text
+
+
+def test_every_ray_flag_the_file_uses_exists_in_the_pinned_ray(cluster):
+    """`ray start` refuses an unknown option, which would leave a node restarting forever:
+    check each flag against the installed (pinned) Ray's own command definition."""
+    scripts = pytest.importorskip("ray.scripts.scripts", reason="Ray is the `cluster` extra")
+    known = {opt for param in scripts.start.params for opt in param.opts}
+    used = set()
+    for service in cluster["services"].values():
+        text = service["command"][0] + " " + service["environment"]["RAY_PORTS"]
+        used |= set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", text))
+    assert used - known == set()
+    assert {"--head", "--address", "--block", "--node-manager-port", "--min-worker-port"} <= used
+    assert "health-check" in scripts.cli.commands  # the healthchecks' probe
