@@ -159,3 +159,30 @@ async def test_admin_set_refuses_a_display_name_that_looks_like_another_file(wor
     assert "looks the same as “demo_pony_style”" in text
     fine = await world.admin.slash(world.channel, "admin set", name="demo_mystery", display_name="Mystery Box")
     assert private_text(fine).startswith("**Mystery Box**")
+
+
+async def test_metrics_endpoint_with_the_real_engine(world, settings):
+    """Local mode serves the same metrics: the real queue's depth and the real LoRA
+    cache's hits, scraped from the endpoint `loracle run` starts (LORACLE_METRICS_PORT)."""
+    import asyncio
+
+    from bot.discord_app.launch import start_metrics
+    from engine import metrics
+    from tests.scrape import scrape, value
+
+    server = start_metrics(settings.model_copy(update={"metrics_port": 0}), world.engine)
+    assert server is not None
+    try:
+        name = "loracle_lora_cache_requests_total"
+        before = await asyncio.to_thread(scrape, server.url)
+        # The patcher keeps a LoRA applied between jobs that share it: switch away and back.
+        for loras in ("demo_exact_style:0.8", "demo_pony_style:0.5", "demo_exact_style:0.8"):
+            result = await world.alice.slash(world.channel, "draw", prompt="1girl", loras=loras)
+            assert public(result).attachments
+        after = await asyncio.to_thread(scrape, server.url)
+    finally:
+        server.close()
+        metrics.track_queue(None)
+    assert value(after, "loracle_queue_depth") == 0 == world.engine.queue.size
+    assert value(after, name, result="miss") - value(before, name, result="miss") >= 2  # each read from disk
+    assert value(after, name, result="hit") - value(before, name, result="hit") >= 1  # then from memory
