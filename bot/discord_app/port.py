@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from engine.admin_settings import Limits
     from engine.answers import FamilyCheck, LoraInfo, ModelSummary
+    from engine.checkpoint_types import CheckpointInfo
     from engine.api import Engine
     from engine.i18n import Message
     from engine.indexing import IndexProgress
@@ -159,6 +160,8 @@ class EnginePort(Protocol):
     async def lora_info(self, name: str, *, allow_nsfw: bool = True) -> LoraInfo: ...
 
     async def family_check(self, checkpoint: str, loras: list[str], *, allow_nsfw: bool = True) -> FamilyCheck: ...
+
+    async def checkpoint_info(self, name: str, *, allow_nsfw: bool = True) -> CheckpointInfo: ...
 
     # drawing
     async def submit(self, request: DrawRequest) -> JobHandlePort: ...
