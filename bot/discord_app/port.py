@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from engine.admin_settings import Limits
     from engine.answers import FamilyCheck, LoraInfo, ModelSummary
-    from engine.checkpoint_types import CheckpointInfo
     from engine.api import Engine
+    from engine.checkpoint_types import CheckpointInfo
     from engine.i18n import Message
     from engine.indexing import IndexProgress
     from engine.kinds import Category
