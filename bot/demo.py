@@ -30,15 +30,15 @@ OUTSIDE_PARENT = "loracleDemoPainterly_v20"
 MERGE_MULTIPLIER = 0.3
 # Authors' weights, kept in `.civitai.info` sidecars (made-up ids; nothing is fetched).
 SIDECARS = {
-    "demo_exact_style": {
-        "version_id": 9_900_101, "model_id": 9_900_001, "model_name": "Demo Watercolor Style", "model_type": "LORA",
-        "base_model": "Illustrious", "settings": {"strength": 0.8, "minStrength": 0.6, "maxStrength": 1.0},
-    },
     "demo_noob_character": {
-        "version_id": 9_900_102, "model_id": 9_900_002, "model_name": "Demo Red-haired Student", "model_type": "LoCon",
-        "base_model": "NoobAI",
-        "description": "<p>Trained on NoobAI-XL eps 1.1, 1024x1024, 30 epochs.</p>"
-        "<p><strong>Recommended weight: 0.6-0.8</strong>, CFG 5, 28 steps.</p>",
+        "version_id": 9_900_101, "model_id": 9_900_001, "model_name": "Demo Red-haired Student", "model_type": "LoCon",
+        "base_model": "NoobAI", "settings": {"strength": 0.7, "minStrength": 0.5, "maxStrength": 0.9},
+    },
+    "demo_sd15_detail": {
+        "version_id": 9_900_102, "model_id": 9_900_002, "model_name": "Demo Detail Tweaker", "model_type": "LORA",
+        "base_model": "SD 1.5",
+        "description": "<p>A detail LoRA for SD 1.5 (v1.5, trained at 512x512, CFG 7, 30 steps).</p>"
+        "<p><strong>Recommended weight: 0.4-0.6</strong>; above 1.0 it burns.</p>",
     },
 }
 

@@ -75,7 +75,7 @@ async def test_a_merge_names_its_type_base_model_parents_and_loras(world) -> Non
     engine, fake, files = world
     info = await engine.checkpoint_info("myMerge_v1")
     data = info.to_json()
-    assert JSON_KEYS <= set(data)
+    assert set(data) >= JSON_KEYS
     assert (data["checkpoint_type"], data["checkpoint_type_source"]) == ("merge", "civitai")
     assert (data["base_model"], data["family"]) == ("Illustrious", "illustrious")
     assert data["evidence"][0] == "CivitAI lists “myMerge_v1” as a Checkpoint Merge."
@@ -116,10 +116,9 @@ async def test_trained_by_civitai_unknown_without_either(world) -> None:
 
 
 async def test_offline_the_file_alone_says_merge(tmp_path: Path, world) -> None:
-    engine, _, files = world
+    _, _, files = world
     offline = Engine(settings_for("http://127.0.0.1:9", tmp_path / "fresh", offline=True))
-    for folder in ("models",):
-        (tmp_path / "fresh" / folder).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "fresh" / "models").mkdir(parents=True)
     (tmp_path / "fresh" / "models" / "myMerge_v1.safetensors").write_bytes(files["merge"].read_bytes())
     (tmp_path / "fresh" / "models" / "illustriousBase_v10.safetensors").write_bytes(files["base"].read_bytes())
     try:
