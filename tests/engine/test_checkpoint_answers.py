@@ -4,6 +4,7 @@ a fake CivitAI on loopback serving bodies with `checkpointType`."""
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,12 @@ async def world(tmp_path: Path, fake_civitai: tuple[FakeCivitai, str]):
     pony = write_checkpoint(outside / "ponyDiffusionV6XL.safetensors", "sdxl", metadata={"modelspec.title": "pony"})
     merge = a1111_merge(models / "myMerge_v1.safetensors", base, pony)
     write_checkpoint(models / "plainModel.safetensors", "sdxl", metadata={"modelspec.title": "plain"})
+    # A stranger's file: merge keys that are broken JSON, absurdly nested, or name no real hash.
+    write_checkpoint(models / "garbledMerge.safetensors", "sdxl", metadata={
+        "sd_merge_recipe": "{" + '"a":' * 20_000 + "1" + "}" * 20_000,
+        "sd_merge_models": json.dumps({"@everyone": {"name": "x"}, "12ab": {"name": "y"}}),
+        "modelspec.merged_from": "\u200b, ,",
+    })
     write_checkpoint(models / "otherIllustrious.safetensors", "sdxl", metadata={"modelspec.title": "other"})
 
     checkpoint_model(fake, base, model_id=501, version_id=5010, base_model="Illustrious", kind="Trained", name="Illustrious Base")
@@ -118,7 +125,7 @@ async def test_trained_by_civitai_unknown_without_either(world) -> None:
 async def test_offline_the_file_alone_says_merge(tmp_path: Path, world) -> None:
     _, _, files = world
     offline = Engine(settings_for("http://127.0.0.1:9", tmp_path / "fresh", offline=True))
-    (tmp_path / "fresh" / "models").mkdir(parents=True)
+    (tmp_path / "fresh" / "models").mkdir(parents=True, exist_ok=True)  # the engine made it
     (tmp_path / "fresh" / "models" / "myMerge_v1.safetensors").write_bytes(files["merge"].read_bytes())
     (tmp_path / "fresh" / "models" / "illustriousBase_v10.safetensors").write_bytes(files["base"].read_bytes())
     try:
@@ -129,6 +136,12 @@ async def test_offline_the_file_alone_says_merge(tmp_path: Path, world) -> None:
         assert data["civitai_url"] is None and data["base_model"] is None
     finally:
         await offline.close()
+
+
+async def test_hostile_merge_metadata_names_no_parents(world) -> None:
+    engine, _, _ = world
+    data = (await engine.checkpoint_info("garbledMerge")).to_json()
+    assert (data["checkpoint_type"], data["parents"], data["merge"]) == ("unknown", [], None)
 
 
 async def test_nsfw_rules_and_names(world) -> None:
