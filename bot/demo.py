@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from bot.cli.hints import with_hint
 from bot.cli.knowledge import lineage_lines, weight_line
@@ -196,7 +197,7 @@ async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, A
         lineage = await engine.checkpoint_info(CHECKPOINT)
         console.print(f"\n[bold]loracle checkpoint info {CHECKPOINT}[/bold]")
         for line in lineage_lines(lineage.to_json("en"), "en"):
-            console.print(f"  {line}", highlight=False)
+            console.print(f"  {escape(line)}", highlight=False)  # names and sources may hold "[...]"
         summary: dict[str, Any] = {
             "verdicts": {v.lora.name: v.verdict for v in check.loras},
             "checkpoint_type": lineage.checkpoint_type,
