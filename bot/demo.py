@@ -1,8 +1,11 @@
 """`loracle demo`: a tiny offline library that shows every verdict, then one drawing.
 
 Everything is built here from config in seconds: a tiny SDXL checkpoint saved as one
-`.safetensors` in the layout CivitAI downloads use, and LoRAs whose kohya metadata tells
-stories from different families. Nothing is downloaded.
+`.safetensors` in the layout CivitAI downloads use — a merge, made the way A1111's
+checkpoint merger makes one, of a parent kept in the library and one that is not — and
+LoRAs whose kohya metadata tells stories from different families, two of them with
+`.civitai.info` sidecars carrying their authors' recommended weights (one in CivitAI's
+settings, one in the author's description). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -14,11 +17,31 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from bot.cli.hints import with_hint
+from bot.cli.knowledge import lineage_lines, weight_line
 from engine.settings import Settings
 
 CHECKPOINT = "loracleDemoXL_v10"
+# The merge's parents: one in the library (its name says Illustrious), one only named by
+# the merge. "tiny..." sorts after CHECKPOINT, which stays the first (default) checkpoint.
+BASE_CHECKPOINT = "tinyIllustriousBase_v10"
+OUTSIDE_PARENT = "loracleDemoPainterly_v20"
+MERGE_MULTIPLIER = 0.3
+# Authors' weights, kept in `.civitai.info` sidecars (made-up ids; nothing is fetched).
+SIDECARS = {
+    "demo_noob_character": {
+        "version_id": 9_900_101, "model_id": 9_900_001, "model_name": "Demo Red-haired Student", "model_type": "LoCon",
+        "base_model": "NoobAI", "settings": {"strength": 0.7, "minStrength": 0.5, "maxStrength": 0.9},
+    },
+    "demo_sd15_detail": {
+        "version_id": 9_900_102, "model_id": 9_900_002, "model_name": "Demo Detail Tweaker", "model_type": "LORA",
+        "base_model": "SD 1.5",
+        "description": "<p>A detail LoRA for SD 1.5 (v1.5, trained at 512x512, CFG 7, 30 steps).</p>"
+        "<p><strong>Recommended weight: 0.4-0.6</strong>; above 1.0 it burns.</p>",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -102,10 +125,11 @@ def _write_sd15_lora(path: Path, metadata: dict[str, str]) -> None:
 
 
 def build_demo_library(root: Path) -> Path:
-    """Write the demo checkpoint and LoRAs under `root` (once; later runs reuse them)."""
+    """Write the demo checkpoints, LoRAs and sidecars under `root` (once; later runs reuse them)."""
     from engine.files.hashing import hash_file
     from engine.files.header import read_header
     from engine.pipeline.single_file import write_single_file
+    from engine.testing.demo_lineage import write_sidecar, write_weighted_sum
     from engine.testing.lora_files import write_tiny_lora
     from engine.testing.tiny_sdxl import build_tiny_pipeline
 
@@ -113,11 +137,14 @@ def build_demo_library(root: Path) -> Path:
     models.mkdir(parents=True, exist_ok=True)
     loras.mkdir(parents=True, exist_ok=True)
     checkpoint = models / f"{CHECKPOINT}.safetensors"
-    if checkpoint.exists() and all((loras / f"{l.name}.safetensors").exists() for l in LORAS):
+    base = models / f"{BASE_CHECKPOINT}.safetensors"
+    wanted = [checkpoint, base, *(loras / f"{l.name}.safetensors" for l in LORAS), *(loras / f"{n}.civitai.info" for n in SIDECARS)]
+    if all(path.exists() for path in wanted):
         return checkpoint
     pipe = build_tiny_pipeline(seed=0)
-    if not checkpoint.exists():
-        write_single_file(pipe, checkpoint)
+    if not base.exists() or not checkpoint.exists():
+        write_single_file(pipe, base)
+        write_weighted_sum(pipe, base, 1, OUTSIDE_PARENT, checkpoint, multiplier=MERGE_MULTIPLIER)
     sha256 = hash_file(checkpoint, read_header(checkpoint).data_offset).sha256
     for seed, lora in enumerate(LORAS, start=1):
         path = loras / f"{lora.name}.safetensors"
@@ -126,6 +153,8 @@ def build_demo_library(root: Path) -> Path:
             _write_sd15_lora(path, metadata)
         else:
             write_tiny_lora(path, pipe, variant=lora.variant, seed=seed, metadata=metadata)
+    for name, fields in SIDECARS.items():
+        write_sidecar(loras / f"{name}.safetensors", **fields)  # type: ignore[arg-type]
     return checkpoint
 
 
@@ -162,7 +191,18 @@ async def _demo(settings: Settings, draw: bool, console: Console) -> dict[str, A
             f"loracle lora info demo_pony_style → base model {info.summary.base_model}, "
             f"family {info.summary.family_label}, trained on {info.trained_on and info.trained_on['name']}"
         )
-        summary: dict[str, Any] = {"verdicts": {v.lora.name: v.verdict for v in check.loras}}
+        for name in SIDECARS:  # the authors' weights, from CivitAI's settings and from a description
+            weight = await engine.lora_info(name)
+            console.print(f"loracle lora info {name} → {weight_line(weight.to_json('en'), 'en')}", highlight=False)
+        lineage = await engine.checkpoint_info(CHECKPOINT)
+        console.print(f"\n[bold]loracle checkpoint info {CHECKPOINT}[/bold]")
+        for line in lineage_lines(lineage.to_json("en"), "en"):
+            console.print(f"  {escape(line)}", highlight=False)  # names and sources may hold "[...]"
+        summary: dict[str, Any] = {
+            "verdicts": {v.lora.name: v.verdict for v in check.loras},
+            "checkpoint_type": lineage.checkpoint_type,
+            "parents": [p.to_json() for p in lineage.parents],
+        }
         if draw:
             await engine.start(recover=False, front_end="demo")  # a crash's jobs are the bot's to re-run
             request = DrawRequest(

@@ -17,6 +17,7 @@ from typing import Any
 from engine import content_rules
 from engine.admin_settings import AdminSettings, Limits
 from engine.answers import FamilyCheck, LoraInfo, ModelSummary
+from engine.checkpoint_types import CheckpointInfo
 from engine.civitai.cache import CivitaiCache
 from engine.civitai.client import CivitaiClient, Lookup
 from engine.civitai.download import download_version
@@ -349,6 +350,24 @@ class Engine:
         if owner is not None and owner != user_id and not is_admin:
             raise RequestError(_CANCEL_NOT_YOURS)
         return bool(self.queue and self.queue.cancel(job_id))
+
+    # -- checkpoint lineage (engine.checkpoint_answers) -------------------------------
+    async def checkpoint_info(self, name: str, *, allow_nsfw: bool = True) -> CheckpointInfo:
+        """What a checkpoint is (merge or trained, base model, family, parents named by
+        its file) and what suits it; CivitAI is asked first (cache first), the rest is
+        read in a thread."""
+        from engine.checkpoint_answers import CheckpointAnswers, civitai_checkpoint_type, lineage_of
+
+        entry = await self.indexing.settle(lambda: self.find(name, Category.CHECKPOINT), waiting=_pending)
+        lineage = await asyncio.to_thread(lineage_of, entry)
+        parent_hashes = [p.sha256 for p in (*lineage.parents, *lineage.ancestors) if p.sha256]
+        notes = await self.knowledge.ensure_known([entry])
+        notes += [n for n in await self.knowledge.lookup_hashes(parent_hashes) if n not in notes]
+        model_type = await civitai_checkpoint_type(self.knowledge, entry)
+        answers = CheckpointAnswers(self.library, self.knowledge, self.table, self.settings.civitai_base_url)
+        return await asyncio.to_thread(
+            answers.checkpoint_info, entry, lineage, notes, model_checkpoint_type=model_type, allow_nsfw=allow_nsfw
+        )
 
 
 def _queued_job(plan: DrawPlan, **identity: Any) -> Any:

@@ -47,6 +47,7 @@ _FAMILY_FIELDS = {
     "vocabulary",
     "names",
     "note",
+    "conventions",
 }
 _EXTENDED_FIELDS = ("names", "vocabulary")  # admin entries are added, not replacing
 _TOP_LEVEL = {"schema", "ss_base_model_version", "aliases", "base_models", "families"}
@@ -78,6 +79,18 @@ class NamePattern:
 
 
 @dataclass(frozen=True)
+class PromptConvention:
+    """A way a family's checkpoints were trained to be prompted (quality, aesthetic,
+    source, rating or date tags), with where that comes from (a model card)."""
+
+    kind: str  # quality | negative | aesthetic | source | rating | date
+    tags: tuple[str, ...]
+    text: Text  # what the tags do, in both languages
+    source: str  # where it is written down
+    base_model: str | None = None  # only for checkpoints of this base model (NoobAI)
+
+
+@dataclass(frozen=True)
 class Family:
     id: str
     label: str
@@ -90,6 +103,14 @@ class Family:
     name_patterns: tuple[NamePattern, ...] = field(default=(), repr=False)
     base_model: str | None = None  # what its name patterns suggest by default
     note: str | None = field(default=None, repr=False)
+    conventions: tuple[PromptConvention, ...] = field(default=(), repr=False)
+
+    def prompt_conventions(self, base_model: str | None = None) -> tuple[PromptConvention, ...]:
+        """The conventions for a checkpoint of this family: the family's own, plus those
+        of its exact base model (NoobAI's date tags mean nothing to other Illustrious
+        checkpoints)."""
+        wanted = normalize_name(base_model) if base_model else None
+        return tuple(c for c in self.conventions if c.base_model is None or normalize_name(c.base_model) == wanted)
 
 
 @dataclass(frozen=True)
@@ -226,6 +247,9 @@ class FamilyTable:
             for np in fam.name_patterns:
                 if np.base_model is not None and np.base_model not in self._base_models:
                     _fail(f"a name pattern of “{fam.id}” names an unknown base model “{np.base_model}”")
+            for convention in fam.conventions:
+                if convention.base_model is not None and convention.base_model not in self._base_models:
+                    _fail(f"a convention of “{fam.id}” names an unknown base model “{convention.base_model}”")
 
         for pattern, arch in _table(raw.get("ss_base_model_version", {}), "ss_base_model_version").items():
             self._ss_rules.append((_compile(pattern, "ss_base_model_version"), _arch(arch, f"ss_base_model_version “{pattern}”")))
@@ -416,7 +440,34 @@ def _parse_family(fid: str, entry: Mapping[str, Any]) -> Family:
         name_patterns=tuple(names),
         base_model=_opt_str(entry.get("base_model"), where),
         note=_opt_str(entry.get("note"), where),
+        conventions=_conventions(entry.get("conventions"), where),
     )
+
+
+_CONVENTION_KINDS = {"quality", "negative", "aesthetic", "source", "rating", "date"}
+_CONVENTION_FIELDS = {"kind", "tags", "en", "zh-TW", "source", "base_model"}
+
+
+def _conventions(value: Any, where: str) -> tuple[PromptConvention, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        _fail(f"{where}: conventions must be a list of tables")
+    found = []
+    for item in value:
+        if not isinstance(item, Mapping) or set(item) - _CONVENTION_FIELDS:
+            _fail(f"{where}: a convention may only have {', '.join(sorted(_CONVENTION_FIELDS))}")
+        kind = item.get("kind")
+        if kind not in _CONVENTION_KINDS:
+            _fail(f"{where}: a convention's kind must be one of {', '.join(sorted(_CONVENTION_KINDS))}")
+        tags = _str_tuple(item.get("tags"), f"{where} convention tags")
+        en, zh, source = item.get("en"), item.get("zh-TW"), item.get("source")
+        if not tags or not all(isinstance(v, str) and v.strip() for v in (en, zh, source)):
+            _fail(f"{where}: a convention needs tags, “en”, “zh-TW” and a “source”")
+        found.append(
+            PromptConvention(str(kind), tags, Text(str(en), str(zh)), str(source), _opt_str(item.get("base_model"), where))
+        )
+    return tuple(found)
 
 
 def _fail(reason: str) -> NoReturn:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from engine.admin_settings import Limits
     from engine.answers import FamilyCheck, LoraInfo, ModelSummary
     from engine.api import Engine
+    from engine.checkpoint_types import CheckpointInfo
     from engine.i18n import Message
     from engine.indexing import IndexProgress
     from engine.kinds import Category
@@ -159,6 +160,8 @@ class EnginePort(Protocol):
     async def lora_info(self, name: str, *, allow_nsfw: bool = True) -> LoraInfo: ...
 
     async def family_check(self, checkpoint: str, loras: list[str], *, allow_nsfw: bool = True) -> FamilyCheck: ...
+
+    async def checkpoint_info(self, name: str, *, allow_nsfw: bool = True) -> CheckpointInfo: ...
 
     # drawing
     async def submit(self, request: DrawRequest) -> JobHandlePort: ...

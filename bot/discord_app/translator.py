@@ -33,6 +33,9 @@ DESCRIPTIONS: dict[str, str] = {
     "LoRA name (several: separate with commas)": "LoRA 名稱（多個請用逗號分隔）",
     "Your pictures waiting in the queue": "您排隊中的圖",
     "How to use Loracle": "Loracle 使用說明",
+    # /checkpoint
+    "What Loracle knows about checkpoints": "Loracle 對模型（checkpoint）的了解",
+    "Merged or trained, base model, parents, and the LoRAs that suit a checkpoint": "融合或訓練、基礎模型、來源模型，以及適合它的 LoRA",
     # /admin
     "Manage Loracle's library, limits and queue (bot admins)": "管理 Loracle 的模型庫、限制和佇列（機器人管理員）",
     "Find new, changed and removed model files": "尋找新增、變更和移除的模型檔",

@@ -186,6 +186,9 @@ class VersionModel(_Body):
     # "Archived" (CivitAI then serves no files and no download link) | "TakenDown"
     # (no images); absent for ordinary models.
     mode: Opt[str] = None
+    # "Merge" | "Trained": CivitAI's "Checkpoint Merge" / "Checkpoint Trained", on model
+    # bodies of checkpoints (its picker and model pages carry it; copied here from Model).
+    checkpoint_type: Opt[str] = None
 
     @property
     def archived(self) -> bool:
@@ -394,6 +397,7 @@ class Model(_Body):
     tags: Items[str] = Field(default_factory=list)
     creator: Opt[Creator] = None
     model_versions: Items[ModelVersion] = Field(default_factory=list)
+    checkpoint_type: Opt[str] = None  # "Merge" | "Trained", see VersionModel
 
     @field_validator("tags", mode="before")
     @classmethod
@@ -410,7 +414,7 @@ class Model(_Body):
         # version is as useful on its own as one fetched from /model-versions/{id}.
         if not isinstance(data, dict) or not isinstance(data.get("modelVersions"), list):
             return data
-        parent = {k: data.get(k) for k in ("name", "type", "nsfw", "poi")}
+        parent = {k: data.get(k) for k in ("name", "type", "nsfw", "poi", "checkpointType")}
         versions = []
         for version in data["modelVersions"]:
             if isinstance(version, dict):

@@ -25,6 +25,7 @@ from PIL import Image
 
 from engine.admin_settings import AdminSettings
 from engine.answers import FamilyCheck, LoraInfo, LoraVerdict, ModelSummary, Suitability
+from engine.checkpoint_types import CheckpointInfo, ConventionInfo, ParentInfo, Sibling, SuitedLora
 from engine.content_rules import NSFW_HERE
 from engine.db import ThreadLocalDB
 from engine.errors import (
@@ -37,6 +38,7 @@ from engine.errors import (
     RequestError,
     UnknownNameError,
 )
+from engine.families import default_table
 from engine.i18n import Message, Text
 from engine.indexing import Indexing
 from engine.kinds import Architecture, Category, FileKind
@@ -583,6 +585,58 @@ class FakeEngine:
                 )
                 for e in entries
             ],
+        )
+
+    async def checkpoint_info(self, name: str, *, allow_nsfw: bool = True) -> CheckpointInfo:
+        """Like Engine.checkpoint_info: nova_orange is a merge CivitAI lists (one parent in
+        the library, one not); other checkpoints say nothing of their type."""
+        self._maybe_fail("checkpoint_info")
+        entry = self.find(name, Category.CHECKPOINT)
+        self._refuse_nsfw([entry], allow_nsfw)
+        parents = []
+        if entry.name == "nova_orange":
+            pony = self.find("autismmix", Category.CHECKPOINT)
+            parents = [
+                ParentInfo("illustriousXL_v01.safetensors", "AB" * 32, "1234ABCD", "A", None, None, "Illustrious", "illustrious",
+                           "https://civitai.com/models/795765?modelVersionId=889818", "Illustrious-XL — v0.1"),
+                ParentInfo("autismmix.safetensors", pony.sha256, None, "B", pony.name, "sha256", "Pony", "pony"),
+            ]
+        family = default_table().family(entry.family.lower()) if entry.family else None
+        loras = [
+            (VERDICT_ORDER.index(v), e.label.lower(), SuitedLora(e.name, e.label, v, e.base_model, e.family))
+            for e in self.entries(Category.LORA)
+            if e.enabled and self.may_list(e, allow_nsfw=allow_nsfw) and (v := verdict(e, entry)) != "incompatible"
+        ]
+        return CheckpointInfo(
+            summary=self.summary(entry),
+            checkpoint_type="merge" if parents else "unknown",
+            checkpoint_type_source="civitai" if parents else None,
+            sha256=entry.sha256,
+            autov2=entry.sha256[:10],
+            file=entry.rel_path,
+            size=entry.size,
+            evidence=[Message.of(_EVIDENCE, base=entry.base_model or "?")],
+            parents=parents,
+            merge_tool="A1111 checkpoint merger" if parents else None,
+            merge_method="Weighted sum" if parents else None,
+            merge_multiplier=0.4 if parents else None,
+            siblings=[
+                Sibling(c.name, c.base_model, c.family.lower())
+                for c in self.entries(Category.CHECKPOINT)
+                if c is not entry and c.family and c.family == entry.family and self.may_list(c, allow_nsfw=allow_nsfw)
+            ],
+            loras=[item[2] for item in sorted(loras, key=lambda item: item[:2])],
+            incompatible_loras=sum(1 for e in self.entries(Category.LORA) if verdict(e, entry) == "incompatible"),
+            prompt_conventions=[
+                ConventionInfo(c.kind, list(c.tags), c.text, c.source, c.base_model)
+                for c in (family.prompt_conventions(entry.base_model) if family else ())
+            ],
+            civitai_url=f"https://civitai.com/models/2?modelVersionId={len(entry.name)}" if parents else None,
+            civitai_name=f"{entry.name} — v1.0" if parents else None,
+            v_prediction=False,
+            zero_terminal_snr=False,
+            has_vae=True,
+            nsfw=self.is_nsfw(entry),
         )
 
     # -- drawing --------------------------------------------------------------------

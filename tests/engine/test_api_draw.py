@@ -358,6 +358,7 @@ async def test_checkpoint_pruned_of_its_vae_borrows_one_from_the_library(engine:
     assert np.array_equal(pixels(borrowed.images[0]), pixels(original.images[0]))
 
     engine.set_entry(CKPT, enabled=False)  # nothing left to borrow from: refused at once
+    engine.set_entry("tinyIllustriousBase_v10", enabled=False)  # the demo merge's parent has a VAE too
     with pytest.raises(LibraryError, match="no other SDXL checkpoint") as err:
         engine.plan(request(checkpoint="prunedXL_noVAE"))
     assert "沒有內建 VAE" in err.value.localized("zh-TW")

@@ -392,3 +392,43 @@ def test_broken_admin_file_is_reported_and_shipped_table_still_works(tmp_path: P
 def test_default_table_is_cached() -> None:
     assert default_table() is default_table()
     assert default_table().lookup("Pony").family.id == "pony"
+
+
+# -- prompt conventions (/checkpoint info) -------------------------------------------
+def test_prompt_conventions_per_family_and_base_model(table: FamilyTable) -> None:
+    pony = table.family("pony")
+    assert pony is not None
+    by_kind = {c.kind: c for c in pony.prompt_conventions("Pony")}
+    assert by_kind["quality"].tags == ("score_9", "score_8_up", "score_7_up")
+    assert "source_anime" in by_kind["source"].tags
+    assert set(by_kind["rating"].tags) == {"rating_safe", "rating_questionable", "rating_explicit"}
+    illustrious = table.family("illustrious")
+    assert illustrious is not None
+    plain = illustrious.prompt_conventions("Illustrious")
+    noob = illustrious.prompt_conventions("noobai")  # case and spacing do not matter
+    assert {"masterpiece", "very aesthetic", "absurdres"} <= set(plain[0].tags)
+    assert [c for c in noob if c.base_model] and not [c for c in plain if c.base_model]
+    assert {"newest", "year 2024", "very awa"} <= {t for c in noob for t in c.tags}
+    for family in table.families():
+        for c in family.conventions:
+            assert c.source and c.text.en and c.text.zh_tw, family.id
+
+
+@pytest.mark.parametrize(
+    "conventions",
+    [
+        '"not a list"',
+        '[{ kind = "vibes", tags = ["x"], en = "a", zh-TW = "b", source = "c" }]',
+        '[{ kind = "quality", tags = [], en = "a", zh-TW = "b", source = "c" }]',
+        '[{ kind = "quality", tags = ["x"], en = "a", zh-TW = "b" }]',
+        '[{ kind = "quality", tags = ["x"], en = "a", zh-TW = "b", source = "c", base_model = "Nope" }]',
+        '[{ kind = "quality", tags = ["x"], en = "a", zh-TW = "b", source = "c", colour = "red" }]',
+    ],
+)
+def test_a_broken_convention_is_reported_and_the_shipped_table_kept(tmp_path: Path, conventions: str) -> None:
+    path = tmp_path / "families.toml"
+    path.write_text(f"[families.pony]\nconventions = {conventions}\n", encoding="utf-8")
+    table = FamilyTable.load(path)
+    assert len(table.problems) == 1 and str(path) in str(table.problems[0])
+    pony = table.family("pony")
+    assert pony is not None and pony.conventions[0].tags[0] == "score_9"

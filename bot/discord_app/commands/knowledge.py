@@ -1,4 +1,5 @@
-"""/lora info and /family check: what Loracle knows about LoRAs and where they fit."""
+"""/lora info, /family check and /checkpoint info: what Loracle knows about LoRAs and
+checkpoints, and where they fit."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from bot.discord_app import texts as T
 from bot.discord_app.hints import family_check_with_hints
 from bot.discord_app.lifecycle import while_indexing
 from bot.discord_app.render import family_check_embed, lora_info_embed
+from bot.discord_app.render_checkpoint import checkpoint_info_embed
 from bot.discord_app.replies import DeferredReply, age_restricted, describe, error_text
 from bot.discord_app.texts import locale_of
 from bot.discord_app.translator import desc
@@ -67,5 +69,26 @@ def register(client: LoracleBot) -> None:
             return
         await reply.publish(content=None, embed=family_check_embed(family_check_with_hints(answer), locale))
 
+    checkpoint = app_commands.Group(name="checkpoint", description=desc("What Loracle knows about checkpoints"))
+
+    @checkpoint.command(
+        name="info", description=desc("Merged or trained, base model, parents, and the LoRAs that suit a checkpoint")
+    )
+    @app_commands.describe(name=desc("Checkpoint name"))
+    @app_commands.autocomplete(name=autocomplete.checkpoint_names)
+    async def checkpoint_info(interaction: discord.Interaction, name: str) -> None:
+        locale = locale_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        reply = DeferredReply(interaction)
+        try:
+            answer = await while_indexing(
+                client.engine, reply, locale, client.engine.checkpoint_info(name, allow_nsfw=age_restricted(interaction))
+            )
+        except Exception as exc:
+            await reply.refuse(error_text(exc, locale, describe(interaction)))
+            return
+        await reply.publish(content=None, embed=checkpoint_info_embed(answer, locale))
+
     client.tree.add_command(lora)
     client.tree.add_command(family)
+    client.tree.add_command(checkpoint)

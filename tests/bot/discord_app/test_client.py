@@ -21,7 +21,7 @@ from bot.settings import load_settings
 from tests.bot.fakes import FakeEngine
 from tests.bot.helpers import private_text, progress_text, public
 
-COMMANDS = {"draw", "lora", "family", "queue", "help", "admin"}
+COMMANDS = {"draw", "lora", "family", "queue", "help", "admin", "checkpoint"}
 _NAME = re.compile(r"^[-_\w]{1,32}$")
 
 
@@ -35,7 +35,7 @@ async def test_commands_are_synced_globally_at_start_up(world):
     assert [r.path for r in puts] == [f"/applications/{world.env.backend.application_id}/commands"]
     assert {c["name"] for c in puts[0].json} == COMMANDS
     assert {c.name for c in world.bot.synced} == COMMANDS
-    assert set(world.alice.available_commands(world.channel)) >= {"draw", "lora info", "family check", "queue", "help"}
+    assert set(world.alice.available_commands(world.channel)) >= {"draw", "lora info", "family check", "checkpoint info", "queue", "help"}
     assert not any(name.startswith("admin") for name in world.alice.available_commands(world.channel))
     assert "admin scan" in world.admin.available_commands(world.channel)
 

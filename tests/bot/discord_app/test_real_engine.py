@@ -111,7 +111,8 @@ async def test_autocomplete_ranks_real_verdicts(world):
         "demo_mystery",
     ]
     checkpoints = await world.alice.autocomplete(world.channel, "draw", "checkpoint", "")
-    assert [c["name"] for c in checkpoints] == [f"{CHECKPOINT} — Illustrious · SDXL ★"]
+    # the default first, then the merge's parent the demo keeps in the library
+    assert [c["name"] for c in checkpoints] == [f"{CHECKPOINT} — Illustrious · SDXL ★", "tinyIllustriousBase_v10 — Illustrious · SDXL"]
 
 
 async def test_lora_info_and_family_check_with_the_real_engine(world):
@@ -138,7 +139,7 @@ async def test_bad_input_with_the_real_engine(world):
 
 async def test_admin_changes_reach_the_real_engine(world):
     scan = await world.admin.slash(world.channel, "admin scan")
-    assert "Scan finished: 0 added, 0 updated, 0 removed, 6 unchanged." in private_text(scan)
+    assert "Scan finished: 0 added, 0 updated, 0 removed, 7 unchanged." in private_text(scan)  # 2 checkpoints, 5 LoRAs
     changed = await world.admin.slash(world.channel, "admin set", name="demo_mystery", base_model="Pony", weight=0.6)
     assert private_text(changed) == (
         "**demo\\_mystery**: base model Pony (Pony); recommended weight 0.6; NSFW no; enabled yes."
@@ -186,3 +187,19 @@ async def test_metrics_endpoint_with_the_real_engine(world, settings):
     assert value(after, "loracle_queue_depth") == 0 == world.engine.queue.size
     assert value(after, name, result="miss") - value(before, name, result="miss") >= 2  # each read from disk
     assert value(after, name, result="hit") - value(before, name, result="hit") >= 1  # then from memory
+
+
+async def test_checkpoint_info_with_the_real_engine(world):
+    # The demo checkpoint is an A1111 merge: its file names both parents, one in the library.
+    card = public(await world.alice.slash(world.channel, "checkpoint info", name=CHECKPOINT)).embeds[0]
+    assert field(card, "Type") == "🧪 Checkpoint Merge (from the file's metadata)"
+    assert field(card, "Base model") == "Illustrious (set by an admin)"
+    parents = field(card, "Merged from").splitlines()
+    assert parents[0] == "*A1111 checkpoint merger · Weighted sum · 0.3*"
+    assert parents[1] == "**A** `tinyIllustriousBase_v10.safetensors` — in the library as **tinyIllustriousBase\\_v10** (Illustrious)"
+    assert parents[2] == "**B** `loracleDemoPainterly_v20.safetensors` — not in the library"
+    loras = field(card, "LoRAs that suit it").splitlines()
+    assert loras[:2] == ["✅ exact match: **demo\\_exact\\_style**", "🟢 same family: **demo\\_noob\\_character**"]
+    assert "1 LoRA(s) of another architecture left out." in loras
+    assert "masterpiece" in field(card, "Prompt conventions")
+    assert "The file's own metadata (A1111 checkpoint merger) names 2 model(s) it was merged from." in field(card, "Evidence")

@@ -232,3 +232,19 @@ def test_an_absurd_file_size_is_no_size(size: float):
 
     version = parse_version({"id": 1, "files": [{"name": "a.safetensors", "sizeKB": size}]})
     assert version.files[0].size_bytes is None
+
+
+def test_checkpoint_type_from_a_model_body_reaches_its_versions():
+    # CivitAI's own checkpoint picker carries `checkpointType` at the model level.
+    import json
+
+    from tests.samples import CIVITAI_SAMPLES
+
+    items = json.loads((CIVITAI_SAMPLES / "internal-trpc-checkpoint-picker-page-sdxl-illustrious.json").read_text())["json"]["items"]
+    assert sorted(item["checkpointType"] for item in items) == ["Merge", "Merge", "Merge", "Trained", "Trained"]
+    model = parse_model({"id": 7, "name": "Nova", "type": "Checkpoint", "checkpointType": "Merge", "modelVersions": [{"id": 8}]})
+    assert model.checkpoint_type == "Merge"
+    assert model.model_versions[0].model is not None and model.model_versions[0].model.checkpoint_type == "Merge"
+    version = parse_version({"id": 9, "model": {"name": "X", "type": "Checkpoint", "checkpointType": "Trained"}})
+    assert version.model is not None and version.model.checkpoint_type == "Trained"
+    assert parse_version({"id": 10, "model": {"checkpointType": 5}}).model.checkpoint_type is None  # type: ignore[union-attr]

@@ -103,3 +103,47 @@ async def test_help_in_both_languages(world, interaction_payload):
     interaction_payload["locale"] = "zh-TW"
     result = await world.alice.slash(world.channel, "help")
     assert "不同系列" in result.response.embeds[0].fields[0].value
+
+
+# -- /checkpoint info ----------------------------------------------------------------------
+async def test_checkpoint_info_card(world):
+    result = await world.alice.slash(world.nsfw_channel, "checkpoint info", name="nova_orange")
+    embed = public(result).embeds[0]
+    assert embed.title == "nova_orange"
+    assert field(embed, "Type") == "🧪 Checkpoint Merge (from CivitAI)"
+    assert field(embed, "Base model") == "Illustrious (from CivitAI)"
+    assert field(embed, "Family") == "Illustrious"
+    parents = field(embed, "Merged from").splitlines()
+    assert parents[0] == "*A1111 checkpoint merger · Weighted sum · 0.4*"
+    assert parents[1].startswith("**A** `illustriousXL_v01.safetensors` — not in the library (Illustrious, [CivitAI](")
+    assert parents[2] == "**B** `autismmix.safetensors` — in the library as **autismmix** (Pony)"
+    assert field(embed, "Same family in the library") == "**secret\\_mix**"
+    loras = field(embed, "LoRAs that suit it").splitlines()
+    assert loras[0] == "✅ exact match: **nova\\_style**"
+    assert "**spicy**" in loras[1]  # an age-restricted channel lists NSFW LoRAs too
+    assert loras[-1] == "2 LoRA(s) of another architecture left out."
+    assert "`masterpiece`, `best quality`" in field(embed, "Prompt conventions")
+    assert "v-prediction: no · VAE baked in: yes" in field(embed, "Model")
+    assert result.response is None
+
+
+async def test_checkpoint_info_in_chinese_and_outside_age_restricted_channels(world, interaction_payload):
+    interaction_payload["locale"] = "zh-TW"
+    result = await world.alice.slash(world.channel, "checkpoint info", name="autismmix")
+    embed = public(result).embeds[0]
+    assert field(embed, "類型") == "❔ 未知：融合或訓練"
+    assert "`score_9`, `score_8_up`, `score_7_up`" in field(embed, "提示詞慣例")
+    refused = await world.alice.slash(world.channel, "checkpoint info", name="secret_mix")
+    assert "年齡限制頻道" in private_text(refused)
+    sfw = public(await world.alice.slash(world.channel, "checkpoint info", name="nova_orange")).embeds[0]
+    assert "spicy" not in field(sfw, "適合的 LoRA") and "secret" not in str(sfw.to_dict())
+    assert "模型庫中同系列的模型" not in [f.name for f in sfw.fields]  # its only sibling is NSFW
+
+
+async def test_checkpoint_info_unknown_names_and_autocomplete(world):
+    result = await world.alice.slash(world.channel, "checkpoint info", name="nova_orang")
+    assert private_text(result) == "No checkpoint named “nova_orang” in the library. Did you mean: nova_orange?"
+    result = await world.alice.slash(world.channel, "checkpoint info", name="nova_style")
+    assert private_text(result).startswith("No checkpoint named “nova_style”")  # a LoRA is no checkpoint
+    choices = await world.alice.autocomplete(world.channel, "checkpoint info", "name", "nova")
+    assert [c["value"] for c in choices] == ["nova_orange"]
