@@ -403,6 +403,21 @@ class Generator:
                 top=_MAX_SEED - params.count + 1,
                 seed=params.seed,
             )
+        second = (("strength", params.strength), ("hires_denoise", params.hires_denoise if params.hires > 1 else None))
+        for what, fraction in second:
+            if fraction is not None and not (math.isfinite(fraction) and 0 < fraction <= 1):
+                raise limit(
+                    "The {what} must be above 0 and at most 1 (got {value}).",
+                    "{what} 必須大於 0 且不超過 1（收到 {value}）。",
+                    what=what,
+                    value=fraction,
+                )
+        if not (math.isfinite(params.hires) and params.hires >= 1) or min(params.hires_size) < MIN_SIZE:
+            raise limit(
+                "The hires scale must be 1 or more (got {value}).",
+                "高解析放大倍率必須至少為 1（收到 {value}）。",
+                value=params.hires,
+            )
         if params.clip_skip is not None:
             layers = int(pipe.text_encoder.config.num_hidden_layers)
             if not 1 <= params.clip_skip <= layers:
