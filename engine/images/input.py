@@ -33,7 +33,7 @@ from engine.errors import ImageInputError
 from engine.i18n import Text
 from engine.images.types import StoredImage
 
-_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF")
+_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")  # JPEG covers MPO
 # Discord's upload limit for servers without boosts; anything larger is not a picture a
 # user meant to send, and reading it would only cost memory.
 MAX_INPUT_BYTES = 25 * 1024 * 1024
@@ -64,6 +64,11 @@ _TOO_SMALL = Text(
     "within {limit} pixels.",
     "這張圖片是 {width}×{height} 像素；縮放到 {limit} 像素以內後，每邊至少要 {low} 像素。",
 )
+_BOMB = Text(
+    "This picture says it holds {megapixels} megapixels; pictures up to {limit} megapixels can be used. "
+    "Save a smaller copy and try again.",
+    "這張圖片標示有 {megapixels} 百萬像素；只能使用 {limit} 百萬像素以內的圖片。請另存較小的版本再試。",
+)
 _DAMAGED = Text(
     "This picture is damaged or incomplete (the file ends early or its data is corrupt). "
     "Send the original file again.",
@@ -92,7 +97,10 @@ def normalise(data: bytes, *, max_side: int, max_pixels: int = MAX_INPUT_PIXELS)
         try:
             image = Image.open(io.BytesIO(data), formats=_FORMATS)
         except Image.DecompressionBombError as exc:
-            raise ImageInputError(_TOO_MANY_PIXELS, width="?", height="?", limit=max_pixels // 10**6) from exc
+            # Pillow's own ceiling (2 x MAX_IMAGE_PIXELS), hit before we could see the size
+            found = re.search(r"\((\d+) pixels\)", str(exc))
+            declared = round(int(found.group(1)) / 10**6) if found else "?"
+            raise ImageInputError(_BOMB, megapixels=declared, limit=max_pixels // 10**6) from exc
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
             raise ImageInputError(_NOT_A_PICTURE) from exc
         with image:
