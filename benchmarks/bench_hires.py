@@ -144,10 +144,10 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
         await engine.close()
 
     plain = c.median(times["plain"])
-    print(f"{'variant':<9}{'size':>11}{'s/job':>9}{'min..max':>14}{'ratio':>7}{'outside pipe ms':>17}{'peak RSS MiB':>14}")
+    print(f"{'variant':<9}{'size':>11}{'s/job':>9}{'min..max':>16}{'ratio':>7}{'outside pipe ms':>17}{'peak RSS MiB':>14}")
     for variant, values in times.items():
         w, h = sizes[variant]
-        print(f"{variant:<9}{f'{w}x{h}':>11}{c.median(values):>9.3f}{c.spread(values):>14}{c.median(values) / plain:>7.3f}"
+        print(f"{variant:<9}{f'{w}x{h}':>11}{c.median(values):>9.3f}{c.spread(values):>16}{c.median(values) / plain:>7.3f}"
               f"{1000 * c.median(outside[variant]):>17.1f}{c.median(peaks[variant]) / 1024:>14.1f}")
     pixel_ratio = HIRES * HIRES
     work_ratio = 1 + DENOISE * pixel_ratio
@@ -161,8 +161,8 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
     print(f"building the image-to-image pipeline (from_pipe, once per loaded checkpoint): "
           f"{1000 * c.median(builds):.2f} ms ({c.spread(builds)} s)")
     hires_peak, plain_peak = c.median(peaks["hires"]), c.median(peaks["plain"])
-    print(f"peak memory above the loaded model: plain {plain_peak / 1024:.1f} MiB, hires {hires_peak / 1024:.1f} MiB "
-          f"({hires_peak / max(plain_peak, 1):.2f}x); measured as peak RSS"
+    print(f"peak memory above the loaded model (peak RSS, CPU): plain {plain_peak / 1024:.1f} MiB, "
+          f"hires {hires_peak / 1024:.1f} MiB, image-to-image {c.median(peaks['img2img']) / 1024:.1f} MiB"
           f"{'' if peak_reset_works else ' (clear_refs not writable: peaks are since start, not per job)'}")
 
 

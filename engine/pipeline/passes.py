@@ -13,6 +13,7 @@ copy is kept and the LoRA patcher's in-place weights serve both passes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,15 @@ _TOO_FEW_STEPS = Text(
 INFOTEXT_UPSCALERS = {"latent": "Latent", "lanczos": "Lanczos"}
 
 
+class _NoEmptyFp32Notice(logging.Filter):
+    """diffusers' image-to-image casts the VAE to float32 and back on every job and each
+    cast warns that "these modules should be kept in float32: []": an empty list, i.e.
+    nothing to say, twice per job in the log. Notices naming real modules still pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "should be kept in float32: []." not in record.getMessage()
+
+
 def build_img2img(pipe: Any) -> Any:
     """The image-to-image pipeline over `pipe`'s components (shared, not copied)."""
     from diffusers import StableDiffusionXLImg2ImgPipeline
@@ -50,6 +60,9 @@ def build_img2img(pipe: Any) -> Any:
     finally:
         diffusers_logging.set_verbosity(level)
     img2img.set_progress_bar_config(disable=True)
+    modeling = logging.getLogger("diffusers.models.modeling_utils")
+    if not any(isinstance(f, _NoEmptyFp32Notice) for f in modeling.filters):
+        modeling.addFilter(_NoEmptyFp32Notice())
     return img2img
 
 
