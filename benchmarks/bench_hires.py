@@ -10,9 +10,11 @@ Image-to-image setup cost: what a job from a stored picture spends outside the d
 from text spends outside it, as a share of a 20-step draw (target < 1 %); and building the
 image-to-image pipeline itself (`from_pipe`, once per loaded checkpoint).
 
-Peak memory: the process's peak resident set (VmHWM from /proc/self/status, reset before
-each job by writing 5 to /proc/self/clear_refs) above its resident set before the job:
-CPU memory, all allocators included (tracemalloc would miss torch's tensors).
+Peak memory: each variant once more in a fresh process (so memory freed by an earlier
+job, kept by the allocator, hides nothing): the peak resident set (VmHWM from
+/proc/self/status, reset by writing 5 to /proc/self/clear_refs once the checkpoint is
+loaded) above the resident set before the job. CPU memory, all allocators included
+(tracemalloc would miss torch's tensors).
 
     .venv/bin/python benchmarks/bench_hires.py [--size 256] [--steps 20] [--rounds 5]
 """
@@ -39,8 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5, help="jobs per variant")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--peak", choices=("plain", "hires", "img2img"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     c.set_threads(args.threads)
+    if args.peak:
+        return _peak_child(args)
     c.print_header(
         "bench_hires.py", argv,
         f"tiny SDXL, {args.size}x{args.size}, {args.steps} steps, Euler a; plain vs hires {HIRES}x "
@@ -160,10 +165,68 @@ async def _run(args: argparse.Namespace, root: Path) -> None:
           f"{'met' if share < TARGET_SETUP_SHARE else 'NOT met'})")
     print(f"building the image-to-image pipeline (from_pipe, once per loaded checkpoint): "
           f"{1000 * c.median(builds):.2f} ms ({c.spread(builds)} s)")
-    hires_peak, plain_peak = c.median(peaks["hires"]), c.median(peaks["plain"])
-    print(f"peak memory above the loaded model (peak RSS, CPU): plain {plain_peak / 1024:.1f} MiB, "
-          f"hires {hires_peak / 1024:.1f} MiB, image-to-image {c.median(peaks['img2img']) / 1024:.1f} MiB"
-          f"{'' if peak_reset_works else ' (clear_refs not writable: peaks are since start, not per job)'}")
+    fresh = {variant: _peak_in_child(args, variant) for variant in ("plain", "hires", "img2img")}
+    print("peak memory of one job above the loaded model, each in a fresh process (peak RSS, CPU): "
+          + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in fresh.items())
+          + f"; hires / plain {fresh['hires'] / max(fresh['plain'], 1):.2f}x"
+          + ("" if peak_reset_works else " (clear_refs not writable: peaks include the load)"))
+
+
+def _peak_in_child(args: argparse.Namespace, variant: str) -> int:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, __file__, "--peak", variant, "--size", str(args.size), "--steps", str(args.steps),
+         "--threads", str(args.threads)],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    return int(out.strip().splitlines()[-1])
+
+
+def _peak_child(args: argparse.Namespace) -> int:
+    """One job of `args.peak` in this fresh process; prints its peak RSS increase in KiB."""
+    with tempfile.TemporaryDirectory(prefix="loracle-bench-") as tmp:
+        root = Path(tmp)
+        c.build_library(root, loras=0)
+        asyncio.run(_one_peak(args, root))
+    return 0
+
+
+async def _one_peak(args: argparse.Namespace, root: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from engine.lora.cache import LoraCache
+    from engine.queue.job import Progress
+    from engine.requests import DrawRequest
+    from engine.workers.local import GpuRunner
+
+    settings = c.make_settings(root, max_size=max(1536, int(args.size * HIRES) // 8 * 8 + 8))
+    engine = await c.open_engine(settings)
+    try:
+        kw: dict[str, Any] = {}
+        if args.peak == "hires":
+            kw = dict(hires=HIRES, hires_denoise=DENOISE, hires_upscaler="latent")
+        elif args.peak == "img2img":
+            buffer = io.BytesIO()
+            Image.fromarray(np.random.default_rng(0).integers(0, 255, (args.size, args.size, 3), dtype=np.uint8)).save(
+                buffer, format="PNG")
+            kw = dict(init_image=(await engine.store_image(buffer.getvalue())).id, strength=DENOISE)
+        request = DrawRequest(prompt=c.PROMPT, negative=c.NEGATIVE, seed=77, steps=args.steps, cfg=6.0,
+                              width=args.size, height=args.size, user_id="bench", **kw)
+        plan = engine.plan(request)
+        runner = GpuRunner(c.make_generator(settings), LoraCache(4), settings.outputs_dir, inputs_dir=settings.inputs_dir)
+        # Loads the checkpoint as a job does; 64 px, 1 step: too small to hide the job's peak.
+        warm = DrawRequest(prompt=c.PROMPT, seed=1, steps=1, width=64, height=64, user_id="bench")
+        runner(c.make_job(engine.plan(warm), "warm"), Progress()).result()
+        base = _rss_kib("VmRSS")
+        _reset_peak()
+        runner(c.make_job(plan, "peak"), Progress()).result()
+        print(_rss_kib("VmHWM") - base)
+        runner.close()
+    finally:
+        await engine.close()
 
 
 if __name__ == "__main__":

@@ -153,3 +153,26 @@ def test_step_counter_scales_the_second_pass_like_the_first():
         counter.first(i, 8)  # a sampler that calls the model twice per step
     counter.later(1, 4)
     assert calls[0] == (1, 12) and calls[-1] == (9, 12)
+
+
+@pytest.mark.parametrize("upscaler", ["latent", "lanczos"])
+def test_nan_in_either_pass_fails_the_job_and_the_next_one_draws(generator, hires, monkeypatch, upscaler):
+    from engine.pipeline.generator import NonFiniteImageError
+
+    unet = generator.pipe.unet
+    original = type(unet).forward
+    calls = []
+
+    def poisoned(self, sample, *args, **kwargs):
+        calls.append(sample.shape[-1])
+        out = original(self, sample, *args, **kwargs)
+        if sample.shape[-1] == 12:  # only the second pass (96 px = 12 latent cells)
+            (out[0] if isinstance(out, tuple) else out.sample).fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(type(unet), "forward", poisoned)
+    with pytest.raises(NonFiniteImageError):
+        generator.generate(dataclasses.replace(hires, hires_upscaler=upscaler))
+    assert 8 in calls and 12 in calls  # the first pass ran clean, the second overflowed
+    monkeypatch.undo()
+    assert generator.generate(hires)[0].size == (96, 96)
