@@ -94,16 +94,16 @@ def image_params(
     """
     s = settings
     fields: dict[str, Any] = {}
-    if has_image:
-        strength = request.strength if request.strength is not None else s.img2img_default_strength
-        check_range("strength", strength, 0.01, 1)
-        _check_second_pass(steps, float(strength), "strength")
-        fields["strength"] = float(strength)
     scale = request.hires
     if scale is None:
         scale = s.hires_default_scale if s.hires_default and not has_image else 1.0
     check_range("hires", scale, 1, s.hires_max_scale)
     if scale <= 1:
+        if has_image:  # image-to-image; an upscale job's second pass uses hires_denoise
+            strength = request.strength if request.strength is not None else s.img2img_default_strength
+            check_range("strength", strength, 0.01, 1)
+            _check_second_pass(steps, float(strength), "strength")
+            fields["strength"] = float(strength)
         return fields
     denoise = request.hires_denoise if request.hires_denoise is not None else s.hires_default_denoise
     check_range("hires_denoise", denoise, 0.01, 1)

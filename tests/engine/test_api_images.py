@@ -195,3 +195,9 @@ async def test_an_img2img_job_queued_at_a_crash_runs_after_restart(demo_settings
         assert second.job_store.get(job.id).status == "done"
     finally:
         await second.close()
+
+
+async def test_an_upscale_job_reports_its_hires_denoise_not_a_strength(engine: Engine) -> None:
+    stored = await engine.store_image(png_bytes(64, 64))
+    plan = engine.plan(request(init_image=stored.id, hires=1.5, hires_denoise=0.5, strength=0.9, width=None, height=None))
+    assert plan.params.strength is None and plan.params.hires_denoise == 0.5
