@@ -359,9 +359,12 @@ class Engine:
         <data_dir>/inputs/ for a job to start from; raises ImageInputError."""
         from engine.images.input import store
 
-        max_side = self.admin.limits().max_size
         pixels = int(self.settings.max_input_megapixels * 1_000_000)
-        return await asyncio.to_thread(store, data, self.settings.inputs_dir, max_side=max_side, max_pixels=pixels)
+
+        def keep() -> StoredImage:  # the limit is read from SQLite: off the event loop too
+            return store(data, self.settings.inputs_dir, max_side=self.admin.limits().max_size, max_pixels=pixels)
+
+        return await asyncio.to_thread(keep)
 
     def upscalers(self) -> list[str]:
         """Names valid for `hires_upscaler`: "latent", "lanczos", then the library's usable

@@ -151,5 +151,6 @@ def tiled(
             out[:, :, top * scale : bottom * scale, left * scale : right * scale] = piece[
                 :, :, oy : oy + (bottom - top) * scale, ox : ox + (right - left) * scale
             ]
-    assert out is not None  # a picture has at least one tile
+    if out is None:
+        raise ValueError("an empty picture has nothing to upscale")
     return out
