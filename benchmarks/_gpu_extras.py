@@ -30,7 +30,7 @@ from typing import Any
 import _common as c
 
 PEER_WEIGHTS = (0.8, -0.5, 0.6)
-SECTIONS = ("restore_modes", "peer", "attention", "vae_large", "compile")
+SECTIONS = ("hires", "restore_modes", "peer", "attention", "vae_large", "compile")
 
 
 @dataclass
@@ -112,6 +112,69 @@ def run_extras(ctx: Context, summary: dict[str, Any], json_path: Path | None) ->
         if json_path is not None:
             json_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return ok
+
+
+# ----------------------------------------------------------------------------- hires ---
+
+
+def _hires(ctx: Context) -> dict[str, Any]:
+    """The hires fix at full size with the three LoRAs applied: the job at --size (1024)
+    alone, then with A1111's 1.5x hires (denoise 0.5, second-pass steps = steps) by Latent,
+    Lanczos and a random-weight ESRGAN (RRDBNet 64 filters, 23 blocks, 4x, tiled); seconds
+    per image and peak GPU memory of each. Then a 2x ESRGAN upscale of a 1.5x picture,
+    tiled, against the plain job's peak (the upscaler must fit where a draw fits)."""
+    import dataclasses
+
+    import numpy as np
+
+    from engine.images.upscalers import UpscalerModel
+    from engine.pipeline.generator import Generator
+    from engine.requests import GenerationParams
+    from engine.testing.tiny_upscaler import write_tiny_esrgan
+
+    tiny = ctx.args.tiny
+    gen = Generator(device=ctx.device, dtype=ctx.dtype, cache_dir=ctx.work / "cache")
+    gen.pipe = ctx.lora_pipe
+    gen._base_scheduler_config = dict(ctx.lora_pipe.scheduler.config)
+    ctx.patcher.apply(ctx.specs([(0, 0.8), (1, 0.6), (2, 0.4)]))
+    filters, blocks = (8, 1) if tiny else (64, 23)
+    esrgan4 = UpscalerModel(write_tiny_esrgan(ctx.work / "upscalers" / "esrgan4x.safetensors", scale=4,
+                                              num_filters=filters, num_blocks=blocks),
+                            device=ctx.device, dtype=ctx.dtype)
+    plain = GenerationParams(prompt=c.PROMPT, negative=c.NEGATIVE, seed=1234, steps=ctx.args.steps, cfg=6.0,
+                             width=ctx.args.size, height=ctx.args.size, sampler="Euler a")
+    hires = dataclasses.replace(plain, hires=1.5, hires_denoise=0.5, hires_upscaler="latent")
+    variants: dict[str, tuple[Any, Any]] = {
+        "plain": (plain, None),
+        "hires_latent": (hires, None),
+        "hires_lanczos": (dataclasses.replace(hires, hires_upscaler="lanczos"), None),
+        "hires_esrgan4x": (dataclasses.replace(hires, hires_upscaler="esrgan4x"), lambda im, size: esrgan4(im, size)),
+    }
+    out: dict[str, Any] = {"size": ctx.args.size, "final_size": hires.hires_size[0], "loras": 3,
+                           "img2img_shares_weights": gen.img2img().unet is gen.pipe.unet}
+    rounds = max(1, min(ctx.args.rounds, 3))
+    for name, (params, upscaler) in variants.items():
+        gen.generate(params, upscaler=upscaler)  # warm-up
+        ctx.reset_peak()
+        times = []
+        for _ in range(rounds):
+            seconds, images = ctx.timed(lambda p=params, u=upscaler: gen.generate(p, upscaler=u))
+            times.append(seconds)
+        out[name] = {"seconds_per_image": round(c.median(times), 3), "peak_gib": ctx.peak_gib(),
+                     "image": list(images[0].size), "finite": bool(np.asarray(images[0]).std() > 0)}
+    base = out["plain"]["seconds_per_image"]
+    out["hires_latent / plain"] = round(out["hires_latent"]["seconds_per_image"] / base, 3)
+    out["pixel_ratio"] = 2.25
+    big = hires.hires_size[0]
+    esrgan2 = UpscalerModel(write_tiny_esrgan(ctx.work / "upscalers" / "esrgan2x.safetensors", scale=2,
+                                              num_filters=filters, num_blocks=blocks),
+                            device=ctx.device, dtype=ctx.dtype)
+    picture = images[0].resize((big, big))
+    ctx.reset_peak()
+    seconds, upscaled = ctx.timed(lambda: esrgan2(picture, (2 * big, 2 * big)))
+    out["esrgan2x_of_final"] = {"from": big, "to": list(upscaled.size), "seconds": round(seconds, 3),
+                                "peak_gib (models loaded included)": ctx.peak_gib()}
+    return out
 
 
 # --------------------------------------------------------------------- restore modes ---

@@ -20,6 +20,9 @@ And the LoRA application: first time, again from the LoRA cache, again from disk
 switching between four different sets with and without the cache. Then the sections of
 _gpu_extras.py (each skippable with --skip, each with its peak GPU memory):
 
+  hires          1024² + A1111's 1.5x hires fix with the three LoRAs: s/image and peak
+                 VRAM by Latent, Lanczos and an ESRGAN 4x, next to the plain job; a tiled
+                 2x ESRGAN upscale of the 1536-px result and its peak
   restore_modes  switch time and memory with originals re-read from the checkpoint file
                  (the default) vs copies in VRAM vs copies in RAM
   peer           diffusers + peft on copies of the same pipeline, the same rank-32 files at

@@ -27,6 +27,7 @@ from engine.db import ThreadLocalDB
 from engine.errors import LibraryError, LimitError, RequestError
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
+from engine.images.types import StoredImage
 from engine.indexing import Indexing
 from engine.kinds import Category
 from engine.knowledge import Knowledge
@@ -109,6 +110,7 @@ class Engine:
             self.settings.outputs_dir,
             pristine_on_cpu=pristine_on_cpu(self.settings, generator.device),
             read_back=pristine_read_back(self.settings),
+            inputs_dir=self.settings.inputs_dir,
         )
         limits = self.admin.limits()
         store = self.job_store = JobStore(self.dbs, owner=Owner.current(front_end, self.settings.root / "locks"))
@@ -124,6 +126,7 @@ class Engine:
             self.recovered = await self._recover(store)
         else:
             await asyncio.to_thread(store.recover, requeue=False)
+        await asyncio.to_thread(self._clean_inputs, store)
 
     async def _recover(self, store: Any) -> list[Any]:
         report = await asyncio.to_thread(store.recover)
@@ -368,6 +371,36 @@ class Engine:
         return await asyncio.to_thread(
             answers.checkpoint_info, entry, lineage, notes, model_checkpoint_type=model_type, allow_nsfw=allow_nsfw
         )
+
+
+    # -- image jobs (issue 10: the "img" engineer) -------------------------------------
+    async def store_image(self, data: bytes) -> StoredImage:
+        """Check and normalise a user's picture (engine.images.input) and keep it under
+        <data_dir>/inputs/ for a job to start from; raises ImageInputError."""
+        from engine.images.input import store
+
+        pixels = int(self.settings.max_input_megapixels * 1_000_000)
+
+        def keep() -> StoredImage:  # the limit is read from SQLite: off the event loop too
+            return store(data, self.settings.inputs_dir, max_side=self.admin.limits().max_size, max_pixels=pixels)
+
+        return await asyncio.to_thread(keep)
+
+    def upscalers(self) -> list[str]:
+        """Names valid for `hires_upscaler`: "latent", "lanczos", then the library's usable
+        upscaler models."""
+        from engine.images.upscalers import BUILT_IN
+
+        models = [e.name for e in self.library.entries(Category.UPSCALER) if e.usable]
+        return [*BUILT_IN, *models]
+
+    def _clean_inputs(self, store: Any) -> None:
+        """Stored pictures no waiting job needs, untouched for a day, go (at start-up)."""
+        from engine.images.input import clean_inputs
+
+        waiting = store.rows(status=("queued", "running"))
+        keep = {row.request.get("init_image") for row in waiting if isinstance(row.request, dict)}
+        clean_inputs(self.settings.inputs_dir, {k for k in keep if isinstance(k, str)})
 
 
 def _queued_job(plan: DrawPlan, **identity: Any) -> Any:

@@ -43,6 +43,7 @@ class FileKind(StrEnum):
     LOHA = "loha"
     LOKR = "lokr"
     DORA = "dora"
+    UPSCALER = "upscaler"  # an image upscaler model (ESRGAN family), data/upscalers/
     UNKNOWN = "unknown"
 
     @property
@@ -51,7 +52,8 @@ class FileKind(StrEnum):
 
 
 class Category(StrEnum):
-    """Where a file lives in the library: data/models/ or data/loras/."""
+    """Where a file lives in the library: data/models/, data/loras/ or data/upscalers/."""
 
     CHECKPOINT = "checkpoint"
     LORA = "lora"
+    UPSCALER = "upscaler"

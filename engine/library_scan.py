@@ -127,6 +127,7 @@ def scan_folders(
     for folder, default_category in (
         (library.models_dir, Category.CHECKPOINT),
         (library.loras_dir, Category.LORA),
+        (library.root / "upscalers", Category.UPSCALER),
     ):
         folder.mkdir(parents=True, exist_ok=True)
         stale: list[Path] = []
@@ -224,6 +225,8 @@ def _examine_header(
     data starts (None when the file cannot be used and is not hashed), or None when the
     file vanished meanwhile."""
     row = _row(path, rel, default_category, stat)
+    if default_category == Category.UPSCALER:
+        return _examine_upscaler(path, rel, row, stat, report)
     try:
         info = inspect_path(path)
     except Exception as exc:  # anything one file does is that file's problem, not the scan's
@@ -253,6 +256,29 @@ def _examine_header(
         ) + ")"
         report.problems.append(ScanProblem(rel, row["error"]))
     return row, (-1 if info.format == "diffusers" else info.data_offset)
+
+
+def _examine_upscaler(
+    path: Path, rel: str, row: dict[str, Any], stat: Stat, report: ScanReport
+) -> tuple[dict[str, Any], int | None] | None:
+    """An upscaler model's row: its header checked (pickles refused with how to convert
+    them), its architecture left to spandrel when it is first loaded."""
+    from engine.images.upscalers import inspect_upscaler
+
+    try:
+        data_offset = inspect_upscaler(path)
+    except Exception as exc:  # anything one file does is that file's problem, not the scan's
+        if not os.path.lexists(path):
+            return None
+        row["error"] = _problem_text(exc)
+        report.problems.append(ScanProblem(rel, row["error"]))
+        return row, None
+    row.update(
+        kind=FileKind.UPSCALER.value,
+        architecture=Architecture.OTHER.value,
+        info=json.dumps({"change_key": stat[2], HASH_PENDING: True}),
+    )
+    return row, data_offset
 
 
 def _hash_pending(db: Any, item: _Pending, report: ScanReport) -> None:

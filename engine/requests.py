@@ -132,6 +132,25 @@ class GenerationParams:
     # A1111/CivitAI convention. SDXL already reads the penultimate CLIP layer (what CivitAI
     # calls "clip skip 2"), so 1 and 2 draw the same; each step above 2 skips one more layer.
     clip_skip: int | None = None
+    # Image-to-image from a user's picture: how far to move from it (0-1); None for a
+    # text-only job. The picture itself travels beside the params (DrawPlan.request).
+    strength: float | None = None
+    # Hires fix (A1111's): 1.0 is off. A second pass at `hires_denoise` with `hires_steps`
+    # steps (0: `steps`) after upscaling by "latent", "lanczos" or an upscaler model's name.
+    hires: float = 1.0
+    hires_denoise: float = 0.0
+    hires_steps: int = 0
+    hires_upscaler: str = "latent"
+
+    @property
+    def second_pass_steps(self) -> int:
+        return self.hires_steps or self.steps
+
+    @property
+    def hires_size(self) -> tuple[int, int]:
+        """The final (width, height) of a hires job: A1111's int(side * scale), in whole
+        latent cells (8 pixels)."""
+        return (int(self.width * self.hires) // 8 * 8, int(self.height * self.hires) // 8 * 8)
 
 
 @dataclass
@@ -143,6 +162,7 @@ class DrawPlan:
     loras: list[PlannedLora]
     params: GenerationParams
     warnings: list[Message] = field(default_factory=list)
+    upscaler_path: Path | None = None  # the upscaler model of a hires job, when one is used
 
     @property
     def applied_loras(self) -> list[PlannedLora]:
@@ -184,4 +204,22 @@ class DrawResult:
             "height": p.height,
             "sampler": p.sampler,
             "seconds": round(self.seconds, 3),
+            "kind": self.plan.request.kind,
+            "strength": p.strength,
+            "hires": _hires_json(p),
         }
+
+
+def _hires_json(p: GenerationParams) -> dict[str, Any] | None:
+    """A hires job's second pass: `width`/`height` above are the first pass (A1111's `Size`)."""
+    if p.hires <= 1:
+        return None
+    width, height = p.hires_size
+    return {
+        "scale": p.hires,
+        "denoise": p.hires_denoise,
+        "steps": p.second_pass_steps,
+        "upscaler": p.hires_upscaler,
+        "width": width,
+        "height": height,
+    }

@@ -94,6 +94,26 @@ class Settings(BaseSettings):
     # only to the network Prometheus scrapes from.
     metrics_host: str = "127.0.0.1"
 
+
+    # -- hires fix, image-to-image, upscalers (issue 10) ------------------------------
+    # Whether /draw runs a hires pass when the request does not say, and with what. The
+    # final size (size × scale) still obeys LORACLE_MAX_SIZE.
+    hires_default: bool = False
+    hires_default_scale: float = Field(default=1.5, ge=1.0, le=4.0)
+    hires_default_denoise: float = Field(default=0.5, gt=0, le=1)
+    hires_default_upscaler: str = "latent"
+    hires_max_scale: float = Field(default=2.0, ge=1.0, le=4.0)
+    img2img_default_strength: float = Field(default=0.6, gt=0, le=1)
+    max_input_megapixels: float = Field(default=40.0, gt=0, le=200)
+
+    @property
+    def inputs_dir(self) -> Path:
+        return self.root / "inputs"
+
+    @property
+    def upscalers_dir(self) -> Path:
+        return self.root / "upscalers"
+
     @field_validator("civitai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -113,6 +133,8 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LORACLE_LORA_WEIGHT_MIN must be below LORACLE_LORA_WEIGHT_MAX"
             )
+        if self.hires_default_scale > self.hires_max_scale:
+            raise ValueError("LORACLE_HIRES_DEFAULT_SCALE must not exceed LORACLE_HIRES_MAX_SCALE")
         if self.default_steps > self.max_steps:
             raise ValueError("LORACLE_DEFAULT_STEPS must not exceed LORACLE_MAX_STEPS")
         for name in ("default_width", "default_height"):

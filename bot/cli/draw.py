@@ -9,8 +9,8 @@ import typer
 from rich.text import Text as Styled
 
 from bot.cli.common import OUT_DIR, JsonOpt, LangOpt, app, err, fail, out, print_json, printable, run_engine
-from engine.errors import RequestError
-from engine.i18n import EN, normalize_locale
+from engine.errors import ImageInputError, RequestError
+from engine.i18n import EN, Text, normalize_locale
 
 if TYPE_CHECKING:
     from engine.api import Engine
@@ -31,6 +31,13 @@ def draw(
     height: Annotated[int | None, typer.Option("--height")] = None,
     count: Annotated[int, typer.Option("--count")] = 1,
     sampler: Annotated[str | None, typer.Option("--sampler", help='e.g. "Euler a", "DPM++ 2M Karras"')] = None,
+    # -- image jobs (hires fix, image-to-image) --
+    image: Annotated[Path | None, typer.Option("--image", help="Start from this picture (image-to-image)")] = None,
+    strength: Annotated[float | None, typer.Option("--strength", help="How far to move from --image, 0-1")] = None,
+    hires: Annotated[float | None, typer.Option("--hires", help="Hires fix scale, e.g. 1.5 (1 = off)")] = None,
+    hires_denoise: Annotated[float | None, typer.Option("--hires-denoise", help="Hires denoising strength, 0-1")] = None,
+    hires_steps: Annotated[int | None, typer.Option("--hires-steps", help="Hires steps (0 = same as --steps)")] = None,
+    hires_upscaler: Annotated[str | None, typer.Option("--hires-upscaler", help="latent, lanczos or an upscaler model")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Also copy the images here")] = None,
     as_json: JsonOpt = False,
     lang: LangOpt = EN,
@@ -64,7 +71,14 @@ def draw(
             sampler=sampler,
             user_id="cli",
             locale=locale,
+            strength=strength,
+            hires=hires,
+            hires_denoise=hires_denoise,
+            hires_steps=hires_steps,
+            hires_upscaler=hires_upscaler,
         )
+        if image is not None:
+            request.init_image = (await engine.store_image(await _read_image(image))).id
         # Jobs a crash left behind belong to the bot, which re-queues them when it starts.
         await engine.start(recover=False, front_end="cli")
         handle = await engine.submit(request)
@@ -89,7 +103,31 @@ def draw(
         out.print(printable(f"  {item['name']}: {requested} → {item['applied_weight']:g} ({item['status']}, {item['verdict']})"))
     for warning in data["warnings"]:
         err.print(Styled.assemble(("warning:", "yellow"), printable(f" {warning}")))
-    out.print(printable(f"seed {data['seed']}, {data['steps']} steps, CFG {data['cfg']:g}, {data['width']}×{data['height']}, {data['seconds']:.1f} s"))
+    size = f"{data['width']}×{data['height']}"
+    if data.get("hires"):
+        size += f" → hires {data['hires']['width']}×{data['hires']['height']}"
+    out.print(printable(f"seed {data['seed']}, {data['steps']} steps, CFG {data['cfg']:g}, {size}, {data['seconds']:.1f} s"))
+
+
+_UNREADABLE_IMAGE = Text(
+    "Cannot read the picture {path}: {reason}.",
+    "無法讀取圖片 {path}：{reason}。",
+)
+
+
+async def _read_image(path: Path) -> bytes:
+    import asyncio
+
+    from engine.images.input import MAX_INPUT_BYTES
+
+    def read() -> bytes:
+        try:
+            with path.open("rb") as handle:
+                return handle.read(MAX_INPUT_BYTES + 1)  # store_image refuses a larger one
+        except OSError as exc:
+            raise ImageInputError(_UNREADABLE_IMAGE, path=str(path), reason=exc.strerror or type(exc).__name__) from None
+
+    return await asyncio.to_thread(read)
 
 
 async def _follow(handle: JobHandle, *, quiet: bool) -> DrawResult:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 class _Category(StrEnum):
     checkpoint = "checkpoint"
     lora = "lora"
+    upscaler = "upscaler"
 
 
 @library_app.command("scan")
@@ -59,7 +60,7 @@ def library_scan(
 
 @library_app.command("list")
 def library_list(
-    category: Annotated[_Category | None, typer.Option("--category", help="Only checkpoints or only LoRAs")] = None,
+    category: Annotated[_Category | None, typer.Option("--category", help="Only checkpoints, LoRAs or upscalers")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List checkpoints and LoRAs with their architecture and family."""

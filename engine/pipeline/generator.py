@@ -26,6 +26,15 @@ from engine.errors import JobCancelledError, JobFailedError, LimitError, Loracle
 from engine.i18n import Text
 from engine.pipeline import prepare_environment
 from engine.pipeline.loader import CheckpointSpec, SingleFileInfo, load_pipeline
+from engine.pipeline.passes import (
+    PixelUpscaler,
+    StepCounter,
+    build_img2img,
+    check_second_pass,
+    denoised_steps,
+    resize_pixels,
+    upscale_latents,
+)
 from engine.pipeline.prompt_encoder import DroppedTokens, plan_prompts, prompt_inputs
 from engine.pipeline.samplers import get_sampler, make_scheduler
 from engine.requests import GenerationParams
@@ -122,6 +131,8 @@ class Generator:
         self.pipe: Pipeline | None = None
         self.last_dropped: DroppedTokens = DroppedTokens()
         self._base_scheduler_config: dict[str, Any] = {}
+        self._img2img: Pipeline | None = None
+        self._img2img_of: Pipeline | None = None  # the pipeline it shares components with
 
     # -- checkpoints -------------------------------------------------------------------
 
@@ -153,6 +164,7 @@ class Generator:
         return True
 
     def unload(self) -> None:
+        self._img2img = self._img2img_of = None
         self.pipe = None
         self.loaded = None
         self._base_scheduler_config = {}
@@ -169,42 +181,58 @@ class Generator:
         self,
         params: GenerationParams,
         *,
+        init_image: Image | None = None,
+        upscaler: PixelUpscaler | None = None,
         on_step: Callable[[int, int], None] | None = None,
         should_cancel: Callable[[], bool] | None = None,
     ) -> list[Image]:
         """Draw `params.count` images in one batch; `on_step(i, n)` after each of n steps.
 
-        n is the number of denoising steps the sampler runs: `params.steps` for most, about
-        twice that for DPM++ SDE, which evaluates the model twice per step.
+        n counts every denoising step the job runs: `params.steps` for most samplers, about
+        twice that for DPM++ SDE (two model calls per step), plus the second pass of a
+        hires or image-to-image job (steps × strength, as A1111 counts them).
+
+        The kinds of job (DrawRequest.kind): text only; hires (`params.hires` > 1: a first
+        pass, an upscale, a second pass, see engine.pipeline.passes); image-to-image from
+        `init_image` at `params.strength`; upscale (`init_image` and hires: the upscale and
+        the second pass only). `upscaler` upscales pixels when the plan names a model.
 
         Raises LimitError for impossible parameters, JobCancelledError when `should_cancel`
         turns true, JobFailedError for anything that goes wrong while drawing.
 
         Prompts are read as A1111 reads them (weights, BREAK, chunks of 75 tokens; see
-        prompt_encoder), encoded once for the whole batch. Tokens past the chunk ceiling
-        are reported in `last_dropped` (the caller warns the user).
+        prompt_encoder), encoded once for the whole job (both passes). Tokens past the
+        chunk ceiling are reported in `last_dropped` (the caller warns the user).
         """
         pipe = self._require_pipe()
         self._validate(pipe, params)
+        hires = params.hires > 1
+        if init_image is not None and not hires and params.strength is None:
+            raise LimitError(Text("An image-to-image job needs a strength.", "圖生圖需要重繪強度。"))
+        second_strength = params.hires_denoise if hires else params.strength
+        if second_strength is not None:
+            check_second_pass(params.second_pass_steps if hires else params.steps, second_strength)
         sampler = get_sampler(params.sampler)
         if should_cancel is not None and should_cancel():
             raise JobCancelledError()
         prompts = plan_prompts(pipe, params.prompt, params.negative, guided=params.cfg > 1)
         self.last_dropped = prompts.dropped
         seeds = [params.seed + i for i in range(params.count)]
-        generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-        pipe.scheduler = make_scheduler(sampler.name, self._base_scheduler_config)
-        if hasattr(pipe.scheduler, "noise_sampler_seed"):
-            # DPM++ SDE draws its noise from Brownian trees, not from `generator`; one tree
-            # per image, seeded like the image, keeps batches equal to single runs.
-            pipe.scheduler.noise_sampler_seed = seeds
+        second_steps = params.second_pass_steps if hires else params.steps
+        counter = StepCounter(
+            on_step,
+            params.steps if init_image is None else 0,
+            denoised_steps(second_steps, second_strength) if second_strength is not None else 0,
+        )
 
-        def step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            if on_step is not None:
-                on_step(i + 1, p.num_timesteps)
-            if should_cancel is not None and should_cancel():
-                raise _Cancelled
-            return kwargs
+        def stepper(report: Callable[[int, int], None]) -> Callable[..., dict[str, Any]]:
+            def step_end(p: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+                report(i + 1, p.num_timesteps)
+                if should_cancel is not None and should_cancel():
+                    raise _Cancelled
+                return kwargs
+
+            return step_end
 
         def check_latents(module: Any, args: tuple[Any, ...]) -> None:
             # On the decoder's input, i.e. once the denoise is over: one device sync per
@@ -217,25 +245,52 @@ class Generator:
         hook = pipe.vae.decoder.register_forward_pre_hook(check_latents)
         try:
             with torch.inference_mode():
-                result = pipe(
-                    # Strings where diffusers encodes them as A1111 would, else the
-                    # embeddings; an empty negative prompt is all zeros, as in A1111.
-                    **prompt_inputs(pipe, prompts, clip_skip=params.clip_skip),
-                    num_inference_steps=params.steps,
-                    guidance_scale=params.cfg,
-                    width=params.width,
-                    height=params.height,
-                    num_images_per_prompt=params.count,
-                    generator=generators,
-                    callback_on_step_end=step_end,
+                # Strings where diffusers encodes them as A1111 would, else the
+                # embeddings; an empty negative prompt is all zeros, as in A1111.
+                # Encoded once: both passes read the same prompt.
+                inputs = prompt_inputs(pipe, prompts, clip_skip=params.clip_skip)
+                common = {**inputs, "guidance_scale": params.cfg, "num_images_per_prompt": params.count}
+                if init_image is None:
+                    latent_hires = hires and params.hires_upscaler == "latent"
+                    self._set_scheduler(pipe, sampler.name, seeds)
+                    first = pipe(
+                        **common,
+                        num_inference_steps=params.steps,
+                        width=params.width,
+                        height=params.height,
+                        generator=_generators(seeds),
+                        callback_on_step_end=stepper(counter.first),
+                        callback_on_step_end_tensor_inputs=[],
+                        # Floats, not PIL: the conversion to 8-bit would turn NaN into black.
+                        output_type="latent" if latent_hires else "np",
+                    )
+                    if not hires:
+                        return self._finish(pipe, first.images)
+                    if latent_hires:
+                        latents = first.images
+                        if not bool(torch.isfinite(latents).all()):
+                            raise NonFiniteImageError("latents")
+                        start: Any = upscale_latents(latents, params.hires_size)
+                    else:
+                        start = [self._upscale(pic, params, upscaler) for pic in self._to_pil(pipe, first.images)]
+                    del first
+                else:
+                    source = resize_pixels(init_image.convert("RGB"), (params.width, params.height))
+                    start = [self._upscale(source, params, upscaler) if hires else source] * params.count
+                img2img = self.img2img()
+                self._set_scheduler(img2img, sampler.name, seeds)
+                # A1111 seeds the second pass's noise like the first: same seeds, fresh generators.
+                result = img2img(
+                    **common,
+                    image=start,
+                    strength=second_strength,
+                    num_inference_steps=second_steps,
+                    generator=_generators(seeds),
+                    callback_on_step_end=stepper(counter.later),
                     callback_on_step_end_tensor_inputs=[],
-                    # Floats, not PIL: the conversion to 8-bit would turn NaN into black.
                     output_type="np",
                 )
-            pixels = result.images
-            if not np.isfinite(pixels).all():
-                raise NonFiniteImageError("pixels")
-            return list(pipe.image_processor.numpy_to_pil(pixels))
+                return self._finish(pipe, result.images)
         except _Cancelled as exc:
             self._recover(exc)
             raise JobCancelledError() from None
@@ -247,6 +302,38 @@ class Generator:
             raise _failure(exc) from exc
         finally:
             hook.remove()
+
+    def img2img(self) -> Pipeline:
+        """The image-to-image pipeline over the loaded checkpoint's components, built once
+        per loaded checkpoint (cheap: no weights are copied) and dropped with it."""
+        pipe = self._require_pipe()
+        if self._img2img is None or self._img2img_of is not pipe:
+            self._img2img, self._img2img_of = build_img2img(pipe), pipe
+        return self._img2img
+
+    def _set_scheduler(self, pipe: Pipeline, name: str, seeds: list[int]) -> None:
+        pipe.scheduler = make_scheduler(name, self._base_scheduler_config)
+        if hasattr(pipe.scheduler, "noise_sampler_seed"):
+            # DPM++ SDE draws its noise from Brownian trees, not from `generator`; one tree
+            # per image, seeded like the image, keeps batches equal to single runs.
+            pipe.scheduler.noise_sampler_seed = seeds
+
+    @staticmethod
+    def _to_pil(pipe: Pipeline, pixels: Any) -> list[Image]:
+        if not np.isfinite(pixels).all():
+            raise NonFiniteImageError("pixels")
+        return list(pipe.image_processor.numpy_to_pil(pixels))
+
+    def _finish(self, pipe: Pipeline, pixels: Any) -> list[Image]:
+        return self._to_pil(pipe, pixels)
+
+    @staticmethod
+    def _upscale(image: Image, params: GenerationParams, upscaler: PixelUpscaler | None) -> Image:
+        size = params.hires_size
+        if upscaler is not None and params.hires_upscaler not in ("latent", "lanczos"):
+            # a model has a fixed scale (2x, 4x): Lanczos takes its output to the asked size
+            return resize_pixels(upscaler(image, size), size)
+        return resize_pixels(image, size)
 
     # -- internals ---------------------------------------------------------------------
 
@@ -263,6 +350,8 @@ class Generator:
     def _recover(self, exc: BaseException) -> None:
         release_frames(exc)  # before free_memory: the frames still hold the job's tensors
         pipe = self.pipe
+        if self._img2img is not None:
+            self._img2img._interrupt = False
         if pipe is not None:
             pipe._interrupt = False
             # diffusers upcasts the VAE to float32 for the decode and casts it back after;
@@ -314,6 +403,21 @@ class Generator:
                 top=_MAX_SEED - params.count + 1,
                 seed=params.seed,
             )
+        second = (("strength", params.strength), ("hires_denoise", params.hires_denoise if params.hires > 1 else None))
+        for what, fraction in second:
+            if fraction is not None and not (math.isfinite(fraction) and 0 < fraction <= 1):
+                raise limit(
+                    "The {what} must be above 0 and at most 1 (got {value}).",
+                    "{what} 必須大於 0 且不超過 1（收到 {value}）。",
+                    what=what,
+                    value=fraction,
+                )
+        if not (math.isfinite(params.hires) and params.hires >= 1) or min(params.hires_size) < MIN_SIZE:
+            raise limit(
+                "The hires scale must be 1 or more (got {value}).",
+                "高解析放大倍率必須至少為 1（收到 {value}）。",
+                value=params.hires,
+            )
         if params.clip_skip is not None:
             layers = int(pipe.text_encoder.config.num_hidden_layers)
             if not 1 <= params.clip_skip <= layers:
@@ -323,6 +427,10 @@ class Generator:
                     layers=layers,
                     value=params.clip_skip,
                 )
+
+
+def _generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
 
 
 def effective_cfg(cfg: float) -> float:

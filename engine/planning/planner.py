@@ -7,6 +7,8 @@ is parsed here so a malformed `(tag:1.2.3)` never loads a checkpoint.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from engine.admin_settings import AdminSettings
 from engine.content_rules import check_blocklist, refuse_nsfw
 from engine.errors import IncompatibleError, LibraryError, LimitError, RequestError, WeightError
@@ -18,7 +20,7 @@ from engine.knowledge_answers import Answers
 from engine.library import Library, LibraryEntry
 from engine.planning.checkpoints import CheckpointChooser
 from engine.planning.lora_weights import LoraStatus, decide_weight, outside_author_range, split_prompt_loras
-from engine.planning.params import OUT_OF_RANGE, generation_params
+from engine.planning.params import LANCZOS, LATENT, OUT_OF_RANGE, generation_params
 from engine.planning.prompt_checks import PROMPT_EMPTY, check_prompt_syntax, check_prompt_text
 from engine.planning.trigger_words import missing_trigger_warning, missing_triggers
 from engine.prompt_lint import lint_prompt
@@ -27,6 +29,7 @@ from engine.settings import Settings
 from engine.text_input import clean_name
 from engine.verdicts import Verdict, VerdictResult
 
+BUILT_IN_UPSCALERS = (LATENT, LANCZOS)
 _NOT_SDXL = Text(
     "“{name}” is a {arch} checkpoint; Loracle draws with SDXL checkpoints only.",
     "「{name}」是 {arch} 模型；Loracle 只能用 SDXL 模型繪圖。",
@@ -113,8 +116,25 @@ class Planner:
         for lint in lint_prompt(prompt, negative, family, self.table):
             warnings.append(Message(lint.text, lint.params))
 
-        params = generation_params(request, prompt, negative, self.settings, limits)
-        return DrawPlan(request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings)
+        params = generation_params(request, prompt, negative, self.settings, limits, init_size=self._init_size(request))
+        upscaler = self._upscaler(params.hires_upscaler) if params.hires > 1 else None
+        return DrawPlan(
+            request=request, checkpoint=checkpoint, loras=planned, params=params, warnings=warnings, upscaler_path=upscaler
+        )
+
+    def _init_size(self, request: DrawRequest) -> tuple[int, int] | None:
+        """The stored picture's size; ImageInputError when it is gone (send it again)."""
+        if request.init_image is None:
+            return None
+        from engine.images.input import stored_size
+
+        return stored_size(self.settings.inputs_dir, request.init_image)
+
+    def _upscaler(self, name: str) -> Path | None:
+        """An upscaler model's file; None for the built-in "latent" and "lanczos"."""
+        if name in BUILT_IN_UPSCALERS:
+            return None
+        return self.library.get_usable(clean_name(name), Category.UPSCALER).path
 
     def _check_texts(self, request: DrawRequest) -> tuple[str, str]:
         """The cleaned prompt and negative, refused when too long (before anything parses

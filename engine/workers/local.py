@@ -21,6 +21,8 @@ from PIL.Image import Image
 
 from engine.errors import JobFailedError
 from engine.i18n import Message, Text
+from engine.images.input import load as load_input
+from engine.images.upscalers import UpscalerModel
 from engine.lora.cache import LoraCache
 from engine.lora.patcher import LoraPatcher, LoraSpec
 from engine.pipeline.generator import (
@@ -31,13 +33,14 @@ from engine.pipeline.generator import (
     release_frames,
 )
 from engine.pipeline.loader import CheckpointSpec
+from engine.pipeline.passes import INFOTEXT_UPSCALERS, PixelUpscaler
 from engine.pipeline.prompt_encoder import MAX_TOKENS
 from engine.pipeline.prompt_weights import parse_prompt_attention
 from engine.pipeline.samplers import get_sampler
 from engine.planning.lora_weights import LoraStatus
 from engine.png_info import format_number, format_parameters, save_png
 from engine.queue.job import Progress, QueuedJob
-from engine.requests import DrawPlan, DrawResult, PlannedLora
+from engine.requests import DrawPlan, DrawResult, GenerationParams, PlannedLora
 from engine.text_input import clean_prompt, shorten
 
 _UNMATCHED = Text(
@@ -127,6 +130,23 @@ def _lora_spec(lora: PlannedLora) -> LoraSpec:
     return LoraSpec(key=lora.sha256 or "", path=lora.path, weight=lora.applied_weight, name=lora.name, kind=lora.kind)
 
 
+def _extra_fields(p: GenerationParams) -> dict[str, object]:
+    """A1111's infotext fields beyond the basic ones, in its order (create_infotext, then
+    the hires fix's extra_generation_params); `Size` stays the first pass's size."""
+    extra: dict[str, object] = {}
+    strength = p.hires_denoise if p.hires > 1 else p.strength
+    if strength is not None:
+        extra["Denoising strength"] = format_number(strength)
+    if p.clip_skip and p.clip_skip > 1:  # A1111 writes it only above 1, its default
+        extra["Clip skip"] = p.clip_skip
+    if p.hires > 1:
+        extra["Hires upscale"] = format_number(p.hires)
+        if p.hires_steps:  # A1111 writes it only when it differs from "same as steps"
+            extra["Hires steps"] = p.hires_steps
+        extra["Hires upscaler"] = INFOTEXT_UPSCALERS.get(p.hires_upscaler, p.hires_upscaler)
+    return extra
+
+
 # Dropped text is quoted back to the user; a whole pasted essay would bury the message.
 _DROPPED_TEXT_CHARS = 300
 
@@ -140,10 +160,14 @@ class GpuRunner:
         *,
         pristine_on_cpu: bool = False,
         read_back: bool = True,
+        inputs_dir: Path | None = None,
     ) -> None:
         self.generator = generator
         self.lora_cache = lora_cache
         self.outputs_dir = outputs_dir
+        # Where Engine.store_image keeps the pictures image-to-image jobs start from.
+        self.inputs_dir = inputs_dir if inputs_dir is not None else outputs_dir.parent / "inputs"
+        self._upscaler: UpscalerModel | None = None  # the last upscaler model used, kept loaded
         self.pristine_on_cpu = pristine_on_cpu
         self.read_back = read_back
         self._patcher: LoraPatcher | None = None
@@ -206,9 +230,15 @@ class GpuRunner:
                 msg = Message.of(_UNMATCHED, name=lora.name, count=len(report.unmatched_keys))
                 lora.warnings.append(msg)
                 warnings.append(msg)
+        init_image = load_input(self.inputs_dir, plan.request.init_image) if plan.request.init_image else None
+        upscaler = self._upscaler_for(plan, progress)
         try:
             images = self.generator.generate(
-                plan.params, on_step=progress.step, should_cancel=lambda: progress.cancelled
+                plan.params,
+                init_image=init_image,
+                upscaler=upscaler,
+                on_step=progress.step,
+                should_cancel=lambda: progress.cancelled,
             )
         except NonFiniteImageError as exc:
             raise _overflow_failure(exc, plan, self.generator.dtype) from exc
@@ -227,6 +257,22 @@ class GpuRunner:
             warnings.append(Message.of(_LOW_CFG, cfg=format_number(plan.params.cfg)))
         seconds = time.perf_counter() - started
         return self._output.submit(self._save, job, plan, images, warnings, seconds, loaded)
+
+    def _upscaler_for(self, plan: DrawPlan, progress: Progress) -> PixelUpscaler | None:
+        """The plan's upscaler model, loaded once and kept until another one is asked for
+        (an ESRGAN is tens of MB: nothing next to the checkpoint)."""
+        path = plan.upscaler_path
+        if path is None:
+            return None
+        if self._upscaler is None or self._upscaler.path != path:
+            self._upscaler = None
+            self._upscaler = UpscalerModel(path, device=self.generator.device, dtype=self.generator.dtype)
+        model = self._upscaler
+
+        def upscale(image: Image, size: tuple[int, int]) -> Image:
+            return model(image, size, should_cancel=lambda: progress.cancelled)
+
+        return upscale
 
     def _save(
         self, job: QueuedJob, plan: DrawPlan, images: list[Image], warnings: list[Message], seconds: float, loaded: bool
@@ -253,8 +299,7 @@ class GpuRunner:
                 model_name=cp.name,
                 model_hash=cp.autov2,
                 loras=[(l.name, l.applied_weight, l.autov3) for l in applied],
-                # A1111 writes it only above 1, its default.
-                extra={"Clip skip": p.clip_skip} if p.clip_skip and p.clip_skip > 1 else None,
+                extra=_extra_fields(p),
             )
             paths.append(save_png(image, folder / f"{job.id}-{index}.png", text))
         return DrawResult(
