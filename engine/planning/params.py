@@ -55,4 +55,5 @@ def generation_params(
         height=int(height),
         count=int(request.count),
         sampler=get_sampler(request.sampler).name,
+        clip_skip=request.clip_skip,
     )
