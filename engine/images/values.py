@@ -59,11 +59,29 @@ def number(value: Any) -> float | None:
 def integer(warnings: list[Message], field: str, value: Any, low: int, high: int) -> int | None:
     if value is None or value == "":
         return None
+    exact = _exact_int(value)
+    if exact is not None:
+        if low <= exact <= high:
+            return exact
+        bad(warnings, field, value)
+        return None
     found = number(value)
     if found is None or not found.is_integer() or not low <= found <= high:
         bad(warnings, field, value)
         return None
     return int(found)
+
+
+def _exact_int(value: Any) -> int | None:
+    """Whole numbers read exactly: a 64-bit seed does not survive a float."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in "+-" else text
+        if digits.isascii() and digits.isdigit() and len(digits) <= 40:
+            return int(text)
+    return None
 
 
 def real(warnings: list[Message], field: str, value: Any, low: float, high: float) -> float | None:
