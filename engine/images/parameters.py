@@ -257,11 +257,43 @@ def _loras(
     # Loracle applies LoRAs in `Lora hashes` order (each one's weights added to the model
     # in turn), so that order is kept: a redraw adds them in the same order, bit for bit.
     order = {name.casefold(): i for i, name in enumerate(lora_hashes)}
-    ranked = sorted(enumerate(refs.items()), key=lambda item: (order.get(item[1][0], len(order)), item[0]))
-    return [ref for _, (_, ref) in ranked]
+    if not all(key in order for key in refs):
+        return list(refs.values())  # as the prompt names them
+    return [refs[key] for key in sorted(refs, key=order.__getitem__)]
 
 
 def _weight(warnings: list[Message], name: str, text: str | None) -> float | None:
     if text is None or not text.strip():
         return None
     return values.real(warnings, f"weight of {name[:40]}", text, -values.MAX_WEIGHT, values.MAX_WEIGHT)
+
+
+def parameters_json(params: ImageParameters, locale: str = "en") -> dict[str, Any]:
+    """The parameters as JSON (front ends' `--json` and logs); warnings rendered."""
+
+    def ref(r: ResourceRef | None) -> dict[str, Any] | None:
+        if r is None:
+            return None
+        return {"kind": r.kind, "name": r.name, "hash": r.hash, "weight": r.weight, "civitai_version": r.civitai_version}
+
+    return {
+        "source": params.source,
+        "prompt": params.prompt,
+        "negative": params.negative,
+        "seed": params.seed,
+        "steps": params.steps,
+        "cfg": params.cfg,
+        "sampler": params.sampler,
+        "width": params.width,
+        "height": params.height,
+        "clip_skip": params.clip_skip,
+        "checkpoint": ref(params.checkpoint),
+        "loras": [ref(l) for l in params.loras],
+        "hires": params.hires,
+        "hires_denoise": params.hires_denoise,
+        "hires_steps": params.hires_steps,
+        "hires_upscaler": params.hires_upscaler,
+        "denoise": params.denoise,
+        "extra": dict(params.extra),
+        "warnings": [w.render(locale) for w in params.warnings],
+    }

@@ -85,7 +85,7 @@ async def test_hash_beats_name_and_names_are_found_as_comfyui_writes_them(world)
 
 
 async def test_missing_ones_get_their_civitai_page_when_civitai_knows_the_hash(world) -> None:
-    engine, fake, elsewhere = world
+    engine, _fake, elsewhere = world
     matches = await _info(
         engine,
         params(
