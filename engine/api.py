@@ -362,12 +362,15 @@ class Engine:
         """A picture's parameters and each resource's match (hash, name or missing, with
         its CivitAI page) and verdict against `checkpoint` (None: the picture's own, else
         the default)."""
-        from engine.images.like import notes_for
+        from engine.images.like import notes_for, nsfw_notes
         from engine.images.parameters import read_image_parameters
 
         params = await asyncio.to_thread(read_image_parameters, data)
         resolved = await self._resolve_picture(params, checkpoint)
-        return ImageInfo(params, [r.match for r in resolved], [*params.warnings, *notes_for(resolved)])
+        notes = [*params.warnings, *notes_for(resolved)]
+        if not allow_nsfw:
+            notes += await asyncio.to_thread(nsfw_notes, resolved, self.knowledge)
+        return ImageInfo(params, [r.match for r in resolved], notes)
 
     async def like_request(self, data: bytes, *, user_id: str, allow_nsfw: bool = True) -> LikeRequest:
         """A request that draws the picture again: same prompt, negative, seed, steps, CFG,

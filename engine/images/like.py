@@ -10,7 +10,7 @@ when CivitAI knows it, its page.
 from __future__ import annotations
 
 from engine.admin_settings import Limits
-from engine.content_rules import is_nsfw
+from engine.content_rules import NSFW_HERE, is_nsfw
 from engine.i18n import Fix, Message, Text
 from engine.images.matching import Resolved
 from engine.images.types import ImageParameters, LikeRequest
@@ -76,6 +76,13 @@ def notes_for(resolved: list[Resolved]) -> list[Message]:
         elif item.match.how == "name":
             notes.append(Message.of(BY_NAME, name=item.entry.label))
     return notes
+
+
+def nsfw_notes(resolved: list[Resolved], knowledge: Knowledge) -> list[Message]:
+    """Outside age-restricted places: which matched resources could not be used there."""
+    return [
+        Message.of(NSFW_HERE, name=r.entry.label) for r in resolved if r.entry is not None and is_nsfw(r.entry, knowledge)
+    ]
 
 
 def build_request(
