@@ -383,6 +383,8 @@ class Engine:
         return build_request(
             params, resolved, user_id=user_id, allow_nsfw=allow_nsfw,
             settings=self.settings, limits=self.admin.limits(), knowledge=self.knowledge,
+            # Engine.upscalers comes with the image-to-image work; until then, not checked.
+            upscalers=await asyncio.to_thread(upscalers) if callable(upscalers := getattr(self, "upscalers", None)) else None,
         )  # fmt: skip
 
     async def vary_request(self, data: bytes, *, strength: float, user_id: str, allow_nsfw: bool = True) -> LikeRequest:

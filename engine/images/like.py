@@ -56,6 +56,11 @@ LIMITED = Text(
     "圖片的 {what} {value} 超出此伺服器允許的範圍；改用 {used}。",
 )
 
+NO_UPSCALER = Text(
+    "The picture's upscaler “{name}” is not available here; the default upscaler is used.",
+    "此處沒有圖片使用的放大器「{name}」；改用預設放大器。",
+)
+
 _KIND_ZH = {"checkpoint": "模型（checkpoint）", "lora": "LoRA"}
 
 
@@ -94,7 +99,9 @@ def build_request(
     settings: Settings,
     limits: Limits,
     knowledge: Knowledge,
+    upscalers: list[str] | None = None,
 ) -> LikeRequest:
+    """`upscalers`: the names this server can upscale with (None: not checked here)."""
     warnings = list(params.warnings)
     warnings.extend(notes_for(resolved))
     checkpoint = next((r for r in resolved if r.match.ref.kind == "checkpoint"), None)
@@ -136,10 +143,19 @@ def build_request(
         hires=params.hires if params.hires is not None else 1.0,
         hires_denoise=params.hires_denoise,
         hires_steps=params.hires_steps,
-        hires_upscaler=params.hires_upscaler,
+        hires_upscaler=_upscaler(warnings, params.hires_upscaler, upscalers),
         clip_skip=params.clip_skip,
     )
     return LikeRequest(request, [r.match for r in resolved], warnings)
+
+
+def _upscaler(warnings: list[Message], name: str | None, known: list[str] | None) -> str | None:
+    if name is None or known is None:
+        return name
+    found = next((k for k in known if k.casefold() == name.casefold()), None)
+    if found is None:
+        warnings.append(Message.of(NO_UPSCALER, name=name))
+    return found
 
 
 def _within(warnings: list[Message], what: str, value: float | None, low: float, high: float) -> float | None:
