@@ -26,8 +26,9 @@ from engine.errors import ImageInputError
 from engine.i18n import Text
 
 MAX_IMAGE_BYTES = 64 * 1024 * 1024
-# Far above any picture a diffusion model draws (8192 x 8192 with room), far below a bomb.
-MAX_PIXELS = 80_000_000
+# Far above any picture a diffusion model draws (a 4x upscale of 1536², 6144², with room),
+# far below a bomb; a JPEG or WEBP this size decodes in about 160 MB.
+MAX_PIXELS = 40_000_000
 MAX_SIDE = 16_384
 # An infotext is a few KB; a ComfyUI workflow of many nodes a few hundred KB.
 MAX_TEXT_CHARS = 2_000_000

@@ -49,7 +49,7 @@ def test_a_good_png_gives_its_texts_and_size() -> None:
     assert found.texts == {"parameters": "a cat\nSteps: 1", "prompt": "{}"}
 
 
-@pytest.mark.parametrize(("width", "height"), [(100_000, 100_000), (9_000, 9_000), (20_000, 64)])
+@pytest.mark.parametrize(("width", "height"), [(100_000, 100_000), (7_000, 7_000), (20_000, 64)])
 def test_bombs_are_refused_from_the_header(width: int, height: int) -> None:
     _refused(_png_claiming(width, height), "million")
 
