@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import PurePosixPath
 from typing import Any
 
-from engine.i18n import Message
+from engine.i18n import Message, Text
 from engine.images import values
 from engine.images.types import ImageParameters, ResourceRef
 
@@ -48,6 +48,10 @@ _WIDGETS: dict[str, tuple[str, ...]] = {
     "LatentUpscale": ("upscale_method", "width", "height", "crop"),
     "PrimitiveNode": ("value",),
 }  # fmt: skip
+NO_PROMPT = Text(
+    "The picture's prompt could not be read: its sampler's prompt comes from nodes Loracle does not know.",
+    "無法讀取圖片的提示詞：取樣器的提示詞來自 Loracle 不認得的節點。",
+)
 _BYPASSED = 4  # the editor's node mode for "bypass"
 
 
@@ -184,6 +188,8 @@ def _read(graph: Graph) -> ImageParameters | None:
         height=values.integer(warnings, "height", latent.get("height"), 1, values.MAX_SIDE),
         warnings=warnings,
     )
+    if not params.prompt.strip():
+        warnings.append(Message.of(NO_PROMPT))
     _model_chain(graph, inputs.get("model"), params)
     params.clip_skip = _clip_skip(graph, inputs.get("positive"), warnings)
     _hires(graph, sampler, samplers[1:], params)

@@ -142,6 +142,7 @@ def test_cycles_junk_and_graphs_without_a_sampler() -> None:
     }
     p = parse_comfyui(json.dumps(cyclic), None)
     assert p is not None and p.prompt == "" and [l.name for l in p.loras] == ["x"]
+    assert "could not be read" in p.warnings[0].render("en")
     for junk in ("", "[]", "{}", "null", '{"1": 5}', "[" * 100000, '{"nodes": 5, "links": []}'):
         assert parse_comfyui(junk, junk) is None
     no_sampler = {"4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "a.safetensors"}}}
