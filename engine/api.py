@@ -383,9 +383,13 @@ class Engine:
         return build_request(
             params, resolved, user_id=user_id, allow_nsfw=allow_nsfw,
             settings=self.settings, limits=self.admin.limits(), knowledge=self.knowledge,
-            # Engine.upscalers comes with the image-to-image work; until then, not checked.
-            upscalers=await asyncio.to_thread(upscalers) if callable(upscalers := getattr(self, "upscalers", None)) else None,
+            upscalers=await self._known_upscalers(),
         )  # fmt: skip
+
+    async def _known_upscalers(self) -> list[str] | None:
+        # Engine.upscalers comes with the image-to-image work; without it, not checked here.
+        upscalers = getattr(self, "upscalers", None)
+        return list(await asyncio.to_thread(upscalers)) if callable(upscalers) else None
 
     async def vary_request(self, data: bytes, *, strength: float, user_id: str, allow_nsfw: bool = True) -> LikeRequest:
         """like_request, started from the picture itself at `strength`, with a new seed."""
@@ -437,13 +441,11 @@ class Engine:
         matcher = Matcher(self.library, self.knowledge, self.civitai, self.settings.civitai_base_url)
 
         def resolve() -> list[Resolved]:
-            chosen = None
-            if checkpoint is not None:
-                chosen = self.find(checkpoint, Category.CHECKPOINT)
-            elif params.checkpoint is None:
-                with contextlib.suppress(LoracleError):
-                    chosen = self.planner.checkpoints.choose(None)
-            return matcher.resolve(params, chosen)
+            chosen = self.find(checkpoint, Category.CHECKPOINT) if checkpoint is not None else None
+            default = None
+            with contextlib.suppress(LoracleError):  # no checkpoint at all: no verdicts
+                default = self.planner.checkpoints.choose(None)
+            return matcher.resolve(params, chosen, default)
 
         resolved = await self.indexing.settle(resolve, waiting=lambda found: any(r.entry is not None and r.entry.hash_pending for r in found))
         return await matcher.with_links(resolved)

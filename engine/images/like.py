@@ -116,7 +116,7 @@ def build_request(
         entry = item.entry
         if item.match.ref.kind != "lora" or entry is None:
             continue
-        if item.match.verdict == Verdict.INCOMPATIBLE and ckpt_name is not None:
+        if item.match.verdict == Verdict.INCOMPATIBLE:
             warnings.append(Message.of(INCOMPATIBLE, name=entry.label))
         elif not allow_nsfw and is_nsfw(entry, knowledge):
             warnings.append(Message.of(NSFW_LEFT_OUT, name=entry.label))

@@ -74,14 +74,18 @@ class Matcher:
         version = self.knowledge.civitai_version(entry.sha256)
         return version.id if version is not None else None
 
-    def resolve(self, params: ImageParameters, checkpoint: LibraryEntry | None) -> list[Resolved]:
+    def resolve(
+        self, params: ImageParameters, checkpoint: LibraryEntry | None, default: LibraryEntry | None = None
+    ) -> list[Resolved]:
         """Every resource of the picture, the checkpoint first; each LoRA with its verdict
-        against `checkpoint` (the one that will draw), or the picture's own when None."""
+        against `checkpoint` when given, else the picture's own checkpoint when the library
+        has it, else `default`: the one that would draw."""
         found: list[Resolved] = []
         if params.checkpoint is not None:
             how, entry = self.find(params.checkpoint)
             found.append(Resolved(ResourceMatch(params.checkpoint, how, entry.name if entry else None), entry))
             checkpoint = checkpoint or entry
+        checkpoint = checkpoint or default
         for ref in params.loras:
             how, entry = self.find(ref)
             verdict = None

@@ -129,3 +129,9 @@ def test_name_candidates() -> None:
     assert name_candidates("sub\\dir\\foo.safetensors") == ["sub/dir/foo.safetensors", "foo.safetensors"]
     assert name_candidates("foo") == ["foo"]
     assert name_candidates(None) == [] and name_candidates("") == []
+
+
+async def test_with_the_pictures_checkpoint_missing_verdicts_are_against_the_default(world) -> None:
+    engine, _, _ = world
+    matches = await _info(engine, params(ResourceRef("checkpoint", "gone.safetensors"), ResourceRef("lora", "old15")))
+    assert [(m.how, m.verdict) for m in matches] == [("missing", None), ("name", "incompatible")]
