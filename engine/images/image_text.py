@@ -179,8 +179,15 @@ def _png_texts(info: object) -> dict[str, str]:
 
 
 def _user_comment(image: Image.Image) -> str | None:
+    # From the EXIF block the header holds: Image.getexif() on a PNG decodes the pixels to
+    # look for one after them.
+    block = image.info.get("exif")
+    if not isinstance(block, bytes) or not block:
+        return None
     try:
-        raw = image.getexif().get_ifd(_EXIF_IFD).get(_USER_COMMENT)
+        exif = Image.Exif()
+        exif.load(block)
+        raw = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
     except Exception:  # a damaged EXIF block holds no parameters worth failing over
         return None
     if isinstance(raw, str):

@@ -194,7 +194,8 @@ def _jpeg_with_comment(text: str, encoding: str, fmt: str = "JPEG") -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("encoding", "fmt"), [("utf-16-be", "JPEG"), ("utf-16-le", "JPEG"), ("utf-8", "JPEG"), ("utf-16-be", "WEBP")]
+    ("encoding", "fmt"),
+    [("utf-16-be", "JPEG"), ("utf-16-le", "JPEG"), ("utf-8", "JPEG"), ("utf-16-be", "WEBP"), ("utf-16-be", "PNG")],
 )
 def test_jpeg_and_webp_exif_user_comment(encoding: str, fmt: str) -> None:
     text = "夜の街, neon <lora:city:0.8>\nNegative prompt: blurry\nSteps: 24, Sampler: Euler a, CFG scale: 5, Seed: 77, Size: 64x64"
