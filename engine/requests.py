@@ -46,6 +46,9 @@ class DrawRequest:
     hires_denoise: float | None = None
     hires_steps: int | None = None
     hires_upscaler: str | None = None  # "latent", "lanczos" or an upscaler model's name
+    # A1111's "Clip skip" (GenerationParams.clip_skip); None: the checkpoint's default.
+    # Set by "draw like this" so a picture made with it is redrawn with it.
+    clip_skip: int | None = None
 
     @property
     def kind(self) -> str:

@@ -14,13 +14,17 @@ from engine.i18n import EN, Text, normalize_locale
 
 if TYPE_CHECKING:
     from engine.api import Engine
+    from engine.images.types import LikeRequest
     from engine.queue.handle import JobHandle
     from engine.requests import DrawResult
 
 
+_NO_PROMPT = Text("Give a prompt, or a picture to draw like with --like.", "請給提示詞，或用 --like 指定要仿照的圖片。")
+
+
 @app.command("draw")
 def draw(
-    prompt: str,
+    prompt: Annotated[str | None, typer.Argument(help="The prompt (with --like: replaces the picture's)")] = None,
     negative: Annotated[str, typer.Option("--negative", help="Negative prompt")] = "",
     checkpoint: Annotated[str | None, typer.Option("--checkpoint", "-c")] = None,
     lora: Annotated[list[str] | None, typer.Option("--lora", "-l", help="NAME or NAME:WEIGHT (repeatable)")] = None,
@@ -39,6 +43,7 @@ def draw(
     hires_steps: Annotated[int | None, typer.Option("--hires-steps", help="Hires steps (0 = same as --steps)")] = None,
     hires_upscaler: Annotated[str | None, typer.Option("--hires-upscaler", help="latent, lanczos or an upscaler model")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Also copy the images here")] = None,
+    like: Annotated[Path | None, typer.Option("--like", help="Draw like this picture (its parameters; options given override them)")] = None,
     as_json: JsonOpt = False,
     lang: LangOpt = EN,
 ) -> None:
@@ -53,12 +58,21 @@ def draw(
         except OSError as exc:
             fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
 
+    if like is not None:
+        from bot.cli.images import read_picture
+
+        like_data = read_picture(like, as_json, locale)
+    elif prompt is None:
+        fail(RequestError(_NO_PROMPT), as_json, locale)
+
+    liked: list[LikeRequest] = []  # --like: the picture's request and how it matched
+
     async def body(engine: Engine) -> DrawResult:
         from engine.requests import DrawRequest
 
         loras = parse_lora_list(",".join(lora or []), max_loras=engine.settings.max_loras)
         request = DrawRequest(
-            prompt=prompt,
+            prompt=prompt or "",
             negative=negative,
             checkpoint=checkpoint,
             loras=loras,
@@ -77,6 +91,11 @@ def draw(
             hires_steps=hires_steps,
             hires_upscaler=hires_upscaler,
         )
+        if like is not None:
+            from bot.cli.images import like_with_overrides
+
+            liked.append(await like_with_overrides(engine, like_data, request, locale=locale, quiet=as_json))
+            request = liked[0].request
         if image is not None:
             request.init_image = (await engine.store_image(await _read_image(image))).id
         # Jobs a crash left behind belong to the bot, which re-queues them when it starts.
@@ -93,6 +112,10 @@ def draw(
         except OSError as exc:
             fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
     data = result.to_json(locale)
+    if liked:
+        from bot.cli.images import add_like_json
+
+        add_like_json(data, liked[0], locale)
     if as_json:
         print_json(data)
         return

@@ -35,6 +35,7 @@ class ResourceRef:
     name: str | None
     hash: str | None = None  # as written: AutoV2 (10 hex), AutoV3 (12 hex) or a full sha256
     weight: float | None = None  # LoRAs only
+    civitai_version: int | None = None  # CivitAI's model-version id, where the picture gives it
 
 
 @dataclass

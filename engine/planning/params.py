@@ -67,6 +67,7 @@ def generation_params(
         count=int(request.count),
         sampler=get_sampler(request.sampler).name,
         **image_params(request, settings, limits, int(width), int(height), int(steps), has_image=init_size is not None),
+        clip_skip=request.clip_skip,
     )
 
 

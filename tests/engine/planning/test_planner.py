@@ -99,3 +99,10 @@ async def test_a_missing_trigger_word_is_named_once(authored: Engine) -> None:
     assert authored.plan(ink(0.7, "1girl, (Sumi-E:1.2)")).warnings == []
     assert authored.plan(ink(0, "1girl, watercolor")).loras[0].status == "not_applied"
     assert all("trigger" not in w.render("en") for w in authored.plan(ink(0, "1girl, watercolor")).warnings)
+
+
+async def test_clip_skip_reaches_the_generation_params(engine: Engine) -> None:
+    # "draw like this" redraws a picture with the clip skip it was made with
+    plan = engine.plan(DrawRequest(prompt="1girl", checkpoint="novaOrangeMerge_v1", clip_skip=3))
+    assert plan.params.clip_skip == 3
+    assert engine.plan(DrawRequest(prompt="1girl", checkpoint="novaOrangeMerge_v1")).params.clip_skip is None
