@@ -37,6 +37,7 @@ from engine.planning.planner import Planner
 from engine.requests import DrawPlan, DrawRequest, DrawResult
 from engine.settings import Settings
 from engine.text_input import clean_name
+from engine.user_defaults import UserDefaults, UserDefaultsStore
 from engine.verdicts import Verdict
 
 _NOT_A_MODEL_TYPE = Text(
@@ -349,6 +350,21 @@ class Engine:
         if owner is not None and owner != user_id and not is_admin:
             raise RequestError(_CANCEL_NOT_YOURS)
         return bool(self.queue and self.queue.cancel(job_id))
+
+    # -- per-user defaults (engine.user_defaults; SQLite, so front ends call these in a thread)
+    def user_defaults(self, user_id: str) -> UserDefaults:
+        return UserDefaultsStore(self.dbs, self.settings).get(user_id)
+
+    def set_user_defaults(self, user_id: str, **values: Any) -> UserDefaults:
+        """Change some of a user's defaults (None clears one), each checked against the
+        admin's limits; a checkpoint must be in the library and is kept by its name."""
+        checkpoint = values.get("checkpoint")
+        if isinstance(checkpoint, str) and clean_name(checkpoint):
+            values["checkpoint"] = self.find(checkpoint, Category.CHECKPOINT).name
+        return UserDefaultsStore(self.dbs, self.settings).set(user_id, self.admin.limits(), **values)
+
+    def clear_user_defaults(self, user_id: str) -> None:
+        UserDefaultsStore(self.dbs, self.settings).clear(user_id)
 
 
 def _queued_job(plan: DrawPlan, **identity: Any) -> Any:
