@@ -60,6 +60,10 @@ class BotSettings(Settings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    # -- pictures people send (/draw image/like, the context menus) ------------------------
+    # Refused before any byte is read when larger; Discord's own limit (25 MiB) caps it.
+    max_attachment_mb: int = Field(default=20, ge=1, le=25)
+
     @field_validator("owner_ids", "admin_role_ids", "guild_ids", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

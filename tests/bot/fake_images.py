@@ -20,7 +20,14 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.errors import ImageInputError, LibraryError
 from engine.i18n import Message, Text
-from engine.images.types import ImageInfo, ImageParameters, LikeRequest, ResourceMatch, ResourceRef, StoredImage
+from engine.images.types import (
+    ImageInfo,
+    ImageParameters,
+    LikeRequest,
+    ResourceMatch,
+    ResourceRef,
+    StoredImage,
+)
 from engine.kinds import Category
 from engine.planning.lora_weights import LoraRequest
 from engine.png_info import PARAMETERS_KEY, lora_tags, parse_lora_hashes, parse_parameters

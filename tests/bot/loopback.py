@@ -95,7 +95,8 @@ class FakeDiscord:
         if request.method == "PUT" and path.endswith("/commands"):
             self._version += 1
             synced = [
-                {**command, "id": str(1000 + i), "application_id": str(APP_ID), "version": str(self._version)}
+                # Discord answers context menus (which are sent without one) with an empty description.
+                {"description": "", **command, "id": str(1000 + i), "application_id": str(APP_ID), "version": str(self._version)}
                 for i, command in enumerate(body or [])
             ]
             self.commands[path] = synced
