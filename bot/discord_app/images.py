@@ -306,18 +306,21 @@ class RemixModal(discord.ui.Modal):
         self.prompt: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             label=limits.clip(T.REMIX_PROMPT.render(locale), FIELD_LABEL_MAX),
             style=discord.TextStyle.paragraph,
+            custom_id="remix:prompt",
             default=original.prompt[:TEXT_INPUT_MAX],
             max_length=TEXT_INPUT_MAX,
         )
         self.negative: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             label=limits.clip(T.REMIX_NEGATIVE.render(locale), FIELD_LABEL_MAX),
             style=discord.TextStyle.paragraph,
+            custom_id="remix:negative",
             default=original.negative[:TEXT_INPUT_MAX] or None,
             required=False,
             max_length=TEXT_INPUT_MAX,
         )
         self.loras: discord.ui.TextInput[RemixModal] = discord.ui.TextInput(
             label=limits.clip(T.REMIX_LORAS.render(locale), FIELD_LABEL_MAX),
+            custom_id="remix:loras",
             default=lora_text(list(original.loras))[:TEXT_INPUT_MAX] or None,
             required=False,
             max_length=TEXT_INPUT_MAX,
