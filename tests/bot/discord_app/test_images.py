@@ -55,6 +55,7 @@ async def test_upscale_redraws_that_picture_bigger_with_its_seed_prompt_and_lora
     assert callback_types(world.env)[-1] == DEFERRED
     assert ("upscale_request", None) in world.engine.calls  # None: the admin's default scale
     job = world.engine.jobs[-1]
+    assert job is not original
     request = job.request
     assert request.init_image and request.hires == HIRES_DEFAULT
     assert (request.prompt, request.seed, request.width, request.height) == ("a cat", 5, 128, 96)
