@@ -199,3 +199,64 @@ async def test_strength_without_an_image_or_no_prompt_at_all_is_refused(world):
     result = await world.alice.slash(world.channel, "draw", steps=5)
     assert "The prompt is empty" in private_text(result)
     assert world.engine.jobs == []
+
+
+# -- over a real socket: Discord's 3 seconds measured on the wall clock -----------------
+async def test_context_menus_answer_within_three_seconds_over_the_wire(tmp_path):
+    import asyncio
+    import time
+
+    from bot.discord_app import endpoints
+    from bot.discord_app.launch import serve
+    from bot.settings import load_settings
+    from tests.bot.fakes import FakeEngine
+    from tests.bot.loopback import FakeDiscord, message_menu_interaction
+
+    saved = endpoints.current()
+    discord_fake = FakeDiscord()
+    await discord_fake.start()
+    settings = load_settings(
+        data_dir=tmp_path / "data", offline=True,
+        discord_api_base=discord_fake.api_base, discord_gateway_url=discord_fake.gateway_url,
+    )
+    endpoints.apply(settings.discord_api_base, settings.discord_gateway_url)
+    engine = FakeEngine(settings, auto=True)
+    release = asyncio.Event()
+    like_request, image_info = engine.like_request, engine.image_info
+
+    async def slow_like(*args, **kwargs):
+        await release.wait()  # an engine busy reading a huge PNG for longer than Discord waits
+        return await like_request(*args, **kwargs)
+
+    async def slow_info(*args, **kwargs):
+        await release.wait()
+        return await image_info(*args, **kwargs)
+
+    engine.like_request, engine.image_info = slow_like, slow_info
+    bots = []
+    task = asyncio.create_task(serve(settings, "secret-token", engine, started=bots.append, handle_signals=False, progress_interval=0))
+    try:
+        await asyncio.wait_for(discord_fake.identified.wait(), 10)
+        await asyncio.wait_for(bots[0].wait_until_ready(), 10)
+        picture = discord_fake.attachment("lighthouse.png", a1111_png())
+        for number, menu in enumerate(("Draw like this", "Image info")):
+            started = time.monotonic()
+            await discord_fake.dispatch("INTERACTION_CREATE", message_menu_interaction(menu, [picture], interaction_id=9100 + number))
+            answer = await asyncio.wait_for(discord_fake.callbacks.get(), 3)
+            assert time.monotonic() - started < 3
+            assert answer["type"] == DEFERRED and answer["data"]["flags"] == EPHEMERAL
+        release.set()
+        for _ in range(500):
+            if engine.jobs and any(r.method == "PATCH" and "embeds" in repr(r.body) and "Resources" in repr(r.body)
+                                   for r in discord_fake.requests):
+                break
+            await asyncio.sleep(0.01)
+        assert engine.jobs[-1].request.prompt == "a lighthouse at dusk"  # the picture was downloaded and read
+        assert ("image_info", None) in engine.calls
+    finally:
+        for bot in bots:
+            await bot.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await discord_fake.stop()
+        endpoints.restore(saved)
