@@ -202,12 +202,20 @@ HELP_BODY = Text(
     "**/lora info** tells what a LoRA was trained on and which checkpoints suit it.\n"
     "**/family check** says whether a LoRA suits a checkpoint, and why.\n"
     "**/queue** shows your waiting pictures. Buttons under a picture reroll it (new seed), "
-    "delete it, or cancel it while it waits.",
+    "delete it, or cancel it while it waits; upscale it, vary it (subtle or strong) or remix "
+    "its prompt with the same seed.\n"
+    "**/draw** `image` starts from your picture, `like` draws like one; right-click a message "
+    "with a picture → Apps → **Draw like this** or **Image info**.\n"
+    "**/settings** keeps your own defaults (checkpoint, size, steps, LoRAs…).",
     "**/draw** `prompt` 畫一張圖。LoRA 寫成 `name:0.8, other:-0.5`"
     "（不寫權重 = 用建議值，0 = 不套用，負數 = 遠離該風格）。\n"
     "**/lora info** 說明 LoRA 是用哪個模型訓練的、適合哪些模型。\n"
     "**/family check** 判斷 LoRA 是否適合某個模型，並說明原因。\n"
-    "**/queue** 顯示您排隊中的圖。圖下方的按鈕可以重畫（換種子）、刪除，或在排隊時取消。",
+    "**/queue** 顯示您排隊中的圖。圖下方的按鈕可以重畫（換種子）、刪除，或在排隊時取消；"
+    "也可以放大、變化（微調或大幅），或用同一個種子改寫提示詞重畫。\n"
+    "**/draw** 的 `image` 以您的圖為底，`like` 照一張圖畫；在有圖片的訊息上按右鍵 → 應用程式 → "
+    "**照這張畫** 或 **圖片資訊**。\n"
+    "**/settings** 保存您自己的預設值（模型、尺寸、步數、LoRA…）。",
 )
 HELP_VERDICTS_TITLE = Text("What the verdicts mean", "判定結果的意思")
 HELP_VERDICTS = Text(
