@@ -84,6 +84,10 @@ class BotSettings(Settings):
     def _check_shards(cls, value: object) -> object:
         return _parse_shards(value)
 
+    # -- pictures people send (/draw image/like, the context menus) ------------------------
+    # Refused before any byte is read when larger; Discord's own limit (25 MiB) caps it.
+    max_attachment_mb: int = Field(default=20, ge=1, le=25)
+
     @field_validator("owner_ids", "admin_role_ids", "guild_ids", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:

@@ -41,6 +41,7 @@ from engine.planning.planner import Planner
 from engine.requests import DrawPlan, DrawRequest, DrawResult
 from engine.settings import Settings
 from engine.text_input import clean_name
+from engine.user_defaults import UserDefaults, UserDefaultsStore
 from engine.verdicts import Verdict
 
 if TYPE_CHECKING:
@@ -499,6 +500,20 @@ class Engine:
         resolved = await self.indexing.settle(resolve, waiting=lambda found: any(r.entry is not None and r.entry.hash_pending for r in found))
         return await matcher.with_links(resolved)
 
+    # -- per-user defaults (engine.user_defaults; SQLite, so front ends call these in a thread)
+    def user_defaults(self, user_id: str) -> UserDefaults:
+        return UserDefaultsStore(self.dbs, self.settings).get(user_id)
+
+    def set_user_defaults(self, user_id: str, **values: Any) -> UserDefaults:
+        """Change some of a user's defaults (None clears one), each checked against the
+        admin's limits; a checkpoint must be in the library and is kept by its name."""
+        checkpoint = values.get("checkpoint")
+        if isinstance(checkpoint, str) and clean_name(checkpoint):
+            values["checkpoint"] = self.find(checkpoint, Category.CHECKPOINT).name
+        return UserDefaultsStore(self.dbs, self.settings).set(user_id, self.admin.limits(), **values)
+
+    def clear_user_defaults(self, user_id: str) -> None:
+        UserDefaultsStore(self.dbs, self.settings).clear(user_id)
 
 
 def _queued_job(plan: DrawPlan, **identity: Any) -> Any:

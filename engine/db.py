@@ -210,6 +210,15 @@ def _m5_job_owner(db: sqlite_utils.Database) -> None:
 MIGRATIONS.append(_m5_job_owner)
 
 
+def _m6_user_defaults(db: sqlite_utils.Database) -> None:
+    # Per-user drawing defaults (engine.user_defaults): one JSON object per user, so a new
+    # default needs no migration of its own.
+    db.table("user_defaults").create({"user_id": str, "defaults": str, "updated_at": float}, pk="user_id")
+
+
+MIGRATIONS.append(_m6_user_defaults)
+
+
 def library_version(db: sqlite_utils.Database) -> int:
     row = db.execute("SELECT value FROM kv WHERE key = 'library_version'").fetchone()
     return int(row[0]) if row else 0

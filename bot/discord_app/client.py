@@ -18,6 +18,7 @@ from discord import app_commands
 from bot.discord_app import commands
 from bot.discord_app import texts as T
 from bot.discord_app.heartbeat import INTERVAL_S, Heartbeat, heartbeat_path
+from bot.discord_app.images import PictureService
 from bot.discord_app.jobs import DrawService
 from bot.discord_app.permissions import AdminDirectory
 from bot.discord_app.port import EnginePort
@@ -79,6 +80,7 @@ class LoracleBot(discord.Client):
         self.tree = LoracleTree(self)
         self.admins = AdminDirectory(self, list(settings.owner_ids), list(settings.admin_role_ids))
         self.draws = DrawService(self, engine, interval=progress_interval)
+        self.pictures = PictureService(self)  # pictures in: buttons, /draw image/like, context menus
         self.heartbeat = Heartbeat(heartbeat_path(settings.root), self._heartbeat_state, heartbeat_interval)
         self.synced: list[app_commands.AppCommand] = []
         # discord.py keeps is_ready() true while it reconnects; the heartbeat must not.

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import discord
@@ -97,6 +98,8 @@ class DrawService:
         self.draining = False  # the bot is stopping (see drain)
         self._stopping: asyncio.Task[Any] | None = None
         self.in_flight = InFlight()  # requests being answered: stopping waits for them
+        # Extra reply fields per job (what came from a picture, which defaults were used).
+        self.extras: dict[str, list[tuple[str, str]]] = {}
 
     # -- /draw ------------------------------------------------------------------------
     def request_for(self, interaction: discord.Interaction, options: DrawOptions) -> DrawRequest:
@@ -121,24 +124,38 @@ class DrawService:
             await self._draw_command(interaction, options, locale)
 
     async def _draw_command(self, interaction: discord.Interaction, options: DrawOptions, locale: str) -> None:
+        pictures = self.client.pictures
         try:
             request = self.request_for(interaction, options)
+            pictures.check_options(options)  # attachments too large, or no pictures at all
         except LoracleError as exc:
-            await send_private(interaction, exc.localized(locale))
+            await send_private(interaction, error_text(exc, locale, f"/draw by {interaction.user.id}"))
             return
         # Answer Discord first (it allows 3 s); planning and queueing come after, and only
         # once every interaction that arrived meanwhile has been answered too (a burst of
         # /draw must not wait behind the planning of the ones before it).
         await interaction.response.defer(ephemeral=True, thinking=True)
         await asyncio.sleep(0)
-        await self.run(DeferredReply(interaction), request, interaction.user.id, locale)
+        reply = DeferredReply(interaction)
+        try:
+            # pictures read, the user's /settings defaults applied (disk and network: after the defer)
+            request, extra = await pictures.prepare_draw(interaction, options, request, locale)
+        except Exception as exc:
+            await reply.refuse(error_text(exc, locale, f"/draw by {interaction.user.id}"))
+            return
+        await self.run(reply, request, interaction.user.id, locale, extra)
 
-    async def run(self, reply: Reply, request: DrawRequest, requester: int, locale: str) -> None:
-        """Submit and follow one job to its end; every outcome reaches the user."""
+    async def run(
+        self, reply: Reply, request: DrawRequest, requester: int, locale: str, extra: Sequence[tuple[str, str]] = ()
+    ) -> None:
+        """Submit and follow one job to its end; every outcome reaches the user. `extra`
+        fields join the picture's reply."""
         with self.in_flight.hold():
-            await self._run(reply, request, requester, locale)
+            await self._run(reply, request, requester, locale, extra)
 
-    async def _run(self, reply: Reply, request: DrawRequest, requester: int, locale: str) -> None:
+    async def _run(
+        self, reply: Reply, request: DrawRequest, requester: int, locale: str, extra: Sequence[tuple[str, str]] = ()
+    ) -> None:
         try:
             # A name the start-up scan has not reached yet waits for it (engine/indexing.py).
             handle = await while_indexing(
@@ -151,7 +168,12 @@ class DrawService:
             await reply.refuse(T.SOMETHING_WRONG.render(locale, ref=log_unexpected(exc, f"submit for {requester}")))
             return
         self.memory.remember(handle.id, request)
-        await self.follow(handle, reply, requester, locale)
+        if extra:
+            self.extras[handle.id] = list(extra)
+        try:
+            await self.follow(handle, reply, requester, locale)
+        finally:
+            self.extras.pop(handle.id, None)
 
     async def follow(self, handle: JobHandlePort, reply: Reply, requester: int, locale: str) -> None:
         task = asyncio.current_task()
@@ -231,7 +253,7 @@ class DrawService:
         """Post the pictures within the interaction's upload limit; if Discord still
         refuses them as too large (40005), encode them again into half that size."""
         limit = reply.upload_limit
-        embed = draw_embed(result, locale)
+        embed = draw_embed(result, locale, self.extras.get(result.job_id, ()))
         for _ in range(UPLOAD_ATTEMPTS):
             try:
                 upload = await asyncio.to_thread(
@@ -244,7 +266,7 @@ class DrawService:
                     content=upload.note.render(locale) if upload.note else None,
                     embed=embed,
                     uploads=upload.files,
-                    view=result_view(result.job_id, requester, locale),
+                    view=result_view(result.job_id, requester, locale, len(result.images)),
                     fallback=T.LATE_DELIVERY.render(locale, mention=f"<@{requester}>"),
                 )
                 return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from bot.discord_app import limits
 from bot.discord_app import texts as T
@@ -36,6 +37,10 @@ class DrawOptions:
     cfg: float | None = None
     seed: int | None = None
     count: int | None = None
+    image: Any = None  # a discord.Attachment: draw from this picture (image-to-image)
+    strength: float | None = None
+    hires: float | None = None
+    like: Any = None  # a discord.Attachment: draw like this picture; the options above override it
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -60,7 +65,13 @@ def build_request(
     """A DrawRequest, or a RequestError/WeightError/LimitError saying what to fix."""
     # The engine's own check (the planner runs it again): answered before the defer, so
     # the refusal is private.
-    check_prompt_text(options.prompt, options.negative or "", limit=max_prompt_chars)
+    if options.like is not None and not options.prompt.strip():
+        # the picture brings its prompt; only the negative is checked here
+        check_prompt_text("x", options.negative or "", limit=max_prompt_chars)
+    else:
+        check_prompt_text(options.prompt, options.negative or "", limit=max_prompt_chars)
+    if options.strength is not None and options.image is None:
+        raise RequestError(T.STRENGTH_NEEDS_IMAGE)
     loras = parse_lora_list(options.loras or "", max_loras=max_loras)
     width = height = None
     if options.size:
@@ -77,6 +88,8 @@ def build_request(
         width=width,
         height=height,
         count=options.count or 1,
+        strength=options.strength,
+        hires=options.hires,
         user_id=user_id,
         scope=scope,
         origin=origin,

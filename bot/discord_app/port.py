@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from engine.api import Engine
     from engine.checkpoint_types import CheckpointInfo
     from engine.i18n import Message
+    from engine.images.types import ImageInfo, LikeRequest, StoredImage
     from engine.indexing import IndexProgress
     from engine.kinds import Category
     from engine.library import LibraryEntry, ScanReport
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from engine.queue.job_queue import JobQueue, QueueEntry
     from engine.requests import DrawRequest, DrawResult
     from engine.settings import Settings
+    from engine.user_defaults import UserDefaults
     from engine.verdicts import Verdict
 
 
@@ -167,6 +169,36 @@ class EnginePort(Protocol):
     async def submit(self, request: DrawRequest) -> JobHandlePort: ...
 
     def cancel(self, job_id: str, *, user_id: str, is_admin: bool = False) -> bool: ...
+
+    # the image loop (issue 10): pictures in, requests out
+    async def store_image(self, data: bytes) -> StoredImage: ...  # ImageInputError for unusable bytes
+
+    def upscalers(self) -> list[str]: ...
+
+    async def image_info(self, data: bytes, *, checkpoint: str | None = None, allow_nsfw: bool = True) -> ImageInfo: ...
+
+    async def like_request(self, data: bytes, *, user_id: str, allow_nsfw: bool = True) -> LikeRequest: ...
+
+    async def vary_request(self, data: bytes, *, strength: float, user_id: str, allow_nsfw: bool = True) -> LikeRequest: ...
+
+    async def upscale_request(
+        self,
+        data: bytes,
+        *,
+        user_id: str,
+        scale: float | None = None,
+        upscaler: str | None = None,
+        allow_nsfw: bool = True,
+    ) -> LikeRequest: ...
+
+    async def job_image(self, job_id: str, index: int = 0) -> bytes | None: ...
+
+    # per-user defaults (sync: SQLite)
+    def user_defaults(self, user_id: str) -> UserDefaults: ...
+
+    def set_user_defaults(self, user_id: str, **values: Any) -> UserDefaults: ...
+
+    def clear_user_defaults(self, user_id: str) -> None: ...
 
 
 if TYPE_CHECKING:

@@ -99,9 +99,10 @@ def lora_line(lora: Any, locale: str) -> str:
     )
 
 
-def draw_embed(result: Any, locale: str = EN) -> discord.Embed:
+def draw_embed(result: Any, locale: str = EN, extra: Sequence[tuple[str, str]] = ()) -> discord.Embed:
     """The final /draw reply: checkpoint and family, each LoRA's weights, status and
-    verdict, warnings, and the parameters needed to draw the same picture again."""
+    verdict, warnings, and the parameters needed to draw the same picture again; `extra`
+    fields (name, value) say where the request came from (a picture, the user's defaults)."""
     plan = result.plan
     cp = plan.checkpoint
     p = plan.params
@@ -122,11 +123,17 @@ def draw_embed(result: Any, locale: str = EN) -> discord.Embed:
         embed.add_field(
             name=T.F_WARNINGS.render(locale), value=_lines(_render_all(_unique(result.warnings), locale), locale), inline=False
         )
+    for name, value in extra:
+        embed.add_field(name=name, value=value, inline=False)
     seeds = result.seeds or [p.seed]
     embed.add_field(name=T.F_SEED.render(locale), value=", ".join(str(s) for s in seeds), inline=True)
     embed.add_field(name=T.F_STEPS.render(locale), value=str(p.steps), inline=True)
     embed.add_field(name=T.F_CFG.render(locale), value=f"{p.cfg:g}", inline=True)
-    embed.add_field(name=T.F_SIZE.render(locale), value=f"{p.width}×{p.height}", inline=True)
+    size = f"{p.width}×{p.height}"
+    hires = getattr(plan.request, "hires", None)
+    if isinstance(hires, (int, float)) and hires > 1:
+        size += f" · hires {hires:g}×"
+    embed.add_field(name=T.F_SIZE.render(locale), value=size, inline=True)
     embed.add_field(name=T.F_SAMPLER.render(locale), value=safe(p.sampler), inline=True)
     if result.queued_seconds >= 1:
         took = T.SECONDS_QUEUED.render(locale, seconds=result.seconds, queued=result.queued_seconds)

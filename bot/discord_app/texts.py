@@ -202,12 +202,20 @@ HELP_BODY = Text(
     "**/lora info** tells what a LoRA was trained on and which checkpoints suit it.\n"
     "**/family check** says whether a LoRA suits a checkpoint, and why.\n"
     "**/queue** shows your waiting pictures. Buttons under a picture reroll it (new seed), "
-    "delete it, or cancel it while it waits.",
+    "delete it, or cancel it while it waits; upscale it, vary it (subtle or strong) or remix "
+    "its prompt with the same seed.\n"
+    "**/draw** `image` starts from your picture, `like` draws like one; right-click a message "
+    "with a picture → Apps → **Draw like this** or **Image info**.\n"
+    "**/settings** keeps your own defaults (checkpoint, size, steps, LoRAs…).",
     "**/draw** `prompt` 畫一張圖。LoRA 寫成 `name:0.8, other:-0.5`"
     "（不寫權重 = 用建議值，0 = 不套用，負數 = 遠離該風格）。\n"
     "**/lora info** 說明 LoRA 是用哪個模型訓練的、適合哪些模型。\n"
     "**/family check** 判斷 LoRA 是否適合某個模型，並說明原因。\n"
-    "**/queue** 顯示您排隊中的圖。圖下方的按鈕可以重畫（換種子）、刪除，或在排隊時取消。",
+    "**/queue** 顯示您排隊中的圖。圖下方的按鈕可以重畫（換種子）、刪除，或在排隊時取消；"
+    "也可以放大、變化（微調或大幅），或用同一個種子改寫提示詞重畫。\n"
+    "**/draw** 的 `image` 以您的圖為底，`like` 照一張圖畫；在有圖片的訊息上按右鍵 → 應用程式 → "
+    "**照這張畫** 或 **圖片資訊**。\n"
+    "**/settings** 保存您自己的預設值（模型、尺寸、步數、LoRA…）。",
 )
 HELP_VERDICTS_TITLE = Text("What the verdicts mean", "判定結果的意思")
 HELP_VERDICTS = Text(
@@ -287,3 +295,98 @@ def human_size(size: int | float | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.1f} GB"
+
+
+# -- the image loop (issue 10): picture buttons, pictures in, context menus ------------------
+BUTTON_UPSCALE = Text("Upscale", "放大")
+BUTTON_VARY_SUBTLE = Text("Vary (subtle)", "微調變化")
+BUTTON_VARY_STRONG = Text("Vary (strong)", "大幅變化")
+BUTTON_REMIX = Text("Remix", "改寫重畫")
+DRAW_YOUR_OWN = Text(
+    "Only the person who asked for this picture can upscale, vary or remix it. Draw your own with "
+    "/draw, or use Apps → Draw like this on the picture.",
+    "只有提出這張圖的人可以放大、變化或改寫它。請用 /draw 畫您自己的，或在圖片上使用「應用程式 → 照這張畫」。",
+)
+PICTURE_GONE = Text(
+    "This picture is no longer kept on the server, so it cannot be used again. Please draw it anew.",
+    "伺服器上已經沒有這張圖了，無法再使用。請重新畫一張。",
+)
+REMIX_TITLE = Text("Remix: same seed, your changes", "改寫重畫：同一個種子，套用您的修改")
+REMIX_PROMPT = Text("Prompt", "提示詞")
+REMIX_NEGATIVE = Text("Negative prompt", "負面提示詞")
+REMIX_LORAS = Text("LoRAs (name:weight, separated by commas)", "LoRA（名稱:權重，以逗號分隔）")
+NO_PICTURE = Text(
+    "That message has no picture I can read. Use it on a message with a PNG, JPEG or WEBP attachment.",
+    "那則訊息沒有我能讀取的圖片。請用在附有 PNG、JPEG 或 WEBP 圖片的訊息上。",
+)
+NOT_A_PICTURE = Text(
+    "“{name}” does not look like a picture. Attach a PNG, JPEG or WEBP file.",
+    "「{name}」看起來不是圖片。請附上 PNG、JPEG 或 WEBP 檔。",
+)
+ATTACHMENT_TOO_LARGE = Text(
+    "“{name}” is {size}; pictures up to {limit} are accepted.",
+    "「{name}」大小為 {size}；只接受 {limit} 以內的圖片。",
+)
+ATTACHMENT_UNREADABLE = Text(
+    "I could not download “{name}” from Discord. Please send it again.",
+    "無法從 Discord 下載「{name}」。請重新傳送一次。",
+)
+STRENGTH_NEEDS_IMAGE = Text(
+    "strength only applies with an image: attach one with the image option.",
+    "strength 只在有圖片時有用：請用 image 選項附上一張圖。",
+)
+LIKE_NEEDS_PROMPT = Text(
+    "Give a prompt, or a picture to draw like with the like option.",
+    "請提供提示詞，或用 like 選項附上一張要模仿的圖片。",
+)
+F_FROM_PICTURE = Text("From the picture", "來自圖片")
+F_YOUR_DEFAULTS = Text("Your defaults", "您的預設值")
+USING_DEFAULTS = Text("Using your default: {items}. /settings changes them.", "使用您的預設值：{items}。可用 /settings 變更。")
+MATCH_HASH = Text("✅ {kind} {name}: matched by hash", "✅ {kind} {name}：依雜湊值找到")
+MATCH_NAME = Text("🟡 {kind} {name}: matched by name only (a different file may have that name)", "🟡 {kind} {name}：僅依名稱找到（可能是同名的不同檔案）")
+MATCH_MISSING = Text("❌ {kind} {name}: not in the library", "❌ {kind} {name}：不在模型庫中")
+MATCH_MISSING_LINK = Text(
+    "❌ {kind} {name}: not in the library; an admin can /admin add {url}",
+    "❌ {kind} {name}：不在模型庫中；管理員可以用 /admin add {url} 加入",
+)
+KIND_CHECKPOINT = Text("checkpoint", "模型")
+KIND_LORA = Text("LoRA", "LoRA")
+INFO_TITLE = Text("How this picture was made", "這張圖的生成方式")
+INFO_SOURCE = Text("Read from {source} data.", "讀取自 {source} 的資料。")
+F_PROMPT = Text("Prompt", "提示詞")
+F_NEGATIVE = Text("Negative prompt", "負面提示詞")
+F_RESOURCES = Text("Resources", "使用的資源")
+F_HIRES = Text("Hires", "高解析")
+F_STRENGTH = Text("Denoising strength", "重繪強度")
+HIRES_LINE = Text("{scale:g}× · denoise {denoise} · {steps} steps · {upscaler}", "{scale:g} 倍 · 重繪 {denoise} · {steps} 步 · {upscaler}")
+
+# -- /settings ---------------------------------------------------------------------------
+SETTINGS_TITLE = Text("Your drawing defaults", "您的繪圖預設值")
+SETTINGS_EMPTY = Text(
+    "You have no defaults: /draw uses the server's. Set some with /settings set.",
+    "您沒有設定預設值：/draw 會使用伺服器的設定。可用 /settings set 設定。",
+)
+SETTINGS_FOOTER = Text("/draw options override these; the admin's limits still apply.", "/draw 的選項會覆蓋這些值；管理員的限制依然適用。")
+SETTINGS_SAVED = Text("Saved. Your defaults now:", "已儲存。您目前的預設值：")
+SETTINGS_NOTHING = Text(
+    "Nothing to change: give at least one option (checkpoint, size, steps, cfg, sampler, negative, loras, hires).",
+    "沒有要變更的項目：請至少提供一個選項（checkpoint、size、steps、cfg、sampler、negative、loras、hires）。",
+)
+SETTINGS_RESET_ALL = Text("All your defaults are cleared.", "已清除您所有的預設值。")
+SETTINGS_RESET_ONE = Text("Your default {name} is cleared.", "已清除您的預設值 {name}。")
+HIRES_OFF = Text("off", "關閉")
+DEFAULT_NAMES = {
+    "checkpoint": Text("checkpoint", "模型"),
+    "size": Text("size", "尺寸"),
+    "steps": Text("steps", "步數"),
+    "cfg": Text("CFG", "CFG"),
+    "sampler": Text("sampler", "取樣器"),
+    "negative": Text("negative prompt", "負面提示詞"),
+    "loras": Text("LoRAs", "LoRA"),
+    "hires": Text("hires", "高解析"),
+}
+
+
+def default_name(key: str, locale: str) -> str:
+    text = DEFAULT_NAMES.get(key)
+    return text.render(locale) if text else key

@@ -69,11 +69,42 @@ DESCRIPTIONS: dict[str, str] = {
     "Words, separated by commas": "詞，以逗號分隔",
 }
 
+DESCRIPTIONS.update(
+    {
+        # /draw with pictures (issue 10)
+        "Draw from this picture (image-to-image)": "以這張圖為底來畫（圖生圖）",
+        "How far to move away from the image (0.05 subtle - 1 new picture)": "離原圖多遠（0.05 微調 - 1 全新的圖）",
+        "Hires fix: draw, upscale by this factor and refine (1 = off)": "高解析修復：先畫，再放大這個倍數並細修（1 = 關閉）",
+        "Draw like this picture (its parameters; your other options override them)": "照這張圖畫（用它的參數；您的其他選項會覆蓋）",
+        # /settings
+        "Your drawing defaults (checkpoint, size, steps, LoRAs...)": "您的繪圖預設值（模型、尺寸、步數、LoRA…）",
+        "Show your defaults": "顯示您的預設值",
+        "Change your defaults; /draw options still override them": "變更您的預設值；/draw 的選項仍會覆蓋它們",
+        "Clear your defaults (all, or one)": "清除您的預設值（全部或其中一項）",
+        "Which default to clear (empty: all)": "要清除哪一項（留空：全部）",
+        "Checkpoint to draw with": "要使用的模型",
+        "Sampler": "取樣器",
+        "Hires fix scale (1 = off)": "高解析修復倍率（1 = 關閉）",
+    }
+)
+
+# Context-menu commands have no description: their names are what people see, so these
+# names are translated (slash command names stay English).
+MENU_NAMES: dict[str, str] = {
+    "Draw like this": "照這張畫",
+    "Image info": "圖片資訊",
+}
+
 _CHINESE = (Locale.taiwan_chinese, Locale.chinese)
 
 
 def desc(english: str) -> app_commands.locale_str:
     """A command/option description that the translator can localise."""
+    return app_commands.locale_str(english)
+
+
+def menu_name(english: str) -> app_commands.locale_str:
+    """A context menu's name, which the translator localises (it must be in MENU_NAMES)."""
     return app_commands.locale_str(english)
 
 
@@ -86,6 +117,10 @@ class LoracleTranslator(app_commands.Translator):
     ) -> str | None:
         if locale not in _CHINESE:
             return None
+        if context.location is app_commands.TranslationContextLocation.command_name and isinstance(
+            context.data, app_commands.ContextMenu
+        ):
+            return MENU_NAMES.get(string.message)
         if context.location in (
             app_commands.TranslationContextLocation.command_name,
             app_commands.TranslationContextLocation.group_name,

@@ -1,4 +1,5 @@
-"""Buttons under pictures: cancel (while queued or drawing), reroll and delete.
+"""Buttons under pictures: cancel (while queued or drawing), reroll and delete, and per
+picture upscale, vary (subtle/strong) and remix.
 
 They are `DynamicItem`s: everything a click needs (action, job id, requester) is in the
 custom_id, and the classes are registered with the client at start-up, so buttons on
@@ -16,9 +17,11 @@ import discord
 from bot.discord_app import texts as T
 from bot.discord_app.replies import describe, error_text, send_private
 from bot.discord_app.texts import locale_of
+from engine.i18n import Text
 
 if TYPE_CHECKING:
     from bot.discord_app.client import LoracleBot
+    from bot.discord_app.images import PictureService
     from bot.discord_app.jobs import DrawService
     from engine.queue.job_queue import QueueEntry
 
@@ -99,7 +102,51 @@ class DeleteButton(discord.ui.DynamicItem[Button], template=re.compile(rf"^lorac
         await _guarded(interaction, _service(interaction).on_delete(interaction, self.job_id, self.user_id))
 
 
-DYNAMIC_ITEMS = (CancelButton, RerollButton, DeleteButton)
+# action -> (label, emoji, style); the action is the custom_id's second part.
+PICTURE_ACTIONS: dict[str, tuple[Text, str, discord.ButtonStyle]] = {
+    "upscale": (T.BUTTON_UPSCALE, "🔍", discord.ButtonStyle.success),
+    "vary-subtle": (T.BUTTON_VARY_SUBTLE, "🌱", discord.ButtonStyle.secondary),
+    "vary-strong": (T.BUTTON_VARY_STRONG, "🌪️", discord.ButtonStyle.secondary),
+    "remix": (T.BUTTON_REMIX, "✏️", discord.ButtonStyle.secondary),
+}
+PICTURES_WITH_BUTTONS = 4  # Discord allows five rows: reroll/delete, then one per picture
+_ACTION = r"(?P<action>upscale|vary-subtle|vary-strong|remix)"
+
+
+def _pictures(interaction: discord.Interaction) -> PictureService:
+    return cast("LoracleBot", interaction.client).pictures
+
+
+class PictureButton(
+    discord.ui.DynamicItem[Button], template=re.compile(rf"^loracle:{_ACTION}:{_JOB}:(?P<index>[0-9]):{_USER}$")
+):
+    """Upscale, vary or remix one picture of a finished job (its index in the custom_id)."""
+
+    def __init__(self, action: str, job_id: str, index: int, user_id: int, label: str | None = None, row: int | None = None) -> None:
+        text, emoji, style = PICTURE_ACTIONS[action]
+        super().__init__(
+            discord.ui.Button(
+                label=label or text.en, emoji=emoji, style=style, custom_id=f"loracle:{action}:{job_id}:{index}:{user_id}"
+            ),
+            row=row,
+        )
+        self.action = action
+        self.job_id = job_id
+        self.index = index
+        self.user_id = user_id
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any], match: re.Match[str]) -> PictureButton:
+        action = match["action"]
+        return cls(action, match["job"], int(match["index"]), int(match["user"]), label=_label(item, PICTURE_ACTIONS[action][0].en))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await _guarded(
+            interaction, _pictures(interaction).on_picture(interaction, self.action, self.job_id, self.index, self.user_id)
+        )
+
+
+DYNAMIC_ITEMS = (CancelButton, RerollButton, DeleteButton, PictureButton)
 
 
 def progress_view(job_id: str, user_id: int, locale: str) -> discord.ui.View:
@@ -108,10 +155,15 @@ def progress_view(job_id: str, user_id: int, locale: str) -> discord.ui.View:
     return view
 
 
-def result_view(job_id: str, user_id: int, locale: str) -> discord.ui.View:
+def result_view(job_id: str, user_id: int, locale: str, count: int = 1) -> discord.ui.View:
+    """Reroll and delete, then a row per picture (the first four) to upscale, vary or remix it."""
     view = discord.ui.View(timeout=None)
     view.add_item(RerollButton(job_id, user_id, T.BUTTON_REROLL.render(locale)))
     view.add_item(DeleteButton(job_id, user_id, T.BUTTON_DELETE.render(locale)))
+    for index in range(min(count, PICTURES_WITH_BUTTONS)):
+        suffix = f" {index + 1}" if count > 1 else ""
+        for action, (text, _, _) in PICTURE_ACTIONS.items():
+            view.add_item(PictureButton(action, job_id, index, user_id, text.render(locale) + suffix, row=index + 1))
     return view
 
 

@@ -44,6 +44,7 @@ from engine.indexing import Indexing
 from engine.kinds import Architecture, Category, FileKind
 from engine.planning.lora_weights import LoraStatus, decide_weight
 from engine.planning.trigger_words import missing_trigger_warning, missing_triggers
+from engine.png_info import LoraUse, format_parameters, save_png
 from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
@@ -57,6 +58,7 @@ from engine.requests import (
 )
 from engine.settings import Settings
 from engine.text_input import clean_name, clean_prompt
+from tests.bot.fake_images import FakeImageLoop
 
 VERDICT_ORDER = ["exact", "same_family", "other_family", "unknown", "incompatible"]
 FAMILIES = {"Illustrious": "Illustrious", "NoobAI": "Illustrious", "Pony": "Pony", "SDXL 1.0": "SDXL"}
@@ -381,8 +383,8 @@ class _Entry:
     position: int
 
 
-class FakeEngine:
-    """Implements bot.discord_app.port.EnginePort (and the proposed `job_request`)."""
+class FakeEngine(FakeImageLoop):
+    """Implements bot.discord_app.port.EnginePort (the image loop: tests/bot/fake_images.py)."""
 
     def __init__(self, settings: Settings, *, auto: bool = False, library: list[FakeEntry] | None = None) -> None:
         settings.ensure_dirs()
@@ -400,6 +402,7 @@ class FakeEngine:
         self.failures: dict[str, BaseException] = {}
         self.download_steps = [(0, 300), (150, 300), (300, 300)]
         self.noisy_images = False  # incompressible pictures, for upload-limit tests
+        self.civitai_by_hash: dict[str, str] = {}  # hash (lower case) -> CivitAI page, for missing resources
 
     def _maybe_fail(self, method: str) -> None:
         error = self.failures.get(method)
@@ -695,14 +698,18 @@ class FakeEngine:
         steps = request.steps or min(self.settings.default_steps, limits.max_steps)
         if steps > limits.max_steps:
             raise LimitError(Text("steps must be between 1 and {high}", "步數必須介於 1 和 {high}"), high=limits.max_steps)
+        width, height = request.width, request.height
+        source = self.stored_size(request.init_image) if request.init_image else None
+        if source is not None and width is None:
+            width, height = source  # image-to-image keeps the picture's size
         params = GenerationParams(
             prompt=prompt,
             negative=clean_prompt(request.negative or ""),
             seed=request.seed if request.seed is not None else random.randint(0, 2**32 - 1),
             steps=steps,
             cfg=request.cfg if request.cfg is not None else self.settings.default_cfg,
-            width=request.width or 64,
-            height=request.height or 64,
+            width=width or 64,
+            height=height or 64,
             count=request.count,
             sampler=request.sampler or "Euler a",
         )
@@ -747,18 +754,25 @@ class FakeEngine:
         job = next((j for j in self.jobs if j.id == job_id), None)
         return DrawRequest.from_json(job.request_json) if job else None
 
+    def infotext(self, plan: DrawPlan, seed: int) -> str:
+        """The A1111 parameters the fake writes into its pictures (as the engine does)."""
+        return _infotext(plan, seed)
+
     def make_result(self, job: FakeJob, *, seconds: float) -> DrawResult:
         p = job.plan.params
         out = self.settings.outputs_dir
         images = []
         rng = random.Random(p.seed)
+        # Hires: the picture comes out `hires` times the first pass, as A1111's does.
+        scale = job.request.hires if job.request.hires and job.request.hires > 1 else 1.0
+        size = (int(p.width * scale) // 8 * 8, int(p.height * scale) // 8 * 8)
         for index in range(p.count):
             path = out / f"{job.id}-{index}.png"
             if self.noisy_images:
                 noisy_png(path, p.width, seed=p.seed + index)
             else:
                 colour = tuple(rng.randrange(256) for _ in range(3))
-                Image.new("RGB", (p.width, p.height), colour).save(path)
+                save_png(Image.new("RGB", size, colour), path, self.infotext(job.plan, p.seed + index))
             images.append(path)
         return DrawResult(
             job_id=job.id,
@@ -770,6 +784,23 @@ class FakeEngine:
             seconds=seconds,
             queued_seconds=0.0,
         )
+
+
+def _infotext(plan: DrawPlan, seed: int) -> str:
+    p = plan.params
+    return format_parameters(
+        prompt=p.prompt,
+        negative=p.negative,
+        steps=p.steps,
+        sampler=p.sampler,
+        cfg=p.cfg,
+        seed=seed,
+        width=p.width,
+        height=p.height,
+        model_name=plan.checkpoint.name,
+        model_hash=plan.checkpoint.autov2,
+        loras=[LoraUse(l.name, l.applied_weight, l.autov3) for l in plan.applied_loras],
+    )
 
 
 def noisy_png(path: Path, size: int, seed: int = 0) -> Path:

@@ -38,6 +38,7 @@ class FakeDiscord:
     identifies: list[dict[str, Any]] = field(default_factory=list)  # all of them, in order
     recommended_shards: int = 1  # what GET /gateway/bot recommends (LORACLE_SHARDS=auto)
     commands: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # by path, as registered
+    files: dict[str, bytes] = field(default_factory=dict)  # attachments on the "CDN", by name
     port: int = 0
     _runner: web.AppRunner | None = None
     _seq: int = 0
@@ -56,6 +57,7 @@ class FakeDiscord:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/cdn/{name}", self._cdn)
         app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -68,6 +70,17 @@ class FakeDiscord:
             await ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
+
+    def attachment(self, name: str, data: bytes, content_type: str = "image/png") -> dict[str, Any]:
+        """An attachment payload whose URL this server answers (as Discord's CDN would)."""
+        self.files[name] = data
+        url = f"{self.api_base}/cdn/{name}"
+        return {"id": str(7000 + len(self.files)), "filename": name, "size": len(data), "url": url, "proxy_url": url,
+                "content_type": content_type}
+
+    async def _cdn(self, request: web.Request) -> web.StreamResponse:
+        data = self.files.get(request.match_info["name"])
+        return web.Response(body=data) if data is not None else web.Response(status=404)
 
     # -- REST ------------------------------------------------------------------------
     async def _rest(self, request: web.Request) -> web.StreamResponse:
@@ -108,7 +121,8 @@ class FakeDiscord:
         if request.method == "PUT" and path.endswith("/commands"):
             self._version += 1
             synced = [
-                {**command, "id": str(1000 + i), "application_id": str(APP_ID), "version": str(self._version)}
+                # Discord answers context menus (which are sent without one) with an empty description.
+                {"description": "", **command, "id": str(1000 + i), "application_id": str(APP_ID), "version": str(self._version)}
                 for i, command in enumerate(body or [])
             ]
             self.commands[path] = synced
@@ -245,3 +259,18 @@ def slash_interaction(
         "context": 1,
         "attachment_size_limit": 10485760,
     }
+
+
+def message_menu_interaction(
+    name: str, attachments: list[dict[str, Any]], *, interaction_id: int = 9002, locale: str = "en-US"
+) -> dict[str, Any]:
+    """An INTERACTION_CREATE for a message context-menu command on a message (in a DM)
+    carrying `attachments` (see FakeDiscord.attachment)."""
+    payload = slash_interaction(name, interaction_id=interaction_id, locale=locale)
+    message = {
+        "id": "6001", "channel_id": "55", "type": 0, "content": "", "author": OWNER, "timestamp": "2026-01-01T00:00:00+00:00",
+        "edited_timestamp": None, "tts": False, "mention_everyone": False, "mentions": [], "mention_roles": [],
+        "attachments": attachments, "embeds": [], "pinned": False, "flags": 0, "components": [],
+    }
+    payload["data"] = {"id": "1005", "name": name, "type": 3, "target_id": "6001", "resolved": {"messages": {"6001": message}}}
+    return payload

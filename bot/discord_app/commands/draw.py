@@ -1,4 +1,4 @@
-"""/draw: the options Discord shows, handed to DrawService."""
+"""/draw: the options Discord shows, handed to DrawService (pictures: images.PictureService)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,17 @@ def register(client: LoracleBot) -> None:
         cfg=desc("How closely to follow the prompt (CFG scale)"),
         seed=desc("Seed for a repeatable picture (empty: random)"),
         count=desc("How many pictures"),
+        image=desc("Draw from this picture (image-to-image)"),
+        strength=desc("How far to move away from the image (0.05 subtle - 1 new picture)"),
+        hires=desc("Hires fix: draw, upscale by this factor and refine (1 = off)"),
+        like=desc("Draw like this picture (its parameters; your other options override them)"),
     )
     @app_commands.autocomplete(
         checkpoint=autocomplete.checkpoints, loras=autocomplete.lora_list, size=autocomplete.sizes
     )
     async def draw(
         interaction: discord.Interaction,
-        prompt: str,
+        prompt: str | None = None,
         negative: str | None = None,
         checkpoint: str | None = None,
         loras: str | None = None,
@@ -44,8 +48,16 @@ def register(client: LoracleBot) -> None:
         cfg: app_commands.Range[float, 0.0, 30.0] | None = None,
         seed: app_commands.Range[int, 0, MAX_SEED] | None = None,
         count: app_commands.Range[int, 1, 8] | None = None,
+        image: discord.Attachment | None = None,
+        strength: app_commands.Range[float, 0.05, 1.0] | None = None,
+        hires: app_commands.Range[float, 1.0, 2.0] | None = None,
+        like: discord.Attachment | None = None,
     ) -> None:
-        options = DrawOptions(prompt, negative, checkpoint, loras, size, steps, cfg, seed, count)
+        # The prompt may be left out only with `like` (the picture brings its own).
+        options = DrawOptions(
+            prompt or "", negative, checkpoint, loras, size, steps, cfg, seed, count,
+            image=image, strength=strength, hires=hires, like=like,
+        )
         await client.draws.draw_command(interaction, options)
 
     client.tree.add_command(draw)

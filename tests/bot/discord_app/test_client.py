@@ -15,13 +15,13 @@ from discord import app_commands
 
 from bot.discord_app.client import create_bot
 from bot.discord_app.heartbeat import Heartbeat
-from bot.discord_app.translator import DESCRIPTIONS, LoracleTranslator
+from bot.discord_app.translator import DESCRIPTIONS, MENU_NAMES, LoracleTranslator
 from bot.health import check_health
 from bot.settings import load_settings
 from tests.bot.fakes import FakeEngine
 from tests.bot.helpers import private_text, progress_text, public
 
-COMMANDS = {"draw", "lora", "family", "queue", "help", "admin", "checkpoint"}
+COMMANDS = {"draw", "lora", "family", "checkpoint", "queue", "help", "admin", "settings", "Draw like this", "Image info"}
 _NAME = re.compile(r"^[-_\w]{1,32}$")
 
 
@@ -55,7 +55,12 @@ async def test_descriptions_are_localised_and_within_discord_limits(world):
             yield from walk(option, depth + 1)
 
     seen = 0
+    menus = [c for c in synced_payload(world.env) if c.get("type") == 3]
+    # Context menus have no description; their names are what people read, in their language.
+    assert {c["name"]: c["name_localizations"]["zh-TW"] for c in menus} == MENU_NAMES
     for command in synced_payload(world.env):
+        if command.get("type") == 3:
+            continue
         for node in walk(command):
             assert _NAME.match(node["name"]) and node["name"] == node["name"].lower(), node["name"]
             assert 1 <= len(node["description"]) <= 100, node["description"]
@@ -65,7 +70,7 @@ async def test_descriptions_are_localised_and_within_discord_limits(world):
             assert localized["zh-TW"] == DESCRIPTIONS[node["description"]]
             seen += 1
     assert seen > 50
-    assert json.dumps(synced_payload(world.env), ensure_ascii=False).count("zh-TW") == seen
+    assert json.dumps(synced_payload(world.env), ensure_ascii=False).count("zh-TW") == seen + len(menus)
 
 
 async def test_translator_leaves_names_and_other_languages_alone():

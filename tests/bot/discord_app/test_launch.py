@@ -91,7 +91,7 @@ async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path,
         assert ("GET", "/users/@me") in paths
         assert ("PUT", f"/applications/{APP_ID}/commands") in paths
         sync = next(r for r in discord_fake.requests if r.method == "PUT")
-        assert {c["name"] for c in sync.body} == {"draw", "lora", "family", "checkpoint", "queue", "help", "admin"}
+        assert {c["name"] for c in sync.body} == {"draw", "lora", "family", "checkpoint", "queue", "help", "admin", "settings", "Draw like this", "Image info"}
         assert all(r.auth == "Bot secret-token" for r in discord_fake.requests)
 
         await discord_fake.dispatch("INTERACTION_CREATE", slash_interaction("help", locale="zh-TW"))
@@ -107,7 +107,7 @@ async def test_starts_syncs_connects_and_answers_through_the_overrides(tmp_path,
         await bot.close()
         await asyncio.wait_for(task, 10)
         assert not (tmp_path / "heartbeat").exists()
-        assert "synced 7 commands to all servers" in caplog.text
+        assert "synced 10 commands to all servers" in caplog.text
         assert "secret-token" not in caplog.text  # never logged, even at DEBUG
         ours = [r.getMessage() for r in caplog.records if r.name.startswith("loracle")]
         assert not any("interaction-token" in line for line in ours)

@@ -183,6 +183,9 @@ async def test_a_draw_right_after_ready_waits_for_the_start_up_scan_and_is_drawn
 
         await _until(lambda: posts(), 60)
         assert posts()[-1].body["embeds"], webhook_texts()
+        # The answer ends with the private "thinking…" reply removed; closing before that
+        # (a loaded machine) would fail the removal on a closed connection.
+        await _until(lambda: any(r.method == "DELETE" and r.path.startswith("/webhooks/") for r in discord_fake.requests), 30)
         await bot.close()
         await asyncio.wait_for(task, 10)
         await asyncio.sleep(0.2)

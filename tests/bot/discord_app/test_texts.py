@@ -14,7 +14,7 @@ from engine.i18n import Text
 
 def all_texts() -> dict[str, Text]:
     found = {name: value for name, value in vars(texts).items() if isinstance(value, Text)}
-    for table in ("VERDICTS", "STATUSES", "SOURCES"):
+    for table in ("VERDICTS", "STATUSES", "SOURCES", "DEFAULT_NAMES"):
         for key, value in getattr(texts, table).items():
             found[f"{table}[{key}]"] = value
     found["launch.NO_TOKEN"] = launch.NO_TOKEN

@@ -56,6 +56,7 @@ async def test_draw_defers_first_then_replies_with_png_and_applied_weights(world
     assert button_ids(message) == [
         f"loracle:reroll:{job.id}:{world.alice.id}",
         f"loracle:delete:{job.id}:{world.alice.id}",
+        *(f"loracle:{action}:{job.id}:0:{world.alice.id}" for action in ("upscale", "vary-subtle", "vary-strong", "remix")),
     ]
     request = job.request
     assert request.user_id == str(world.alice.id)
@@ -228,7 +229,7 @@ async def test_replies_follow_the_users_locale(world, interaction_payload):
     [embed] = message.embeds
     assert "Illustrious 系列 · SDXL" in field(embed, "模型")
     assert "🟡 不同系列" in field(embed, "LoRA")
-    assert [b.label for row in message.components for b in row.children] == ["重畫", "刪除"]
+    assert [b.label for row in message.components for b in row.children] == ["重畫", "刪除", "放大", "微調變化", "大幅變化", "改寫重畫"]
     refused = await world.alice.slash(world.channel, "draw", prompt="x", loras="detail_slider:abc")
     assert "不是數字" in private_text(refused)
 
