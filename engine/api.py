@@ -462,7 +462,10 @@ class Engine:
         request = like.request
         request.init_image, request.strength = stored.id, None
         request.width, request.height = stored.width, stored.height
-        request.hires, request.hires_upscaler = scale, upscaler
+        # An upscale is asked for: None means the admin's default scale even where the
+        # hires fix is off by default for plain draws.
+        request.hires = scale if scale is not None else self.settings.hires_default_scale
+        request.hires_upscaler = upscaler
         return like
 
     async def job_image(self, job_id: str, index: int = 0) -> bytes | None:

@@ -203,3 +203,32 @@ async def test_checkpoint_info_with_the_real_engine(world):
     assert "1 LoRA(s) of another architecture left out." in loras
     assert "masterpiece" in field(card, "Prompt conventions")
     assert "The file's own metadata (A1111 checkpoint merger) names 2 model(s) it was merged from." in field(card, "Evidence")
+
+
+async def test_picture_buttons_and_draw_like_this_with_the_real_engine(world):
+    """The image loop on the real engine: Upscale gives a bigger picture of the same seed,
+    Vary a new picture from this one, and "Draw like this" on Loracle's own picture draws
+    it again bit for bit."""
+    posted = public(
+        await world.alice.slash(world.channel, "draw", prompt="1girl, lighthouse", loras="demo_exact_style:0.8", steps=3)
+    )
+    original = attachment_bytes(world.env, posted.attachments[0])
+    first = Image.open(io.BytesIO(original))
+    assert first.size == (64, 64)
+
+    upscaled = public(await world.alice.click(posted, label="Upscale"))
+    bigger = Image.open(io.BytesIO(attachment_bytes(world.env, upscaled.attachments[0])))
+    assert bigger.size == (96, 96)  # the admin's default hires scale, 1.5
+    text = bigger.text["parameters"]
+    assert "Hires upscale: 1.5" in text and "<lora:demo_exact_style:0.8>" in text
+    assert f"Seed: {first.text['parameters'].split('Seed: ')[1].split(',')[0]}," in text
+
+    varied = public(await world.alice.click(posted, label="Vary (subtle)"))
+    variation = Image.open(io.BytesIO(attachment_bytes(world.env, varied.attachments[0])))
+    assert variation.size == (64, 64)
+    assert "Denoising strength: 0.35" in variation.text["parameters"]
+    assert variation.tobytes() != first.tobytes()
+
+    again = public(await world.bob.context_menu(world.channel, "Draw like this", posted))
+    redrawn = Image.open(io.BytesIO(attachment_bytes(world.env, again.attachments[0])))
+    assert redrawn.tobytes() == first.tobytes()
