@@ -96,11 +96,14 @@ def test_vary_and_upscale_a_loracle_picture(cli, tmp_path: Path, demo_dir: Path)
     first = json.loads(cli("draw", "a cat", "--seed", "3", *SMALL, "--json").stdout)
     source = first["images"][0]
     varied = json.loads(cli("vary", source, "--strength", "0.6", "--json").stdout)
-    assert Path(varied["images"][0]).exists()
+    assert Path(varied["images"][0]).exists() and varied["seed"] != 3  # a variation draws a new seed
+    assert "Denoising strength: 0.6" in Image.open(varied["images"][0]).text["parameters"]
     assert varied["resources"][0]["how"] == "hash"
     assert list((demo_dir / "inputs").glob("*.png"))  # kept for the job, under the data dir
     upscaled = json.loads(cli("upscale", source, "--scale", "1.5", "--json").stdout)
     assert Path(upscaled["images"][0]).exists() and upscaled["seed"] == 3
+    width, height = Image.open(source).size
+    assert Image.open(upscaled["images"][0]).size == (width * 3 // 2 // 8 * 8, height * 3 // 2 // 8 * 8)
     assert_documented_keys("upscale", upscaled)
 
 
