@@ -27,6 +27,8 @@ CHECKPOINT = "loracleDemoXL_v10"
 # The merge's parents: one in the library (its name says Illustrious), one only named by
 # the merge. "tiny..." sorts after CHECKPOINT, which stays the first (default) checkpoint.
 BASE_CHECKPOINT = "tinyIllustriousBase_v10"
+# A real ESRGAN architecture, tiny, so the hires fix can show an upscaler model offline.
+UPSCALER = "demo-2x-esrgan"
 OUTSIDE_PARENT = "loracleDemoPainterly_v20"
 MERGE_MULTIPLIER = 0.3
 # Authors' weights, kept in `.civitai.info` sidecars (made-up ids; nothing is fetched).
@@ -132,15 +134,22 @@ def build_demo_library(root: Path) -> Path:
     from engine.testing.demo_lineage import write_sidecar, write_weighted_sum
     from engine.testing.lora_files import write_tiny_lora
     from engine.testing.tiny_sdxl import build_tiny_pipeline
+    from engine.testing.tiny_upscaler import write_tiny_esrgan
 
     models, loras = root / "models", root / "loras"
     models.mkdir(parents=True, exist_ok=True)
     loras.mkdir(parents=True, exist_ok=True)
     checkpoint = models / f"{CHECKPOINT}.safetensors"
     base = models / f"{BASE_CHECKPOINT}.safetensors"
-    wanted = [checkpoint, base, *(loras / f"{l.name}.safetensors" for l in LORAS), *(loras / f"{n}.civitai.info" for n in SIDECARS)]
+    upscaler = root / "upscalers" / f"{UPSCALER}.safetensors"
+    wanted = [
+        checkpoint, base, upscaler,
+        *(loras / f"{l.name}.safetensors" for l in LORAS), *(loras / f"{n}.civitai.info" for n in SIDECARS),
+    ]  # fmt: skip
     if all(path.exists() for path in wanted):
         return checkpoint
+    if not upscaler.exists():  # a real ESRGAN architecture, tiny: `--hires-upscaler` works offline
+        write_tiny_esrgan(upscaler)
     pipe = build_tiny_pipeline(seed=0)
     if not base.exists() or not checkpoint.exists():
         write_single_file(pipe, base)

@@ -276,7 +276,8 @@ def _examine_upscaler(
     row.update(
         kind=FileKind.UPSCALER.value,
         architecture=Architecture.OTHER.value,
-        info=json.dumps({"change_key": stat[2], HASH_PENDING: True}),
+        # facts_version too, or every later scan would take the row as stale and hash again
+        info=json.dumps({"change_key": stat[2], "facts_version": FACTS_VERSION, HASH_PENDING: True}),
     )
     return row, data_offset
 

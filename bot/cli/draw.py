@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.text import Text as Styled
@@ -126,10 +126,15 @@ def draw(
         out.print(printable(f"  {item['name']}: {requested} → {item['applied_weight']:g} ({item['status']}, {item['verdict']})"))
     for warning in data["warnings"]:
         err.print(Styled.assemble(("warning:", "yellow"), printable(f" {warning}")))
+    out.print(printable(summary_line(data)))
+
+
+def summary_line(data: dict[str, Any]) -> str:
+    """One line under a drawn picture: seed, steps, CFG, size (the final one after hires)."""
     size = f"{data['width']}×{data['height']}"
     if data.get("hires"):
         size += f" → hires {data['hires']['width']}×{data['hires']['height']}"
-    out.print(printable(f"seed {data['seed']}, {data['steps']} steps, CFG {data['cfg']:g}, {size}, {data['seconds']:.1f} s"))
+    return f"seed {data['seed']}, {data['steps']} steps, CFG {data['cfg']:g}, {size}, {data['seconds']:.1f} s"
 
 
 _UNREADABLE_IMAGE = Text(

@@ -178,7 +178,9 @@ def _draw_from(request_for: Any, as_json: bool, locale: str, out_dir: Path | Non
         out.print(printable(path))
     for warning in data["warnings"]:
         err.print(Styled.assemble(("warning:", "yellow"), printable(f" {warning}")))
-    out.print(printable(f"seed {data['seed']}, {data['steps']} steps, {data['width']}×{data['height']}, {data['seconds']:.1f} s"))
+    from bot.cli.draw import summary_line
+
+    out.print(printable(summary_line(data)))
 
 
 @app.command("upscale")

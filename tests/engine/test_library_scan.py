@@ -125,6 +125,15 @@ def test_an_untouched_file_is_not_rehashed(library: Library) -> None:
     assert (report.unchanged, report.hashed) == (1, 0)
 
 
+def test_an_untouched_upscaler_is_not_rehashed(library: Library) -> None:
+    from engine.testing.tiny_upscaler import write_tiny_esrgan
+
+    write_tiny_esrgan(library.root / "upscalers" / "x2.safetensors")
+    assert library.scan().hashed == 1
+    report = library.scan()
+    assert (report.unchanged, report.hashed, report.updated) == (1, 0, [])
+
+
 def test_stale_partial_downloads_are_removed_and_reported(library: Library) -> None:
     old = library.loras_dir / ".loracle-abc123.part"
     fresh = library.loras_dir / ".loracle-def456.part"

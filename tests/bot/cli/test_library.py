@@ -8,8 +8,8 @@ from pathlib import Path
 
 def test_library_scan_twice_hashes_nothing(cli) -> None:
     data = json.loads(cli("library", "scan", "--json").stdout)
-    # two checkpoints (the demo merge and its parent in the library) and five LoRAs
-    assert data["hashed"] == 0 and data["unchanged"] == 7 and data["problems"] == []
+    # two checkpoints (the demo merge and its parent in the library), five LoRAs, an upscaler
+    assert data["hashed"] == 0 and data["unchanged"] == 8 and data["problems"] == []
 
 
 def test_library_list_json(cli) -> None:
