@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -100,6 +100,7 @@ class Scheduler(Generic[J]):
         self._fifos: dict[str, deque[J]] = {}
         self._seq: dict[str, int] = {}  # job id -> submission order
         self._next_seq = 0
+        self._front_seq = 0  # requeued jobs count down from here: older than any other
         self._last_served: dict[str, int] = {}  # user -> tick of their last pick
         self._tick = 0
         self._streak = 0  # overtakes in a row so far
@@ -154,6 +155,15 @@ class Scheduler(Generic[J]):
         self._seq[job.id] = self._next_seq
         self._next_seq += 1
 
+    def add_front(self, job: J) -> None:
+        """Put a job back at the head of its user's FIFO (a retry after its worker died):
+        it keeps its turn instead of queueing behind the user's later jobs."""
+        if job.id in self._seq:
+            raise ValueError(f"job {job.id} is already queued")
+        self._fifos.setdefault(job.user_id, deque()).appendleft(job)
+        self._front_seq -= 1
+        self._seq[job.id] = self._front_seq
+
     def remove(self, job_id: str) -> J | None:
         """Take a queued job out (a cancellation); None if it is not queued."""
         if job_id not in self._seq:
@@ -175,10 +185,20 @@ class Scheduler(Generic[J]):
         self._seq.clear()
         return jobs
 
-    def pick(self, loaded: str | None) -> Pick[J] | None:
-        """Remove and return the job to run next, given the loaded checkpoint."""
-        choice = _choose(self._fifos, self._seq, self._last_served, self._streak,
-                         self.affinity_limit, loaded)
+    def pick(self, loaded: str | None, can_run: Callable[[J], bool] | None = None) -> Pick[J] | None:
+        """Remove and return the job to run next, given the loaded checkpoint.
+
+        With several workers each one picks for itself: `loaded` is that worker's
+        checkpoint, and `can_run` (when given) hides the head jobs it must not take (a
+        model file its node lacks, a retry that must go elsewhere). A hidden head hides
+        the user's later jobs too, so a user's jobs still start in order. The overtake
+        streak is shared by all workers, so the starvation bound counts picks of the
+        whole queue.
+        """
+        fifos = self._fifos
+        if can_run is not None:
+            fifos = {user: fifo for user, fifo in fifos.items() if can_run(fifo[0])}
+        choice = _choose(fifos, self._seq, self._last_served, self._streak, self.affinity_limit, loaded)
         if choice is None:
             return None
         user_id, overtook = choice
