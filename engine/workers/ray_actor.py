@@ -86,7 +86,7 @@ class DrawWorker:
         self._lock = threading.Lock()
         self._events: dict[str, list[tuple[Any, ...]]] = {}
         self._progress: dict[str, Progress] = {}
-        self._verified: dict[str, tuple[int, int]] = {}  # path -> (size, mtime) checked
+        self._verified: dict[str, tuple[tuple[int, int], str]] = {}  # path -> ((size, mtime), sha256)
 
     # -- questions (answered while a job runs) -----------------------------------------
 
@@ -181,15 +181,20 @@ class DrawWorker:
         except OSError:
             raise _Missing(name, f"{path} is not on node {node}") from None
         stamp = (stat.st_size, stat.st_mtime_ns)
-        if self._verified.get(str(path)) == stamp or path.is_dir() or not sha256:
+        if path.is_dir() or not sha256:
             return  # a diffusers folder has no one hash; its files were checked at scan
-        digest = hashlib.sha256()
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                digest.update(chunk)
-        if digest.hexdigest() != sha256.lower():
+        cached = self._verified.get(str(path))
+        if cached is not None and cached[0] == stamp:
+            digest = cached[1]
+        else:
+            hasher = hashlib.sha256()
+            with open(path, "rb") as fh:
+                while chunk := fh.read(_HASH_CHUNK):
+                    hasher.update(chunk)
+            digest = hasher.hexdigest()
+            self._verified[str(path)] = (stamp, digest)
+        if digest != sha256.lower():
             raise _Missing(name, f"{path} on node {node} is a different file (sha256 differs)")
-        self._verified[str(path)] = stamp
 
 
 def _detach_images(value: Any) -> tuple[Any, list[bytes] | None]:

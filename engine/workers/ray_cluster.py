@@ -212,7 +212,8 @@ class RayCluster:
             self.ray = ray
             self._gpus = int(ray.cluster_resources().get("GPU", 0))
             count = self.wanted or max(1, self._gpus)
-            lanes = [self.add_worker() for _ in range(count)]
+            proxies = [self._spawn() for _ in range(count)]  # they start side by side
+            lanes = [self._admit(proxy) for proxy in proxies]
         except SettingsError:
             raise
         except Exception as exc:
@@ -236,17 +237,23 @@ class RayCluster:
 
     def add_worker(self) -> Lane:
         """Start one more worker actor (blocking until it answers) and return its lane."""
+        return self._admit(self._spawn())
+
+    def _spawn(self) -> RayWorkerProxy:
         ray = self.ray
         with self._lock:
             worker_id = f"w{self._next_id}"
             self._next_id += 1
+        # On a CPU-only cluster (tests, demos) a worker reserves no CPU, so a worker added
+        # later or a restarted one is never left waiting for a free core.
         resources: dict[str, Any] = {"num_gpus": 1} if self._gpus else {"num_cpus": 0}
         actor_class = ray.remote(max_concurrency=4, max_restarts=MAX_RESTARTS, max_task_retries=0, **resources)(DrawWorker)
-        config = WorkerConfig(worker_id, self.settings, self.verify_hashes)
-        actor = actor_class.options(name=None).remote(config, self.factory)
-        proxy = RayWorkerProxy(ray, actor, worker_id, self.outputs_dir)
+        actor = actor_class.remote(WorkerConfig(worker_id, self.settings, self.verify_hashes), self.factory)
+        return RayWorkerProxy(ray, actor, worker_id, self.outputs_dir)
+
+    def _admit(self, proxy: RayWorkerProxy) -> Lane:
         if not proxy.ping(timeout=_START_TIMEOUT_S):
-            raise RuntimeError(f"worker {worker_id} did not start")
+            raise RuntimeError(f"worker {proxy.worker_id} did not start")
         with self._lock:
             self.proxies.append(proxy)
         return proxy.lane()
