@@ -12,7 +12,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine import content_rules
 from engine.admin_settings import AdminSettings, Limits
@@ -38,6 +38,9 @@ from engine.requests import DrawPlan, DrawRequest, DrawResult
 from engine.settings import Settings
 from engine.text_input import clean_name
 from engine.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from engine.queue.lanes import ClusterStatus
 
 _NOT_A_MODEL_TYPE = Text(
     "“{name}” is a {type} on CivitAI; Loracle adds only checkpoints and LoRAs (LoRA, LoCon, DoRA).",
@@ -73,6 +76,7 @@ class Engine:
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
         self.cluster: Any = None  # engine.workers.ray_cluster.RayCluster in LORACLE_CLUSTER=ray
+        self._status_task: asyncio.Task[None] | None = None
         # Set by close(): a scan running in its thread stops before its next file (hashing
         # a new library can take minutes, longer than a container's stop grace period).
         self._closing = threading.Event()
@@ -102,6 +106,10 @@ class Engine:
             self.recovered = await self._recover(store)
         else:
             await asyncio.to_thread(store.recover, requeue=False)
+        if front_end == "bot":  # `loracle cluster status` reads what the bot's workers do
+            from engine.workers.status import publish_status, status_path
+
+            self._status_task = asyncio.create_task(publish_status(self, status_path(self.settings.root)))
 
     async def _start_local(self, generator: Any, store: Any) -> None:
         from engine.lora.cache import LoraCache
@@ -149,6 +157,8 @@ class Engine:
 
     async def close(self) -> None:
         self._closing.set()
+        if self._status_task is not None:
+            self._status_task.cancel()
         if self.queue is not None:
             await self.queue.stop()
         if self.cluster is not None:
@@ -397,7 +407,7 @@ class Engine:
         """False while the GPU workers cannot be reached (cluster mode): /draw refuses."""
         return self.cluster is None or bool(self.cluster.available())
 
-    def cluster_status(self) -> Any:
+    def cluster_status(self) -> ClusterStatus:
         """engine.queue.lanes.ClusterStatus: each worker's node, GPU, loaded checkpoint,
         jobs done, busy share and last error (one worker in local mode)."""
         from engine.workers.status import cluster_status

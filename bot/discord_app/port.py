@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from engine.queue.handle import JobEvent, JobHandle
     from engine.queue.job import QueuedJob
     from engine.queue.job_queue import JobQueue, QueueEntry
+    from engine.queue.lanes import ClusterStatus
     from engine.requests import DrawRequest, DrawResult
     from engine.settings import Settings
     from engine.verdicts import Verdict
@@ -164,6 +165,11 @@ class EnginePort(Protocol):
     async def submit(self, request: DrawRequest) -> JobHandlePort: ...
 
     def cancel(self, job_id: str, *, user_id: str, is_admin: bool = False) -> bool: ...
+
+    # GPU workers (local or Ray)
+    def drawing_available(self) -> bool: ...  # False while the cluster cannot be reached
+
+    def cluster_status(self) -> ClusterStatus: ...
 
 
 if TYPE_CHECKING:
