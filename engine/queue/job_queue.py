@@ -421,8 +421,11 @@ class JobQueue(StoreWrites):
                     lane.up = up
                     picked = None
                     if up and not self._paused:
-                        can_run = None if len(self._lanes) == 1 and not lane.missing else functools.partial(self._can_run, lane)
-                        picked = self._scheduler.pick(loaded, can_run)
+                        if len(self._lanes) == 1 and not lane.missing:
+                            picked = self._scheduler.pick(loaded)  # exactly the one-worker queue
+                        else:
+                            can_run = functools.partial(self._can_run, lane)
+                            picked = self._scheduler.pick(loaded, can_run, worker=lane.id)
                     if picked is None:
                         if not self._paused and len(self._scheduler):
                             # Down, or nothing here it may take: look again on any change.

@@ -33,6 +33,16 @@ to others, and each round-robin pick — J's own included — can be preceded by
 overtakes: (U-1) + 1 + U·N = U·(N+1). A job that is q-th in its user's FIFO when
 submitted therefore starts within q·U·(N+1) picks. The property tests check exactly this.
 
+Several workers
+---------------
+With W workers, each picks for itself (`pick(loaded, worker=...)`): `loaded` is its own
+checkpoint and it keeps its own overtake streak, so a worker holding a popular checkpoint
+keeps it without another worker's overtakes using up its allowance. Users are still served
+in one round-robin order (one tick, one `last_served`), and every user ranked ahead of J's
+is still served at most once before J's; so in the picks of any one worker the bound above
+holds as it is: J starts within U·(N+1) picks of any one worker, which is at most
+W·U·(N+1) picks of the whole queue.
+
 Positions shown to users come from `order()`, which replays the rules on a copy of the
 state, assuming the loaded checkpoint follows the jobs as they run. New submissions can
 still change the prediction (a job on the loaded checkpoint may overtake), which is why the
@@ -104,6 +114,7 @@ class Scheduler(Generic[J]):
         self._last_served: dict[str, int] = {}  # user -> tick of their last pick
         self._tick = 0
         self._streak = 0  # overtakes in a row so far
+        self._streaks: dict[str, int] = {}  # the same, per worker, when several pick
 
     # -- state -------------------------------------------------------------------------
 
@@ -185,20 +196,22 @@ class Scheduler(Generic[J]):
         self._seq.clear()
         return jobs
 
-    def pick(self, loaded: str | None, can_run: Callable[[J], bool] | None = None) -> Pick[J] | None:
+    def pick(
+        self, loaded: str | None, can_run: Callable[[J], bool] | None = None, *, worker: str | None = None
+    ) -> Pick[J] | None:
         """Remove and return the job to run next, given the loaded checkpoint.
 
         With several workers each one picks for itself: `loaded` is that worker's
         checkpoint, and `can_run` (when given) hides the head jobs it must not take (a
         model file its node lacks, a retry that must go elsewhere). A hidden head hides
-        the user's later jobs too, so a user's jobs still start in order. The overtake
-        streak is shared by all workers, so the starvation bound counts picks of the
-        whole queue.
+        the user's later jobs too, so a user's jobs still start in order. Each `worker`
+        counts its own overtakes in a row (see "Several workers" in the module docstring).
         """
         fifos = self._fifos
         if can_run is not None:
             fifos = {user: fifo for user, fifo in fifos.items() if can_run(fifo[0])}
-        choice = _choose(fifos, self._seq, self._last_served, self._streak, self.affinity_limit, loaded)
+        streak = self._streak if worker is None else self._streaks.get(worker, 0)
+        choice = _choose(fifos, self._seq, self._last_served, streak, self.affinity_limit, loaded)
         if choice is None:
             return None
         user_id, overtook = choice
@@ -209,7 +222,10 @@ class Scheduler(Generic[J]):
         del self._seq[job.id]
         self._tick += 1
         self._last_served[user_id] = self._tick
-        self._streak = self._streak + 1 if overtook else 0
+        if worker is None:
+            self._streak = self._streak + 1 if overtook else 0
+        else:
+            self._streaks[worker] = streak + 1 if overtook else 0
         return Pick(job, overtook)
 
     # -- prediction --------------------------------------------------------------------

@@ -307,3 +307,77 @@ def test_affinity_loads_checkpoints_less_often_than_fifo():
         affinity_total += count_switches(job.checkpoint for job in drain(s))
         fifo_total += count_switches(job.checkpoint for job in jobs)
     assert affinity_total < 0.75 * fifo_total, (affinity_total, fifo_total)
+
+
+# -- several workers (engine.queue.lanes) ---------------------------------------------
+
+
+def test_each_worker_prefers_its_own_checkpoint_and_keeps_its_own_streak():
+    s = sched(limit=1)
+    for user, checkpoint in [("a", "c1"), ("b", "c2"), ("c", "c1"), ("d", "c2")]:
+        s.add(J(user, checkpoint))
+    first = s.pick("c2", worker="w1")  # round-robin says a (c1); b's job on c2 overtakes
+    assert first is not None and first.job.user_id == "b" and first.overtook
+    second = s.pick("c1", worker="w0")  # w0's streak is its own: a's c1 job is round-robin
+    assert second is not None and second.job.user_id == "a" and not second.overtook
+    third = s.pick("c2", worker="w1")  # w1 has used its one overtake: round-robin (c)
+    assert third is not None and third.job.user_id == "c" and not third.overtook
+    assert s.streak == 0  # the one-worker streak is untouched
+
+
+def test_can_run_hides_a_head_and_the_users_later_jobs():
+    s = sched()
+    a1, a2, b1 = J("a", "c1"), J("a", "c2"), J("b", "c2")
+    for job in (a1, a2, b1):
+        s.add(job)
+    picked = s.pick("c2", lambda job: job.checkpoint != "c1", worker="w0")
+    assert picked is not None and picked.job is b1  # a2 waits behind a1, which w0 may not run
+    assert s.pick("c2", lambda job: job.checkpoint != "c1", worker="w0") is None
+
+
+def test_add_front_puts_a_retry_before_the_users_later_jobs():
+    s = sched()
+    a1, a2 = J("a", "c1"), J("a", "c1")
+    s.add(a1)
+    s.add(a2)
+    assert s.pick(None).job is a1
+    s.add_front(a1)
+    assert [job.id for job in drain(s)] == [a1.id, a2.id]
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_with_several_workers_every_job_starts_within_the_bound_of_each_worker(seed):
+    rng = random.Random(seed)
+    users, checkpoints, limit, _ = random_stream(rng)
+    workers = [f"w{i}" for i in range(rng.randint(2, 4))]
+    s = sched(cap=1000, limit=limit)
+    loaded: dict[str, str | None] = {w: rng.choice([None, *checkpoints]) for w in workers}
+    picks = {w: 0 for w in workers}
+    submitted: dict[str, tuple[dict[str, int], int]] = {}
+    ran = []
+
+    def pick(worker: str) -> None:
+        picked = s.pick(loaded[worker], worker=worker)
+        if picked is None:
+            return
+        picks[worker] += 1
+        job = picked.job
+        at, q = submitted[job.id]
+        bound = q * len(users) * (limit + 1)
+        # Within the bound in the picks of any one worker, and so of the whole queue.
+        assert min(picks[w] - at[w] for w in workers) <= bound
+        assert sum(picks[w] - at[w] for w in workers) <= len(workers) * bound
+        loaded[worker] = job.checkpoint
+        ran.append(job)
+
+    for _ in range(rng.randint(10, 80)):
+        if rng.random() < 0.55:
+            user = rng.choice(users)
+            job = J(user, rng.choice(checkpoints))
+            s.add(job)
+            submitted[job.id] = (dict(picks), s.count(user))
+        else:
+            pick(rng.choice(workers))
+    while len(s):
+        pick(rng.choice(workers))
+    assert sorted(job.id for job in ran) == sorted(submitted)
