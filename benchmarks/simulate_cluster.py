@@ -79,7 +79,8 @@ def simulate(jobs: list[SimJob], workers: int, affinity_limit: int, job_s: float
             i += 1
         while free and len(sched):
             worker = free.pop(0)
-            picked = sched.pick(loaded[worker])
+            # As the JobQueue's lanes do: one worker picks as the in-process queue always did.
+            picked = sched.pick(loaded[worker]) if workers == 1 else sched.pick(loaded[worker], worker=f"w{worker}")
             assert picked is not None
             job = picked.job
             waits.append(t - job.arrival)
