@@ -72,6 +72,18 @@ async def on_ray(cluster: RayCluster, workers: int, affinity_limit: int = 4) -> 
     return queue, lanes
 
 
+def mixed_jobs(seed: int, loyalty: float) -> list[tuple[str, str]]:
+    """60 (user, checkpoint) pairs: 6 users, 3 checkpoints; with `loyalty` a job uses its
+    user's favourite checkpoint, else one at random (as benchmarks/bench_scheduler.py)."""
+    rng = random.Random(seed)
+    favourite = {f"user{i}": f"ck{rng.randrange(3)}" for i in range(6)}
+    mix = []
+    for _ in range(60):
+        user = f"user{rng.randrange(6)}"
+        mix.append((user, favourite[user] if rng.random() < loyalty else f"ck{rng.randrange(3)}"))
+    return mix
+
+
 async def main_async(args: argparse.Namespace) -> None:
     import ray
 
@@ -123,23 +135,25 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"   3 workers / 1 worker: {walls[3] / walls[1]:.2f}x (target >= 2.7x)\n")
 
         # 3. affinity per worker vs round-robin dispatch
-        rng = random.Random(args.seed)
-        mix = [(f"user{rng.randrange(6)}", f"ck{rng.randrange(3)}") for _ in range(60)]
-        figures = {}
-        for label, limit in (("per-worker affinity (limit 4)", 4), ("round-robin dispatch", 0)):
-            fixed = cluster(seconds=args.mix_job_s, load_s=args.mix_load_s)
-            queue, _ = await on_ray(fixed, 3, affinity_limit=limit)
-            wall, results, longest = await all_at_once(queue, [job(u, c) for u, c in mix])
-            figures[label] = (sum(r["loaded"] for r in results), longest, wall)
-            await queue.stop()
-            fixed.close()
-        print(f"3. 60 jobs, 6 users, 3 checkpoints (seed {args.seed}), 3 workers; a job {args.mix_job_s} s, "
-              f"a load {args.mix_load_s} s:")
-        for label, (loads, longest, wall) in figures.items():
-            print(f"   {label:<30} loads {loads:3d}   longest wait {longest:5.2f} s   all done {wall:5.2f} s")
-        (a_loads, a_wait, _), (r_loads, r_wait, _) = figures.values()
-        print(f"   loads, affinity / round-robin: {a_loads / r_loads:.2f}x (target <= 0.35x); "
-              f"longest wait {a_wait / r_wait:.2f}x")
+        print(f"3. 60 jobs, 6 users, 3 checkpoints (seed {args.seed}), all queued at once, 3 workers; "
+              f"a job {args.mix_job_s} s, a load {args.mix_load_s} s:")
+        for loyalty, what in ((0.7, "users mostly keep to a favourite checkpoint (bench_scheduler.py's stream)"),
+                              (0.0, "every job's checkpoint drawn at random")):
+            mix = mixed_jobs(args.seed, loyalty)
+            figures = {}
+            for label, limit in (("per-worker affinity (limit 4)", 4), ("round-robin dispatch", 0)):
+                fixed = cluster(seconds=args.mix_job_s, load_s=args.mix_load_s)
+                queue, _ = await on_ray(fixed, 3, affinity_limit=limit)
+                wall, results, longest = await all_at_once(queue, [job(u, c) for u, c in mix])
+                figures[label] = (sum(r["loaded"] for r in results), longest, wall)
+                await queue.stop()
+                fixed.close()
+            print(f"   loyalty {loyalty}: {what}")
+            for label, (loads, longest, wall) in figures.items():
+                print(f"     {label:<30} loads {loads:3d}   longest wait {longest:5.2f} s   all done {wall:5.2f} s")
+            (a_loads, a_wait, _), (r_loads, r_wait, _) = figures.values()
+            print(f"     loads, affinity / round-robin: {a_loads / r_loads:.2f}x (target <= 0.35x); "
+                  f"longest wait {a_wait / r_wait:.2f}x")
     ray.shutdown()
 
 

@@ -80,7 +80,11 @@ def simulate(jobs: list[SimJob], workers: int, affinity_limit: int, job_s: float
         while free and len(sched):
             worker = free.pop(0)
             # As the JobQueue's lanes do: one worker picks as the in-process queue always did.
-            picked = sched.pick(loaded[worker]) if workers == 1 else sched.pick(loaded[worker], worker=f"w{worker}")
+            if workers == 1:
+                picked = sched.pick(loaded[worker])
+            else:
+                elsewhere = frozenset(ck for w, ck in enumerate(loaded) if w != worker and ck is not None)
+                picked = sched.pick(loaded[worker], worker=f"w{worker}", elsewhere=elsewhere)
             assert picked is not None
             job = picked.job
             waits.append(t - job.arrival)

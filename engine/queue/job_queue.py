@@ -425,7 +425,10 @@ class JobQueue(StoreWrites):
                             picked = self._scheduler.pick(loaded)  # exactly the one-worker queue
                         else:
                             can_run = functools.partial(self._can_run, lane)
-                            picked = self._scheduler.pick(loaded, can_run, worker=lane.id)
+                            elsewhere = frozenset(
+                                ck for other in self._lanes if other is not lane and other.up and (ck := self._loaded(other))
+                            )
+                            picked = self._scheduler.pick(loaded, can_run, worker=lane.id, elsewhere=elsewhere)
                     if picked is None:
                         if not self._paused and len(self._scheduler):
                             # Down, or nothing here it may take: look again on any change.

@@ -37,7 +37,11 @@ Several workers
 ---------------
 With W workers, each picks for itself (`pick(loaded, worker=...)`): `loaded` is its own
 checkpoint and it keeps its own overtake streak, so a worker holding a popular checkpoint
-keeps it without another worker's overtakes using up its allowance. Users are still served
+keeps it without another worker's overtakes using up its allowance. When a worker must load
+a checkpoint anyway and the round-robin choice's checkpoint is held by another worker
+(`elsewhere`), a job for a checkpoint no worker holds overtakes instead: the other worker
+takes that job without a load, and the workers keep different checkpoints. Such a pick
+counts as an overtake, so the bound below is unchanged. Users are still served
 in one round-robin order (one tick, one `last_served`), and every user ranked ahead of J's
 is still served at most once before J's; so in the picks of any one worker the bound above
 holds as it is: J starts within U·(N+1) picks of any one worker, which is at most
@@ -197,7 +201,12 @@ class Scheduler(Generic[J]):
         return jobs
 
     def pick(
-        self, loaded: str | None, can_run: Callable[[J], bool] | None = None, *, worker: str | None = None
+        self,
+        loaded: str | None,
+        can_run: Callable[[J], bool] | None = None,
+        *,
+        worker: str | None = None,
+        elsewhere: frozenset[str] = frozenset(),
     ) -> Pick[J] | None:
         """Remove and return the job to run next, given the loaded checkpoint.
 
@@ -205,13 +214,14 @@ class Scheduler(Generic[J]):
         checkpoint, and `can_run` (when given) hides the head jobs it must not take (a
         model file its node lacks, a retry that must go elsewhere). A hidden head hides
         the user's later jobs too, so a user's jobs still start in order. Each `worker`
-        counts its own overtakes in a row (see "Several workers" in the module docstring).
+        counts its own overtakes in a row, and `elsewhere` names the checkpoints other
+        workers hold (see "Several workers" in the module docstring).
         """
         fifos = self._fifos
         if can_run is not None:
             fifos = {user: fifo for user, fifo in fifos.items() if can_run(fifo[0])}
         streak = self._streak if worker is None else self._streaks.get(worker, 0)
-        choice = _choose(fifos, self._seq, self._last_served, streak, self.affinity_limit, loaded)
+        choice = _choose(fifos, self._seq, self._last_served, streak, self.affinity_limit, loaded, elsewhere)
         if choice is None:
             return None
         user_id, overtook = choice
@@ -293,6 +303,7 @@ def _choose(
     streak: int,
     affinity_limit: int,
     loaded: str | None,
+    elsewhere: frozenset[str] = frozenset(),
 ) -> tuple[str, bool] | None:
     """(user to serve, whether that is an overtake), or None when nothing is queued."""
     if not fifos:
@@ -302,16 +313,20 @@ def _choose(
         return last_served.get(user_id, -1), seq[fifos[user_id][0].id]
 
     rr_user = min(fifos, key=rank)
-    if (
-        loaded is None
-        or streak >= affinity_limit
-        or fifos[rr_user][0].checkpoint == loaded
-    ):
+    head = fifos[rr_user][0].checkpoint
+    if streak >= affinity_limit or (loaded is not None and head == loaded):
         return rr_user, False
-    matching = [user for user, fifo in fifos.items() if fifo[0].checkpoint == loaded]
-    if not matching:
-        return rr_user, False
-    return min(matching, key=rank), True
+    if loaded is not None:
+        matching = [user for user, fifo in fifos.items() if fifo[0].checkpoint == loaded]
+        if matching:
+            return min(matching, key=rank), True
+    # A load it is. Another worker holds the round-robin choice's checkpoint: leave that
+    # job to it and load one nobody holds, so the workers keep different checkpoints.
+    if head in elsewhere:
+        fresh = [user for user, fifo in fifos.items() if fifo[0].checkpoint not in elsewhere]
+        if fresh:
+            return min(fresh, key=rank), True
+    return rr_user, False
 
 
 def count_switches(checkpoints: Iterable[str], loaded: str | None = None) -> int:

@@ -39,7 +39,7 @@ def settings(tmp_path: Path, demo_library: Path) -> Settings:
 
 
 @pytest.fixture
-async def engine(settings: Settings, ray_local):  # noqa: F811  (the fixture imported above)
+async def engine(settings: Settings, ray_local):
     from engine.api import Engine
 
     engine = Engine(settings)

@@ -381,3 +381,18 @@ def test_with_several_workers_every_job_starts_within_the_bound_of_each_worker(s
     while len(s):
         pick(rng.choice(workers))
     assert sorted(job.id for job in ran) == sorted(submitted)
+
+
+def test_a_worker_that_must_load_leaves_another_workers_checkpoint_to_it():
+    s = sched(limit=2)
+    a, b = J("a", "c1"), J("b", "c3")  # a is round-robin's choice; w1 holds c1
+    s.add(a)
+    s.add(b)
+    picked = s.pick("c2", worker="w0", elsewhere=frozenset({"c1"}))
+    assert picked is not None and picked.job is b and picked.overtook  # c3: nobody holds it
+    assert s.pick("c1", worker="w1").job is a  # the holder takes its own without a load
+    s.add(J("c", "c1"))
+    strict = sched(limit=0)  # limit 0 stays plain round-robin
+    strict.add(a2 := J("a", "c1"))
+    strict.add(J("b", "c3"))
+    assert strict.pick("c2", worker="w0", elsewhere=frozenset({"c1"})).job is a2
