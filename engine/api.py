@@ -343,7 +343,9 @@ class Engine:
         JobHandle whose events report queue position, steps and the DrawResult."""
         if self.queue is None:
             raise RuntimeError("Engine.start() must run before submit()")
-        if not self.drawing_available():
+        if not self.drawing_available() and not (
+            self.cluster is not None and await asyncio.to_thread(self.cluster.refresh)
+        ):
             raise DrawingUnavailableError()
         plan = await self.indexing.settle(lambda: self.plan(request), waiting=_plan_pending, not_yet=(NO_CHECKPOINT,))
         request.seed = plan.params.seed  # a re-run after a restart gives the same image

@@ -42,6 +42,8 @@ POLL_S = 0.1
 MAX_RESTARTS = 5
 # A worker that does not answer this fast is taken for restarting (or gone).
 PING_TIMEOUT_S = 2.0
+# Workers lost longer than this (none answers again) make drawing unavailable.
+RESTART_GRACE_S = 60.0
 _PROBE_TIMEOUT_S = 3.0
 _START_TIMEOUT_S = 300.0  # a new worker imports torch and diffusers
 
@@ -74,6 +76,7 @@ class RayWorkerProxy:
         self.outputs_dir = outputs_dir
         self.info: dict[str, Any] = {}
         self.state = "starting"  # up, lost (Ray restarts it), dead (restarts used up)
+        self.lost_since: float | None = None
         self._loaded: str | None = None
         self._lost = _lost_errors(ray)
 
@@ -105,7 +108,7 @@ class RayWorkerProxy:
             return False
         except Exception:
             return False
-        self.info, self.state, self._loaded = info, "up", info.get("loaded")
+        self.info, self.state, self._loaded, self.lost_since = info, "up", info.get("loaded"), None
         return True
 
     # -- the job -----------------------------------------------------------------------
@@ -122,7 +125,7 @@ class RayWorkerProxy:
                 self._relay(ray.get(self.actor.poll.remote(job.id), timeout=30), progress)
             outcome = ray.get(ref)
         except self._lost as exc:
-            self.state, self._loaded = "lost", None
+            self.state, self._loaded, self.lost_since = "lost", None, time.monotonic()
             raise WorkerLostError(f"worker {self.worker_id}: {type(exc).__name__}") from exc
         tag = outcome[0]
         if tag == "missing":
@@ -191,8 +194,22 @@ class RayCluster:
         return self.ray is not None and self.error is None
 
     def available(self) -> bool:
-        """Whether drawing can be accepted: connected, and some worker not gone for good."""
-        return self.connected and any(proxy.state != "dead" for proxy in self.proxies)
+        """Whether drawing can be accepted: connected, and some worker up or restarting
+        since less than RESTART_GRACE_S (a cluster whose workers all stay gone is down)."""
+        now = time.monotonic()
+        return self.connected and any(
+            proxy.state == "up"
+            or (proxy.state == "lost" and proxy.lost_since is not None and now - proxy.lost_since < RESTART_GRACE_S)
+            for proxy in self.proxies
+        )
+
+    def refresh(self) -> bool:
+        """Ask the workers that were lost whether they answer again (blocking, a few
+        seconds at most); then `available()`."""
+        for proxy in list(self.proxies):
+            if proxy.state == "lost":
+                proxy.ping()
+        return self.available()
 
     # -- connecting --------------------------------------------------------------------
 

@@ -142,3 +142,18 @@ async def test_files_a_node_lacks_or_holds_differently_are_named(cluster, tmp_pa
 
 async def _collect(handle) -> list:
     return [event async for event in handle.events()]
+
+
+async def test_workers_gone_for_good_make_drawing_unavailable_and_keep_jobs_queued(cluster) -> None:
+    ray_cluster, queue = await cluster(workers=1, seconds=0.05)
+    assert ray_cluster.available()
+    (proxy,) = ray_cluster.proxies
+    ray_cluster.ray.kill(proxy.actor, no_restart=True)  # as a lost node: nothing restarts it
+    handle = queue.submit(make_job("u1", "ckA"))
+    assert await asyncio.to_thread(wait_until, lambda: proxy.state == "dead", 30)
+    assert not ray_cluster.available() and not ray_cluster.refresh()
+    await asyncio.sleep(0.3)
+    assert not handle.finished and queue.position(handle.id) == 1  # waits for a worker
+    status = cluster_status(queue, ray_cluster)
+    assert not status.available and status.workers[0].state == "dead"
+    assert handle.cancel()
