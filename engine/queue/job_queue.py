@@ -389,6 +389,10 @@ class JobQueue(StoreWrites):
             other.up and other.id not in avoided and job.checkpoint not in other.missing for other in self._lanes
         )
 
+    def _retrying_checkpoints(self) -> frozenset[str]:
+        retrying = self._retries.jobs()
+        return frozenset(job.checkpoint for job in self._scheduler if job.id in retrying) if retrying else frozenset()
+
     def _announce_positions(self) -> None:
         # After the running job, its checkpoint is the loaded one: predict from that.
         first = next(iter(self._running.values()), None)
@@ -427,7 +431,7 @@ class JobQueue(StoreWrites):
                             can_run = functools.partial(self._can_run, lane)
                             elsewhere = frozenset(
                                 ck for other in self._lanes if other is not lane and other.up and (ck := self._loaded(other))
-                            )
+                            ) - self._retrying_checkpoints()
                             picked = self._scheduler.pick(loaded, can_run, worker=lane.id, elsewhere=elsewhere)
                     if picked is None:
                         if not self._paused and len(self._scheduler):

@@ -185,6 +185,10 @@ class RetryBook:
         with self._lock:
             return list(self._lost.get(job_id, ()))
 
+    def jobs(self) -> set[str]:
+        with self._lock:
+            return set(self._lost)
+
     def forget(self, job_id: str) -> None:
         with self._lock:
             self._lost.pop(job_id, None)

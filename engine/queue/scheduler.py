@@ -40,12 +40,15 @@ checkpoint and it keeps its own overtake streak, so a worker holding a popular c
 keeps it without another worker's overtakes using up its allowance. When a worker must load
 a checkpoint anyway and the round-robin choice's checkpoint is held by another worker
 (`elsewhere`), a job for a checkpoint no worker holds overtakes instead: the other worker
-takes that job without a load, and the workers keep different checkpoints. Such a pick
-counts as an overtake, so the bound below is unchanged. Users are still served
-in one round-robin order (one tick, one `last_served`), and every user ranked ahead of J's
-is still served at most once before J's; so in the picks of any one worker the bound above
-holds as it is: J starts within U·(N+1) picks of any one worker, which is at most
-W·U·(N+1) picks of the whole queue.
+takes that job without a load, and the workers keep different checkpoints. Likewise a
+worker whose overtakes are used up keeps to its checkpoint while the round-robin choice is
+for a checkpoint another worker holds: that worker's next pick is that very job (the
+round-robin choice, on its own checkpoint). Users are still served in one round-robin
+order (one tick, one `last_served`), and every user ranked ahead of J's is still served at
+most once before J's; so the bound above holds in the picks of one worker: of any worker
+that does not leave J, or of the worker holding J's checkpoint when J is left to it. The
+queue passes `elsewhere` only for checkpoints of workers that are up, and never for the
+checkpoint of a job being retried (its first worker may not take it back).
 
 Positions shown to users come from `order()`, which replays the rules on a copy of the
 state, assuming the loaded checkpoint follows the jobs as they run. New submissions can
@@ -314,12 +317,18 @@ def _choose(
 
     rr_user = min(fifos, key=rank)
     head = fifos[rr_user][0].checkpoint
-    if streak >= affinity_limit or (loaded is not None and head == loaded):
+    if loaded is not None and head == loaded:
         return rr_user, False
-    if loaded is not None:
-        matching = [user for user, fifo in fifos.items() if fifo[0].checkpoint == loaded]
-        if matching:
+    matching = [user for user, fifo in fifos.items() if fifo[0].checkpoint == loaded] if loaded is not None else []
+    if streak >= affinity_limit:
+        # The allowance is used up, but the round-robin choice is for a checkpoint another
+        # worker holds: that worker takes it at its next pick as its own round-robin choice
+        # (no load), so this one may keep to its checkpoint.
+        if affinity_limit and head in elsewhere and matching:
             return min(matching, key=rank), True
+        return rr_user, False
+    if matching:
+        return min(matching, key=rank), True
     # A load it is. Another worker holds the round-robin choice's checkpoint: leave that
     # job to it and load one nobody holds, so the workers keep different checkpoints.
     if head in elsewhere:

@@ -357,14 +357,15 @@ def test_with_several_workers_every_job_starts_within_the_bound_of_each_worker(s
     ran = []
 
     def pick(worker: str) -> None:
-        picked = s.pick(loaded[worker], worker=worker)
+        elsewhere = frozenset(ck for w, ck in loaded.items() if w != worker and ck is not None)
+        picked = s.pick(loaded[worker], worker=worker, elsewhere=elsewhere)
         if picked is None:
             return
         picks[worker] += 1
         job = picked.job
         at, q = submitted[job.id]
         bound = q * len(users) * (limit + 1)
-        # Within the bound in the picks of any one worker, and so of the whole queue.
+        # Within the bound in the picks of some one worker, and so of the whole queue.
         assert min(picks[w] - at[w] for w in workers) <= bound
         assert sum(picks[w] - at[w] for w in workers) <= len(workers) * bound
         loaded[worker] = job.checkpoint
@@ -392,6 +393,13 @@ def test_a_worker_that_must_load_leaves_another_workers_checkpoint_to_it():
     assert picked is not None and picked.job is b and picked.overtook  # c3: nobody holds it
     assert s.pick("c1", worker="w1").job is a  # the holder takes its own without a load
     s.add(J("c", "c1"))
+    kept = sched(limit=1)  # overtakes used up, but the round-robin job's checkpoint is held
+    for job in (J("a", "c1"), J("b", "c2"), J("c", "c2")):
+        kept.add(job)
+    assert kept.pick("c2", worker="w0").overtook  # b's c2 job overtakes a's c1 job
+    left = kept.pick("c2", worker="w0", elsewhere=frozenset({"c1"}))
+    assert left.job.user_id == "c" and left.overtook  # w1 holds c1: a's job is left to it
+    assert kept.pick("c1", worker="w1").job.user_id == "a"
     strict = sched(limit=0)  # limit 0 stays plain round-robin
     strict.add(a2 := J("a", "c1"))
     strict.add(J("b", "c3"))
