@@ -389,9 +389,19 @@ class JobQueue(StoreWrites):
             other.up and other.id not in avoided and job.checkpoint not in other.missing for other in self._lanes
         )
 
-    def _retrying_checkpoints(self) -> frozenset[str]:
-        retrying = self._retries.jobs()
-        return frozenset(job.checkpoint for job in self._scheduler if job.id in retrying) if retrying else frozenset()
+    def _held_elsewhere(self, lane: Lane) -> frozenset[str]:
+        """Checkpoints the other workers that are up hold, or are loading for their job."""
+        held = set()
+        for other in self._lanes:
+            if other is not lane and other.up:
+                running = self._running.get(other.id)
+                checkpoint = running.job.checkpoint if running is not None else self._loaded(other)
+                if checkpoint is not None:
+                    held.add(checkpoint)
+        retrying = self._retries.jobs()  # a retried job's first worker may not take it back
+        if retrying:
+            held -= {job.checkpoint for job in self._scheduler if job.id in retrying}
+        return frozenset(held)
 
     def _announce_positions(self) -> None:
         # After the running job, its checkpoint is the loaded one: predict from that.
@@ -429,9 +439,7 @@ class JobQueue(StoreWrites):
                             picked = self._scheduler.pick(loaded)  # exactly the one-worker queue
                         else:
                             can_run = functools.partial(self._can_run, lane)
-                            elsewhere = frozenset(
-                                ck for other in self._lanes if other is not lane and other.up and (ck := self._loaded(other))
-                            ) - self._retrying_checkpoints()
+                            elsewhere = self._held_elsewhere(lane)
                             picked = self._scheduler.pick(loaded, can_run, worker=lane.id, elsewhere=elsewhere)
                     if picked is None:
                         if not self._paused and len(self._scheduler):
