@@ -40,3 +40,8 @@ def job_finished(kind: str, outcome: str, seconds: float, *, worker: str, checkp
     WORKER_BUSY.labels(worker=worker).inc(seconds)
     if checkpoint_loaded:
         CHECKPOINT_LOADS.labels(worker=worker).inc()
+
+
+def worker_busy_share(worker: str, share: float) -> None:
+    """A worker's share of its lifetime spent on jobs (the queue sets it after each job)."""
+    WORKER_BUSY_RATIO.labels(worker=worker).set(min(1.0, max(0.0, share)))

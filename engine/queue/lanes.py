@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,23 +101,35 @@ class Lane:
 
 
 def book(lane: Lane, job: QueuedJob, outcome: object) -> None:
-        """Per-lane figures for the cluster status and the metrics (lock held)."""
-        since, lane.running_since = lane.running_since, None
-        seconds = time.monotonic() - since if since is not None else 0.0
-        lane.busy_seconds += seconds
-        if isinstance(outcome, (WorkerLostError, ModelMissingError)):
-            lane.last_error = f"{type(outcome).__name__}: {outcome}"
-            metrics.job_finished(job_kind(job), "retried", seconds, worker=lane.id)
-            if isinstance(outcome, WorkerLostError):
-                lane.last_checkpoint = None  # a restarted worker holds nothing
-            return
-        lane.last_checkpoint = job.checkpoint
-        lane.jobs_done += 1
-        if isinstance(outcome, Failed):
-            lane.last_error = str(outcome.error)
-        outcome_name = {Done: "done", Failed: "failed", Cancelled: "cancelled"}.get(type(outcome), "done")
-        loaded = bool(getattr(getattr(outcome, "result", None), "checkpoint_loaded", False))
-        metrics.job_finished(job_kind(job), outcome_name, seconds, worker=lane.id, checkpoint_loaded=loaded)
+    """Per-lane figures for the cluster status and the metrics (lock held)."""
+    since, lane.running_since = lane.running_since, None
+    seconds = time.monotonic() - since if since is not None else 0.0
+    lane.busy_seconds += seconds
+    metrics.worker_busy_share(lane.id, lane.busy_share())
+    if isinstance(outcome, (WorkerLostError, ModelMissingError)):
+        lane.last_error = f"{type(outcome).__name__}: {outcome}"
+        metrics.job_finished(job_kind(job), "retried", seconds, worker=lane.id)
+        if isinstance(outcome, WorkerLostError):
+            lane.last_checkpoint = None  # a restarted worker holds nothing
+        return
+    lane.last_checkpoint = job.checkpoint
+    lane.jobs_done += 1
+    if isinstance(outcome, Failed):
+        lane.last_error = str(outcome.error)
+    if isinstance(outcome, Future):  # the GPU part is done; the result settles later
+        outcome.add_done_callback(lambda future: _record_deferred(lane.id, job, seconds, future))
+        return
+    outcome_name = {Done: "done", Failed: "failed", Cancelled: "cancelled"}.get(type(outcome), "done")
+    loaded = bool(getattr(getattr(outcome, "result", None), "checkpoint_loaded", False))
+    metrics.job_finished(job_kind(job), outcome_name, seconds, worker=lane.id, checkpoint_loaded=loaded)
+
+
+def _record_deferred(worker: str, job: QueuedJob, seconds: float, future: Future[Any]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        metrics.job_finished(job_kind(job), "failed", seconds, worker=worker)
+        return
+    loaded = bool(getattr(future.result(), "checkpoint_loaded", False))
+    metrics.job_finished(job_kind(job), "done", seconds, worker=worker, checkpoint_loaded=loaded)
 
 
 

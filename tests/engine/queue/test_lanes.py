@@ -196,3 +196,20 @@ async def test_a_queue_without_workers_keeps_jobs_queued(store: JobStore) -> Non
     queue.add_lane(late.lane())
     assert (await outcome(handle))["worker"] == "late"
     await queue.stop()
+
+
+async def test_each_worker_reports_its_jobs_to_the_metrics() -> None:
+    from prometheus_client import REGISTRY
+
+    def sample(name: str, worker: str) -> float:
+        return REGISTRY.get_sample_value(name, {"worker": worker}) or 0.0
+
+    before = sample("loracle_worker_busy_seconds_total", "m0")
+    w0 = Worker("m0")
+    queue = await queue_of(w0)
+    try:
+        await outcome(queue.submit(make_job("u1", "ckA")))
+    finally:
+        await queue.stop()
+    assert sample("loracle_worker_busy_seconds_total", "m0") > before
+    assert 0.0 < sample("loracle_worker_busy_ratio", "m0") <= 1.0
