@@ -15,7 +15,18 @@ from types import SimpleNamespace
 import pytest
 
 from engine.errors import JobFailedError
-from engine.queue import Cancelled, Done, Failed, JobQueue, JobStore, Queued, QueuedJob, Started, Step
+from engine.queue import (
+    Cancelled,
+    Done,
+    Failed,
+    JobQueue,
+    JobStore,
+    Loading,
+    Queued,
+    QueuedJob,
+    Started,
+    Step,
+)
 from engine.testing.cluster_runners import FixedRunner
 from engine.workers.ray_cluster import RayCluster, wait_until
 from engine.workers.status import cluster_status
@@ -74,6 +85,7 @@ async def test_progress_reaches_the_bot_from_the_worker(cluster) -> None:
     events = [e async for e in handle.events()]
     assert isinstance(events[-1], Done)
     assert any(isinstance(e, Step) for e in events)
+    assert Loading("ckA") in events  # the worker's first job loads its checkpoint
     assert isinstance(next(e for e in events if not isinstance(e, Queued)), Started)
 
 
@@ -157,3 +169,26 @@ async def test_workers_gone_for_good_make_drawing_unavailable_and_keep_jobs_queu
     status = cluster_status(queue, ray_cluster)
     assert not status.available and status.workers[0].state == "dead"
     assert handle.cancel()
+
+
+async def test_a_cluster_unreachable_at_start_is_joined_when_it_answers(ray_local, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    factory = functools.partial(FixedRunner, seconds=0.01)
+    ray_cluster = RayCluster(address=f"127.0.0.1:{port}", workers=1, outputs_dir=tmp_path, factory=factory)
+    assert await asyncio.to_thread(ray_cluster.connect) == []
+    assert not ray_cluster.available() and "nothing answers" in (ray_cluster.error or "")
+    queue = JobQueue(per_user_cap=5, affinity_limit=4, lanes=[])
+    await queue.start()
+    handle = queue.submit(make_job("u1", "ckA"))  # accepted before: it waits
+    try:
+        ray_cluster.address = None  # the cluster answers now (here: the test's local Ray)
+        ray_cluster.reconnect_in_background(lambda lanes: [queue.add_lane(lane) for lane in lanes], every_s=0.2)
+        result = await asyncio.wait_for(handle.result(), TIMEOUT)
+        assert result["worker"] == "w0" and ray_cluster.available()
+    finally:
+        await queue.stop()
+        await asyncio.to_thread(ray_cluster.close)
