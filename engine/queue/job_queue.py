@@ -43,9 +43,6 @@ from engine.queue.failures import (
 from engine.queue.handle import Cancelled, Failed, JobEvent, JobHandle, Loading, Queued, Started, Step
 from engine.queue.job import Progress, QueuedJob, Runner
 from engine.queue.lanes import (
-    MAX_RETRIES,
-    NO_WORKER_HAS_FILE,
-    WORKER_LOST,
     Lane,
     ModelMissingError,
     RetryBook,
@@ -53,6 +50,7 @@ from engine.queue.lanes import (
     book,
     job_kind,
 )
+from engine.queue.placement import Placement
 from engine.queue.scheduler import Scheduler
 from engine.queue.settling import StoreWrites
 from engine.queue.store import JobStore
@@ -92,7 +90,7 @@ class _Running:
     progress: Progress
 
 
-class JobQueue(StoreWrites):
+class JobQueue(StoreWrites, Placement):
     """Fair, checkpoint-aware job queue with one thread per worker. Use from the event loop.
 
     `runner(job, progress)` runs in the worker thread (it makes the one lane "local");
@@ -378,31 +376,6 @@ class JobQueue(StoreWrites):
                 log.exception("loaded_checkpoint() failed; using the last job's checkpoint")
         return lane.last_checkpoint if len(self._lanes) > 1 else self._last_checkpoint
 
-    def _can_run(self, lane: Lane, job: QueuedJob) -> bool:
-        if job.checkpoint in lane.missing:
-            return False
-        avoided = self._retries.avoided(job.id)
-        if lane.id not in avoided:
-            return True
-        # A retry goes to another worker, unless no other one is up and able.
-        return not any(
-            other.up and other.id not in avoided and job.checkpoint not in other.missing for other in self._lanes
-        )
-
-    def _held_elsewhere(self, lane: Lane) -> frozenset[str]:
-        """Checkpoints the other workers that are up hold, or are loading for their job."""
-        held = set()
-        for other in self._lanes:
-            if other is not lane and other.up:
-                running = self._running.get(other.id)
-                checkpoint = running.job.checkpoint if running is not None else self._loaded(other)
-                if checkpoint is not None:
-                    held.add(checkpoint)
-        retrying = self._retries.jobs()  # a retried job's first worker may not take it back
-        if retrying:
-            held -= {job.checkpoint for job in self._scheduler if job.id in retrying}
-        return frozenset(held)
-
     def _announce_positions(self) -> None:
         # After the running job, its checkpoint is the loaded one: predict from that.
         first = next(iter(self._running.values()), None)
@@ -492,28 +465,6 @@ class JobQueue(StoreWrites):
             if last:
                 self._drop_waiting()
                 self._signal_exit()
-
-    def _put_back(self, lane: Lane, job: QueuedJob, why: WorkerLostError | ModelMissingError) -> JobEvent | None:
-        """The worker, not the job, failed: queue the job again at the head of its user's
-        FIFO for another worker; None when it waits again, else its final event."""
-        if isinstance(why, ModelMissingError):
-            lane.missing.add(job.checkpoint)
-            log.warning("worker %s lacks %s; it takes no more jobs for that checkpoint", lane.id, why)
-            if all(job.checkpoint in other.missing for other in self._lanes):
-                error = JobFailedError(NO_WORKER_HAS_FILE, name=why.name)
-                self._store_call(lambda store: store.mark_failed(job.id, str(error)))
-                return Failed(error)
-        else:
-            attempts = self._retries.record(job.id, lane.id)
-            log.warning("worker %s died running job %s (attempt %d): %s", lane.id, job.id, attempts, why)
-            if attempts > MAX_RETRIES:
-                self._retries.forget(job.id)
-                error = JobFailedError(WORKER_LOST, attempts=attempts)
-                self._store_call(lambda store: store.mark_failed(job.id, str(error)))
-                return Failed(error)
-        self._store_call(lambda store: store.mark_requeued(job.id))
-        self._scheduler.add_front(job)
-        return None
 
     def _run(
         self, lane: Lane, job: QueuedJob, progress: Progress
