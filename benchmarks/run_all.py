@@ -2,7 +2,7 @@
 
 Each runs in its own process with this Python, so one's imports, threads and memory never
 disturb the next; their output is passed through unchanged. `make bench` runs this.
-`--gpu` also runs gpu_sdxl.py (full-size SDXL; needs a CUDA GPU). Exits non-zero if any
+simulate_cluster.py (the scheduler on a virtual clock) runs too. `--gpu` also runs gpu_sdxl.py (full-size SDXL; needs a CUDA GPU). Exits non-zero if any
 script failed.
 
     .venv/bin/python benchmarks/run_all.py [--gpu] [--only NAME ...]
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     scripts = sorted(HERE.glob("bench_*.py"))
+    scripts.append(HERE / "simulate_cluster.py")  # virtual time: seconds, no machine dependence
     if args.gpu:
         scripts.append(HERE / "gpu_sdxl.py")
     if args.only:

@@ -26,7 +26,7 @@ from engine.civitai.download import download_version
 from engine.civitai.models import ModelVersion
 from engine.civitai.refs import parse_civitai_ref
 from engine.db import ThreadLocalDB
-from engine.errors import LibraryError, LimitError, LoracleError, RequestError
+from engine.errors import DrawingUnavailableError, LibraryError, LimitError, LoracleError, RequestError
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
 from engine.images.types import ImageInfo, ImageParameters, LikeRequest, StoredImage
@@ -46,6 +46,7 @@ from engine.verdicts import Verdict
 
 if TYPE_CHECKING:
     from engine.images.matching import Resolved
+    from engine.queue.lanes import ClusterStatus
 
 _NOT_A_MODEL_TYPE = Text(
     "“{name}” is a {type} on CivitAI; Loracle adds only checkpoints and LoRAs (LoRA, LoCon, DoRA).",
@@ -80,13 +81,17 @@ class Engine:
         self.job_store: Any = None
         self.runner: Any = None
         self.recovered: list[Any] = []  # handles of jobs re-queued after a restart
+        self.cluster: Any = None  # engine.workers.ray_cluster.RayCluster in LORACLE_CLUSTER=ray
+        self._status_task: asyncio.Task[None] | None = None
         # Set by close(): a scan running in its thread stops before its next file (hashing
         # a new library can take minutes, longer than a container's stop grace period).
         self._closing = threading.Event()
         self.indexing = Indexing()  # a running scan, and requests waiting for it
 
     # -- lifecycle -------------------------------------------------------------------
-    async def start(self, *, generator: Any = None, recover: bool = True, front_end: str = "bot") -> None:
+    async def start(
+        self, *, generator: Any = None, recover: bool = True, front_end: str = "bot", cluster_options: dict[str, Any] | None = None
+    ) -> None:
         """Start the GPU worker (imports torch/diffusers: only front ends that draw).
 
         `recover` re-queues the jobs a crash left in the database. Only the process that
@@ -95,12 +100,29 @@ class Engine:
         Every job is stamped with its `front_end` process (engine.queue.owner); either way,
         the jobs of a dead process that only it could deliver are failed.
         """
+        from engine.queue.owner import Owner
+        from engine.queue.store import JobStore
+
+        store = self.job_store = JobStore(self.dbs, owner=Owner.current(front_end, self.settings.root / "locks"))
+        if self.settings.cluster == "ray" and generator is None:
+            await self._start_cluster(store, cluster_options or {})
+        else:
+            await self._start_local(generator, store)
+        if recover:
+            self.recovered = await self._recover(store)
+        else:
+            await asyncio.to_thread(store.recover, requeue=False)
+        await asyncio.to_thread(self._clean_inputs, store)
+        if front_end == "bot":  # `loracle cluster status` reads what the bot's workers do
+            from engine.workers.status import publish_status, status_path
+
+            self._status_task = asyncio.create_task(publish_status(self, status_path(self.settings.root)))
+
+    async def _start_local(self, generator: Any, store: Any) -> None:
         from engine.lora.cache import LoraCache
         from engine.pipeline.device import pristine_on_cpu, pristine_read_back, resolve_device, resolve_dtype
         from engine.pipeline.generator import Generator
         from engine.queue.job_queue import JobQueue
-        from engine.queue.owner import Owner
-        from engine.queue.store import JobStore
         from engine.workers.local import GpuRunner
 
         if generator is None:
@@ -118,21 +140,14 @@ class Engine:
             read_back=pristine_read_back(self.settings),
             inputs_dir=self.settings.inputs_dir,
         )
-        limits = self.admin.limits()
-        store = self.job_store = JobStore(self.dbs, owner=Owner.current(front_end, self.settings.root / "locks"))
         self.queue = JobQueue(
             self.runner,
-            per_user_cap=limits.queue_per_user,
+            per_user_cap=self.admin.limits().queue_per_user,
             affinity_limit=self.settings.affinity_limit,
             store=store,
             loaded_checkpoint=self.runner.loaded_checkpoint,
         )
         await self.queue.start()
-        if recover:
-            self.recovered = await self._recover(store)
-        else:
-            await asyncio.to_thread(store.recover, requeue=False)
-        await asyncio.to_thread(self._clean_inputs, store)
 
     async def _recover(self, store: Any) -> list[Any]:
         report = await asyncio.to_thread(store.recover)
@@ -150,8 +165,12 @@ class Engine:
 
     async def close(self) -> None:
         self._closing.set()
+        if self._status_task is not None:
+            self._status_task.cancel()
         if self.queue is not None:
             await self.queue.stop()
+        if self.cluster is not None:
+            await asyncio.to_thread(self.cluster.close)
         if self.runner is not None:
             await asyncio.to_thread(self.runner.close)
         await self.civitai.aclose()
@@ -332,6 +351,10 @@ class Engine:
         JobHandle whose events report queue position, steps and the DrawResult."""
         if self.queue is None:
             raise RuntimeError("Engine.start() must run before submit()")
+        if not self.drawing_available() and not (
+            self.cluster is not None and await asyncio.to_thread(self.cluster.refresh)
+        ):
+            raise DrawingUnavailableError()
         plan = await self.indexing.settle(lambda: self.plan(request), waiting=_plan_pending, not_yet=(NO_CHECKPOINT,))
         request.seed = plan.params.seed  # a re-run after a restart gives the same image
         # In a thread too: queuing writes the job to SQLite, which may wait for a lock.
@@ -517,6 +540,61 @@ class Engine:
 
     def clear_user_defaults(self, user_id: str) -> None:
         UserDefaultsStore(self.dbs, self.settings).clear(user_id)
+
+    # -- several GPUs (Ray) ------------------------------------------------------------
+    async def _start_cluster(self, store: Any, options: dict[str, Any]) -> None:
+        """LORACLE_CLUSTER=ray: the queue here, the GPU workers as Ray actors. An
+        unreachable cluster does not stop the bot: drawing is refused (queued jobs stay)
+        and the connection is retried in the background."""
+        from engine.queue.job_queue import JobQueue
+        from engine.workers.ray_cluster import RayCluster, worker_settings
+
+        self.cluster = RayCluster(
+            address=self.settings.ray_address,
+            workers=self.settings.workers,
+            outputs_dir=self.settings.outputs_dir,
+            settings=worker_settings(self.settings),
+            **options,
+        )
+        lanes = await asyncio.to_thread(self.cluster.connect)
+        self.queue = JobQueue(
+            per_user_cap=self.admin.limits().queue_per_user,
+            affinity_limit=self.settings.affinity_limit,
+            store=store,
+            lanes=lanes,
+        )
+        await self.queue.start()
+        if not lanes:
+            self.cluster.reconnect_in_background(self._add_lanes)
+
+    def _add_lanes(self, lanes: list[Any]) -> None:
+        for lane in lanes:
+            self.queue.add_lane(lane)
+
+    def drawing_available(self) -> bool:
+        """False while the GPU workers cannot be reached (cluster mode): /draw refuses."""
+        return self.cluster is None or bool(self.cluster.available())
+
+    def cluster_status(self) -> ClusterStatus:
+        """engine.queue.lanes.ClusterStatus: each worker's node, GPU, loaded checkpoint,
+        jobs done, busy share and last error (one worker in local mode)."""
+        from engine.workers.status import cluster_status
+
+        gpu = None
+        generator = getattr(self.runner, "generator", None)
+        if generator is not None and getattr(generator.device, "type", None) == "cuda":
+            import torch
+
+            gpu = torch.cuda.get_device_name(generator.device)
+        return cluster_status(self.queue, self.cluster, local_gpu=gpu)
+
+    async def add_worker(self) -> Any:
+        """Cluster mode: start one more GPU worker; it takes jobs at once."""
+        if self.cluster is None or self.queue is None or not self.cluster.connected:
+            raise DrawingUnavailableError()
+        lane = await asyncio.to_thread(self.cluster.add_worker)
+        self.queue.add_lane(lane)
+        return lane
 
 
 def _queued_job(plan: DrawPlan, **identity: Any) -> Any:

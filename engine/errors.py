@@ -130,3 +130,13 @@ class JobCancelledError(JobError):
 
 class JobFailedError(JobError):
     default_text = Text("The job failed.", "工作失敗。")
+
+
+class DrawingUnavailableError(JobError):
+    """The GPU workers cannot be reached (the Ray cluster is down): nothing is queued."""
+
+    default_text = Text(
+        "Drawing is unavailable right now: Loracle cannot reach its GPU workers. "
+        "Questions about models still work; please try drawing again later.",
+        "目前無法繪圖：Loracle 連不上 GPU 工作程序。查詢模型的指令仍可使用；請稍後再試著繪圖。",
+    )

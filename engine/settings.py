@@ -114,6 +114,16 @@ class Settings(BaseSettings):
     def upscalers_dir(self) -> Path:
         return self.root / "upscalers"
 
+    # -- several GPUs (Ray; engine.workers.ray_cluster) -----------------------------------
+    # local: the one in-process worker (nothing else to run). ray: one Ray actor per GPU
+    # worker; needs the optional extra `loracle[cluster]`.
+    cluster: Literal["local", "ray"] = "local"
+    # `auto` (the Ray cluster this machine belongs to), `ray://head:10001` (Ray Client), or
+    # `host:6379`; empty starts a private local Ray instance with the bot.
+    ray_address: str | None = None
+    # GPU workers to start; empty: one per GPU the cluster reports (1 on a CPU-only cluster).
+    workers: int | None = Field(default=None, ge=1, le=1024)
+
     @field_validator("civitai_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

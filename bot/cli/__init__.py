@@ -11,7 +11,7 @@ import sys
 
 from rich.text import Text as Styled
 
-from bot.cli import draw, images, knowledge, library, service  # noqa: F401  (registers the commands)
+from bot.cli import cluster, draw, images, knowledge, library, service  # noqa: F401  (registers the commands)
 from bot.cli.common import app, err, printable
 from engine.errors import LoracleError
 

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from engine.queue.handle import JobEvent, JobHandle
     from engine.queue.job import QueuedJob
     from engine.queue.job_queue import JobQueue, QueueEntry
+    from engine.queue.lanes import ClusterStatus
     from engine.requests import DrawRequest, DrawResult
     from engine.settings import Settings
     from engine.user_defaults import UserDefaults
@@ -199,6 +200,11 @@ class EnginePort(Protocol):
     def set_user_defaults(self, user_id: str, **values: Any) -> UserDefaults: ...
 
     def clear_user_defaults(self, user_id: str) -> None: ...
+
+    # GPU workers (local or Ray)
+    def drawing_available(self) -> bool: ...  # False while the cluster cannot be reached
+
+    def cluster_status(self) -> ClusterStatus: ...
 
 
 if TYPE_CHECKING:

@@ -67,6 +67,7 @@ DESCRIPTIONS: dict[str, str] = {
     "Allow words again (comma separated)": "重新允許的詞（以逗號分隔）",
     "Show the blocked words": "顯示封鎖的詞",
     "Words, separated by commas": "詞，以逗號分隔",
+    "Show the GPU workers: node, GPU, loaded checkpoint, jobs, load": "顯示 GPU 工作程序：節點、GPU、已載入的模型、工作數、負載",
 }
 
 DESCRIPTIONS.update(

@@ -1,7 +1,10 @@
-"""JobQueue: the fair queue in front of the GPU, and the one thread that uses the GPU.
+"""JobQueue: the fair queue in front of the GPU workers, and one thread per worker.
 
-diffusers pipelines are not thread-safe, so exactly one dedicated thread ever calls the
-runner. The event loop only touches in-memory state under a short lock (plus the SQLite
+Each worker is a `Lane` (engine.queue.lanes): the in-process GPU (the default, one lane) or
+a proxy for a Ray actor. diffusers pipelines are not thread-safe, so exactly one dedicated
+thread ever calls a lane's runner; with several lanes, each thread asks the scheduler for
+the next job *for its lane* (its loaded checkpoint first). Fairness, persistence,
+cancellation and recovery stay here, in the process that owns the queue. The event loop only touches in-memory state under a short lock (plus the SQLite
 insert of a new job, so a job is on disk before anyone is told it is queued); every other
 database write happens in the worker thread or in the loop's default executor.
 
@@ -22,26 +25,41 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.errors import JobCancelledError, JobError, JobFailedError, LoracleError, QueueFullError
+from engine import metrics
+from engine.errors import JobError, JobFailedError, QueueFullError
 from engine.queue.failures import (
     PAUSED,
     SHUTDOWN_DROPPED,
     SHUTDOWN_KEPT,
     STOPPING,
     UNEXPECTED,
-    as_job_failure,
     default_summary,
 )
-from engine.queue.handle import Cancelled, Done, Failed, JobEvent, JobHandle, Loading, Queued, Started, Step
+from engine.queue.handle import Cancelled, Failed, JobEvent, JobHandle, Loading, Queued, Started, Step
 from engine.queue.job import Progress, QueuedJob, Runner
+from engine.queue.lanes import (
+    Lane,
+    ModelMissingError,
+    RetryBook,
+    WorkerLostError,
+    book,
+    job_kind,
+)
+from engine.queue.placement import Placement
 from engine.queue.scheduler import Scheduler
+from engine.queue.settling import StoreWrites
 from engine.queue.store import JobStore
 
 log = logging.getLogger(__name__)
+
+# How often a lane that is down, or that may take none of the queued jobs, looks again.
+_LANE_RECHECK_S = 0.5
+
 
 def _step_poster(handle: JobHandle) -> Callable[[int, int, str | None], None]:
     def post(i: int, n: int, note: str | None) -> None:
@@ -72,10 +90,11 @@ class _Running:
     progress: Progress
 
 
-class JobQueue:
-    """Fair, checkpoint-aware job queue with one worker thread. Use from the event loop.
+class JobQueue(StoreWrites, Placement):
+    """Fair, checkpoint-aware job queue with one thread per worker. Use from the event loop.
 
-    `runner(job, progress)` runs in the worker thread. `per_user_cap` and `affinity_limit`
+    `runner(job, progress)` runs in the worker thread (it makes the one lane "local");
+    `lanes` are further workers (engine.queue.lanes), and `add_lane()` adds one later. `per_user_cap` and `affinity_limit`
     are the scheduler's (see engine.queue.scheduler). `store` persists every job.
     `loaded_checkpoint()` names the checkpoint the pipeline holds now (the affinity key);
     it is called under the queue's lock from both threads, so it must be a cheap,
@@ -85,15 +104,19 @@ class JobQueue:
 
     def __init__(
         self,
-        runner: Runner,
+        runner: Runner | None = None,
         *,
         per_user_cap: int,
         affinity_limit: int,
         store: JobStore | None = None,
         loaded_checkpoint: Callable[[], str | None] | None = None,
         summarize: Callable[[Any], Any] = default_summary,
+        lanes: Sequence[Lane] = (),
     ) -> None:
-        self._runner = runner
+        self._lanes: list[Lane] = list(lanes)
+        if runner is not None:
+            self._lanes.insert(0, Lane("local", runner, loaded_checkpoint))
+        self._retries = RetryBook()
         self._store = store
         self._loaded_checkpoint = loaded_checkpoint
         self._summarize = summarize
@@ -103,12 +126,13 @@ class JobQueue:
         # Guards everything below; held only for in-memory work, never around SQLite.
         self._cond = threading.Condition()
         self._handles: dict[str, JobHandle] = {}  # queued and running jobs
-        self._running: _Running | None = None
+        self._running: dict[str, _Running] = {}  # by lane id
         self._last_checkpoint: str | None = None
         self._paused = False
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._started = False
         self._exited: asyncio.Future[None] | None = None
         self._writes: set[asyncio.Future[Any]] = set()
         self._finishing: set[concurrent.futures.Future[Any]] = set()  # deferred results
@@ -116,13 +140,39 @@ class JobQueue:
     # -- life cycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start the worker thread (once)."""
-        if self._thread is not None or self._stopping:
+        """Start one thread per lane (once)."""
+        if self._started or self._stopping:
             raise RuntimeError("a JobQueue starts once")
+        self._started = True
         self._loop = asyncio.get_running_loop()
         self._exited = self._loop.create_future()
-        self._thread = threading.Thread(target=self._work, name="loracle-gpu-worker", daemon=True)
-        self._thread.start()
+        with self._cond:
+            for lane in self._lanes:
+                self._start_lane(lane)
+
+    def add_lane(self, lane: Lane) -> None:
+        """A worker joined (a new GPU, a reconnected cluster): it takes jobs at once."""
+        with self._cond:
+            if self._stopping:
+                raise RuntimeError("the queue is stopping")
+            if any(existing.id == lane.id for existing in self._lanes):
+                raise ValueError(f"worker {lane.id} is already in the queue")
+            self._lanes.append(lane)
+            if self._started:
+                self._start_lane(lane)
+            self._cond.notify_all()
+
+    def _start_lane(self, lane: Lane) -> None:
+        name = "loracle-gpu-worker" if lane.id == "local" else f"loracle-worker-{lane.id}"
+        metrics.worker_started(lane.id)  # its busy ratio is measured from now
+        thread = threading.Thread(target=self._work, args=(lane,), name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    @property
+    def lanes(self) -> list[Lane]:
+        with self._cond:
+            return list(self._lanes)
 
     async def stop(self) -> None:
         """Refuse new jobs, let the running job finish, end the worker thread.
@@ -133,11 +183,12 @@ class JobQueue:
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
-        if self._thread is not None and self._exited is not None:
+        if self._threads and self._exited is not None:
             await self._exited
-            # The thread has posted its last word; let it actually end before the
+            # The threads have posted their last word; let them actually end before the
             # interpreter does (a daemon thread inside torch at exit aborts the process).
-            await asyncio.to_thread(self._thread.join, 10.0)
+            for thread in list(self._threads):
+                await asyncio.to_thread(thread.join, 10.0)
         else:
             self._drop_waiting()
         with self._cond:
@@ -225,10 +276,10 @@ class JobQueue:
         """Queued: removed at once. Running: asked to stop at its next step (the runner
         decides; a job that finishes anyway ends Done). False if unknown or finished."""
         with self._cond:
-            running = self._running
-            if running is not None and running.job.id == job_id:
-                running.progress.request_cancel()
-                return True
+            for running in self._running.values():
+                if running.job.id == job_id:
+                    running.progress.request_cancel()
+                    return True
             job = self._scheduler.remove(job_id)
             if job is None:
                 return False
@@ -266,7 +317,7 @@ class JobQueue:
     @property
     def busy(self) -> bool:
         """True while a job is running."""
-        return self._running is not None
+        return bool(self._running)
 
     @property
     def size(self) -> int:
@@ -276,8 +327,15 @@ class JobQueue:
 
     @property
     def running(self) -> QueuedJob | None:
-        running = self._running
-        return running.job if running is not None else None
+        """The running job (with several workers, the one started first)."""
+        with self._cond:
+            jobs = [running.job for running in self._running.values()]
+        return jobs[0] if jobs else None
+
+    def running_jobs(self) -> dict[str, QueuedJob]:
+        """Lane id -> the job it runs now."""
+        with self._cond:
+            return {lane: running.job for lane, running in self._running.items()}
 
     def handle(self, job_id: str) -> JobHandle | None:
         with self._cond:
@@ -307,18 +365,22 @@ class JobQueue:
 
     # -- internals (call with self._cond held) -----------------------------------------
 
-    def _loaded(self) -> str | None:
-        if self._loaded_checkpoint is not None:
+    def _loaded(self, lane: Lane | None = None) -> str | None:
+        lane = lane if lane is not None else (self._lanes[0] if self._lanes else None)
+        if lane is None:
+            return self._last_checkpoint
+        if lane.loaded_checkpoint is not None:
             try:
-                return self._loaded_checkpoint()
+                return lane.loaded_checkpoint()
             except Exception:
                 # Only a scheduling hint: a broken one must not stop the queue.
                 log.exception("loaded_checkpoint() failed; using the last job's checkpoint")
-        return self._last_checkpoint
+        return lane.last_checkpoint if len(self._lanes) > 1 else self._last_checkpoint
 
     def _announce_positions(self) -> None:
         # After the running job, its checkpoint is the loaded one: predict from that.
-        loaded = self._running.job.checkpoint if self._running is not None else self._loaded()
+        first = next(iter(self._running.values()), None)
+        loaded = first.job.checkpoint if first is not None else self._loaded()
         for position, job in enumerate(self._scheduler.order(loaded), start=1):
             self._handles[job.id]._post(Queued(position))  # unchanged positions are dropped
 
@@ -330,7 +392,7 @@ class JobQueue:
 
     # -- the worker thread -------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, lane: Lane) -> None:
         try:
             while True:
                 with self._cond:
@@ -338,32 +400,54 @@ class JobQueue:
                         self._cond.wait()
                     if self._stopping:
                         return
-                # Asked outside the lock: the callable belongs to the pipeline, not to us.
-                loaded = self._loaded()
+                # Asked outside the lock: both may be a call to another process.
+                up = lane.is_available()
+                loaded = self._loaded(lane) if up else None
                 with self._cond:
                     if self._stopping:
                         return
-                    picked = None if self._paused else self._scheduler.pick(loaded)
+                    lane.up = up
+                    picked = None
+                    if up and not self._paused:
+                        if len(self._lanes) == 1 and not lane.missing:
+                            picked = self._scheduler.pick(loaded)  # exactly the one-worker queue
+                        else:
+                            can_run = functools.partial(self._can_run, lane)
+                            elsewhere = self._held_elsewhere(lane)
+                            picked = self._scheduler.pick(loaded, can_run, worker=lane.id, elsewhere=elsewhere)
                     if picked is None:
+                        if not self._paused and len(self._scheduler):
+                            # Down, or nothing here it may take: look again on any change.
+                            self._cond.wait(_LANE_RECHECK_S)
                         continue
                     job = picked.job
                     handle = self._handles[job.id]
                     progress = Progress(on_step=_step_poster(handle), on_loading=_loading_poster(handle))
-                    self._running = _Running(job, handle, progress)
+                    self._running[lane.id] = _Running(job, handle, progress)
+                    lane.running_since = time.monotonic()
                     handle._post(Started())
                     self._announce_positions()
-                outcome, fatal = self._run(job, progress)
+                metrics.job_started(job_kind(job), time.time() - job.created_at)
+                outcome, fatal = self._run(lane, job, progress)
                 with self._cond:
-                    self._running = None
+                    self._running.pop(lane.id, None)
+                    book(lane, job, outcome)
                     self._last_checkpoint = job.checkpoint
-                    self._handles.pop(job.id, None)
-                    if isinstance(outcome, concurrent.futures.Future):
-                        self._finishing.add(outcome)
+                    final: JobEvent | concurrent.futures.Future[Any] | None
+                    if isinstance(outcome, (WorkerLostError, ModelMissingError)):
+                        final = self._put_back(lane, job, outcome)
                     else:
-                        handle._post(outcome)
+                        final = outcome
+                    if final is not None:
+                        self._handles.pop(job.id, None)
+                        if isinstance(final, concurrent.futures.Future):
+                            self._finishing.add(final)
+                        else:
+                            handle._post(final)
                     self._announce_positions()
-                if isinstance(outcome, concurrent.futures.Future):
-                    outcome.add_done_callback(functools.partial(self._finish_later, job, handle))
+                    self._cond.notify_all()
+                if isinstance(final, concurrent.futures.Future):
+                    final.add_done_callback(functools.partial(self._finish_later, job, handle))
                 if fatal is not None:
                     log.error("worker stopped by %r while running job %s", fatal, job.id)
                     return
@@ -372,90 +456,38 @@ class JobQueue:
         finally:
             with self._cond:
                 self._stopping = True
-                running, self._running = self._running, None
+                running = self._running.pop(lane.id, None)
                 if running is not None:
                     self._handles.pop(running.job.id, None)
+                self._cond.notify_all()
+                last = all(thread is threading.current_thread() or not thread.is_alive() for thread in self._threads)
             if running is not None:  # only if the loop itself broke mid-job
                 running.handle._post(Failed(JobFailedError(UNEXPECTED, kind="worker stopped")))
-            self._drop_waiting()
-            self._signal_exit()
+            if last:
+                self._drop_waiting()
+                self._signal_exit()
 
     def _run(
-        self, job: QueuedJob, progress: Progress
-    ) -> tuple[JobEvent | concurrent.futures.Future[Any], BaseException | None]:
-        """Run one job; returns its terminal event (or the future that will settle it)
-        and, rarely, an exception that must end the worker (SystemExit and the like)."""
+        self, lane: Lane, job: QueuedJob, progress: Progress
+    ) -> tuple[JobEvent | concurrent.futures.Future[Any] | WorkerLostError | ModelMissingError, BaseException | None]:
+        """Run one job; returns its terminal event (or the future that will settle it, or
+        the worker's failure that sends it back to the queue) and, rarely, an exception
+        that must end the worker (SystemExit and the like)."""
         self._store_call(lambda store: store.mark_running(job.id))
-
-        def call() -> Any:
+        try:
             progress.check_cancelled()
-            return self._runner(job, progress)
-
-        return self._settle(job, call)
-
-    def _finish_later(self, job: QueuedJob, handle: JobHandle, future: concurrent.futures.Future[Any]) -> None:
-        """A deferred result is ready (on whichever thread completed it): settle the job."""
-        event, _ = self._settle(job, future.result)
-        if isinstance(event, concurrent.futures.Future):  # a result is never a second future
-            event = Failed(as_job_failure(TypeError("a deferred result resolved to another future")))
-        handle._post(event)
-        with self._cond:
-            self._finishing.discard(future)
-
-    def _settle(
-        self, job: QueuedJob, call: Callable[[], Any]
-    ) -> tuple[JobEvent | concurrent.futures.Future[Any], BaseException | None]:
-        try:
-            result = call()
-        except JobCancelledError:
-            self._store_call(lambda store: store.mark_cancelled(job.id))
-            return Cancelled(), None
-        except LoracleError as error:
-            message = str(error)
-            self._store_call(lambda store: store.mark_failed(job.id, message))
-            return Failed(error), None
+            value = lane.runner(job, progress)
+        except (WorkerLostError, ModelMissingError) as exc:
+            return exc, None
         except BaseException as exc:
-            failure = as_job_failure(exc)
-            log.error("job %s failed", job.id, exc_info=exc)
-            detail = f"{failure} [{type(exc).__name__}: {exc}]"
-            self._store_call(lambda store: store.mark_failed(job.id, detail))
-            return Failed(failure), (None if isinstance(exc, Exception) else exc)
-        if isinstance(result, concurrent.futures.Future):
-            return result, None
-        try:
-            summary = self._summarize(result)
-        except Exception:  # a bad summary must not turn a finished job into a failure
-            log.exception("could not summarise the result of job %s", job.id)
-            summary = {"type": type(result).__name__}
-        self._store_call(lambda store: store.mark_done(job.id, summary))
-        return Done(result), None
+            error = exc
 
-    def _store_call(self, write: Callable[[JobStore], Any]) -> None:
-        if self._store is None:
-            return
-        try:
-            write(self._store)
-        except Exception:
-            # The job itself is fine; losing its bookkeeping must not stop the GPU.
-            log.exception("job store write failed")
+            def reraise() -> Any:
+                raise error
 
-    def _store_cancel(self, job_ids: list[str]) -> None:
-        self._store_call(lambda store: store.mark_cancelled_many(job_ids))
-
-    def _write_later(self, write: Callable[..., Any], *args: Any) -> None:
-        if self._store is None:
-            return
-        loop = self._loop
-        try:
-            running_loop = asyncio.get_running_loop()
-        except RuntimeError:
-            running_loop = None
-        if loop is None or running_loop is not loop:
-            write(*args)
-            return
-        future = loop.run_in_executor(None, write, *args)
-        self._writes.add(future)
-        future.add_done_callback(self._writes.discard)
+            return self._settle(job, reraise)
+        self._retries.forget(job.id)
+        return self._settle(job, lambda: value)
 
     def _signal_exit(self) -> None:
         loop, exited = self._loop, self._exited

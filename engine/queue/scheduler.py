@@ -33,6 +33,23 @@ to others, and each round-robin pick — J's own included — can be preceded by
 overtakes: (U-1) + 1 + U·N = U·(N+1). A job that is q-th in its user's FIFO when
 submitted therefore starts within q·U·(N+1) picks. The property tests check exactly this.
 
+Several workers
+---------------
+With W workers, each picks for itself (`pick(loaded, worker=...)`): `loaded` is its own
+checkpoint and it keeps its own overtake streak, so a worker holding a popular checkpoint
+keeps it without another worker's overtakes using up its allowance. When a worker must load
+a checkpoint anyway and the round-robin choice's checkpoint is held by another worker
+(`elsewhere`), a job for a checkpoint no worker holds overtakes instead: the other worker
+takes that job without a load, and the workers keep different checkpoints. Likewise a
+worker whose overtakes are used up keeps to its checkpoint while the round-robin choice is
+for a checkpoint another worker holds: that worker's next pick is that very job (the
+round-robin choice, on its own checkpoint). Users are still served in one round-robin
+order (one tick, one `last_served`), and every user ranked ahead of J's is still served at
+most once before J's; so the bound above holds in the picks of one worker: of any worker
+that does not leave J, or of the worker holding J's checkpoint when J is left to it. The
+queue passes `elsewhere` only for checkpoints of workers that are up, and never for the
+checkpoint of a job being retried (its first worker may not take it back).
+
 Positions shown to users come from `order()`, which replays the rules on a copy of the
 state, assuming the loaded checkpoint follows the jobs as they run. New submissions can
 still change the prediction (a job on the loaded checkpoint may overtake), which is why the
@@ -43,7 +60,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -100,9 +117,11 @@ class Scheduler(Generic[J]):
         self._fifos: dict[str, deque[J]] = {}
         self._seq: dict[str, int] = {}  # job id -> submission order
         self._next_seq = 0
+        self._front_seq = 0  # requeued jobs count down from here: older than any other
         self._last_served: dict[str, int] = {}  # user -> tick of their last pick
         self._tick = 0
         self._streak = 0  # overtakes in a row so far
+        self._streaks: dict[str, int] = {}  # the same, per worker, when several pick
 
     # -- state -------------------------------------------------------------------------
 
@@ -154,6 +173,15 @@ class Scheduler(Generic[J]):
         self._seq[job.id] = self._next_seq
         self._next_seq += 1
 
+    def add_front(self, job: J) -> None:
+        """Put a job back at the head of its user's FIFO (a retry after its worker died):
+        it keeps its turn instead of queueing behind the user's later jobs."""
+        if job.id in self._seq:
+            raise ValueError(f"job {job.id} is already queued")
+        self._fifos.setdefault(job.user_id, deque()).appendleft(job)
+        self._front_seq -= 1
+        self._seq[job.id] = self._front_seq
+
     def remove(self, job_id: str) -> J | None:
         """Take a queued job out (a cancellation); None if it is not queued."""
         if job_id not in self._seq:
@@ -175,10 +203,28 @@ class Scheduler(Generic[J]):
         self._seq.clear()
         return jobs
 
-    def pick(self, loaded: str | None) -> Pick[J] | None:
-        """Remove and return the job to run next, given the loaded checkpoint."""
-        choice = _choose(self._fifos, self._seq, self._last_served, self._streak,
-                         self.affinity_limit, loaded)
+    def pick(
+        self,
+        loaded: str | None,
+        can_run: Callable[[J], bool] | None = None,
+        *,
+        worker: str | None = None,
+        elsewhere: frozenset[str] = frozenset(),
+    ) -> Pick[J] | None:
+        """Remove and return the job to run next, given the loaded checkpoint.
+
+        With several workers each one picks for itself: `loaded` is that worker's
+        checkpoint, and `can_run` (when given) hides the head jobs it must not take (a
+        model file its node lacks, a retry that must go elsewhere). A hidden head hides
+        the user's later jobs too, so a user's jobs still start in order. Each `worker`
+        counts its own overtakes in a row, and `elsewhere` names the checkpoints other
+        workers hold (see "Several workers" in the module docstring).
+        """
+        fifos = self._fifos
+        if can_run is not None:
+            fifos = {user: fifo for user, fifo in fifos.items() if can_run(fifo[0])}
+        streak = self._streak if worker is None else self._streaks.get(worker, 0)
+        choice = _choose(fifos, self._seq, self._last_served, streak, self.affinity_limit, loaded, elsewhere)
         if choice is None:
             return None
         user_id, overtook = choice
@@ -189,7 +235,10 @@ class Scheduler(Generic[J]):
         del self._seq[job.id]
         self._tick += 1
         self._last_served[user_id] = self._tick
-        self._streak = self._streak + 1 if overtook else 0
+        if worker is None:
+            self._streak = self._streak + 1 if overtook else 0
+        else:
+            self._streaks[worker] = streak + 1 if overtook else 0
         return Pick(job, overtook)
 
     # -- prediction --------------------------------------------------------------------
@@ -257,6 +306,7 @@ def _choose(
     streak: int,
     affinity_limit: int,
     loaded: str | None,
+    elsewhere: frozenset[str] = frozenset(),
 ) -> tuple[str, bool] | None:
     """(user to serve, whether that is an overtake), or None when nothing is queued."""
     if not fifos:
@@ -266,16 +316,26 @@ def _choose(
         return last_served.get(user_id, -1), seq[fifos[user_id][0].id]
 
     rr_user = min(fifos, key=rank)
-    if (
-        loaded is None
-        or streak >= affinity_limit
-        or fifos[rr_user][0].checkpoint == loaded
-    ):
+    head = fifos[rr_user][0].checkpoint
+    if loaded is not None and head == loaded:
         return rr_user, False
-    matching = [user for user, fifo in fifos.items() if fifo[0].checkpoint == loaded]
-    if not matching:
+    matching = [user for user, fifo in fifos.items() if fifo[0].checkpoint == loaded] if loaded is not None else []
+    if streak >= affinity_limit:
+        # The allowance is used up, but the round-robin choice is for a checkpoint another
+        # worker holds: that worker takes it at its next pick as its own round-robin choice
+        # (no load), so this one may keep to its checkpoint.
+        if affinity_limit and head in elsewhere and matching:
+            return min(matching, key=rank), True
         return rr_user, False
-    return min(matching, key=rank), True
+    if matching:
+        return min(matching, key=rank), True
+    # A load it is. Another worker holds the round-robin choice's checkpoint: leave that
+    # job to it and load one nobody holds, so the workers keep different checkpoints.
+    if head in elsewhere:
+        fresh = [user for user, fifo in fifos.items() if fifo[0].checkpoint not in elsewhere]
+        if fresh:
+            return min(fresh, key=rank), True
+    return rr_user, False
 
 
 def count_switches(checkpoints: Iterable[str], loaded: str | None = None) -> int:

@@ -177,6 +177,10 @@ class JobStore:
     def mark_running(self, job_id: str) -> bool:
         return self._move(job_id, (QUEUED,), RUNNING, started_at=self._clock())
 
+    def mark_requeued(self, job_id: str) -> bool:
+        """Its worker died under it: the job waits again (a restart would re-run it)."""
+        return self._move(job_id, (RUNNING,), QUEUED, started_at=None)
+
     def mark_done(self, job_id: str, summary: Any = None) -> bool:
         result = None if summary is None else json.dumps(summary, ensure_ascii=False, default=repr)
         return self._move(job_id, (RUNNING,), DONE, result=result, finished_at=self._clock())

@@ -47,6 +47,7 @@ from engine.planning.trigger_words import missing_trigger_warning, missing_trigg
 from engine.png_info import LoraUse, format_parameters, save_png
 from engine.queue.failures import OUT_OF_MEMORY, PAUSED, SHUTDOWN_KEPT, STOPPING
 from engine.queue.handle import Cancelled, Done, Failed, Queued, Started, Step
+from engine.queue.lanes import ClusterStatus, WorkerStatus
 from engine.queue.scheduler import QUEUE_FULL_MANY, QUEUE_FULL_ONE
 from engine.requests import (
     DrawPlan,
@@ -757,6 +758,22 @@ class FakeEngine(FakeImageLoop):
     def infotext(self, plan: DrawPlan, seed: int) -> str:
         """The A1111 parameters the fake writes into its pictures (as the engine does)."""
         return _infotext(plan, seed)
+
+    # -- GPU workers (engine.workers.status) --------------------------------------------
+    def drawing_available(self) -> bool:
+        return "submit" not in self.failures
+
+    def cluster_status(self) -> ClusterStatus:
+        """One local worker, as the real engine in local mode reports it."""
+        queue = self.queue
+        running = queue.current if queue is not None else None
+        done = sum(job.state in ("done", "failed", "cancelled") for job in self.jobs)
+        worker = WorkerStatus(
+            id="local", node="test-node", gpu=None, loaded=running.plan.checkpoint.name if running else None,
+            jobs_done=done, busy_share=0.0, last_error=None, state="busy" if running else "idle",
+            running=running.id if running else None,
+        )
+        return ClusterStatus("local", self.drawing_available(), [worker], queued=queue.size if queue else 0)
 
     def make_result(self, job: FakeJob, *, seconds: float) -> DrawResult:
         p = job.plan.params

@@ -20,6 +20,7 @@ from discord import app_commands
 
 from bot.discord_app import autocomplete, limits
 from bot.discord_app import texts as T
+from bot.discord_app.cluster_view import render_cluster
 from bot.discord_app.port import QueuePort
 from bot.discord_app.progress import download_text
 from bot.discord_app.render import safe
@@ -321,6 +322,14 @@ def register(client: LoracleBot) -> None:
             return T.LIMITS.render(locale, **vars(current))
 
         await act(interaction, body)
+
+    # -- GPU workers (local or Ray) -----------------------------------------------------
+    @admin.command(name="cluster", description=desc("Show the GPU workers: node, GPU, loaded checkpoint, jobs, load"))
+    async def cluster(interaction: discord.Interaction) -> None:
+        async def body(locale: str) -> str:
+            return render_cluster(engine.cluster_status(), locale)
+
+        await act(interaction, body, defer=False)
 
     # -- queue --------------------------------------------------------------------------
     async def queue_action(interaction: discord.Interaction, action: Callable[[QueuePort, str], str]) -> None:

@@ -62,11 +62,11 @@ def test_readme_lists_every_command_and_option_as_spelled() -> None:
     real = _real_commands()
     documented = _documented_commands()
     assert set(documented) == set(real)
-    json_note = "The `library`, `lora`, `checkpoint`, `family`, `draw`, `info`, `upscale` and `vary` commands take `--json`"
+    json_note = "The `library`, `lora`, `checkpoint`, `family`, `draw`, `info`, `upscale`, `vary` and `cluster` commands take `--json`"
     assert json_note in README.read_text()
     for command, options in real.items():
         spellings = set().union(*options) if options else set()
-        takes_json = command.split()[1] in ("library", "lora", "checkpoint", "family", "draw", "info", "upscale", "vary")
+        takes_json = command.split()[1] in ("library", "lora", "checkpoint", "family", "draw", "info", "upscale", "vary", "cluster")
         assert ("--json" in spellings) == takes_json, command
         assert documented[command] <= spellings, (command, documented[command] - spellings)
         # --json is stated once for all of them, above the table

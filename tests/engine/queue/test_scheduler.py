@@ -307,3 +307,100 @@ def test_affinity_loads_checkpoints_less_often_than_fifo():
         affinity_total += count_switches(job.checkpoint for job in drain(s))
         fifo_total += count_switches(job.checkpoint for job in jobs)
     assert affinity_total < 0.75 * fifo_total, (affinity_total, fifo_total)
+
+
+# -- several workers (engine.queue.lanes) ---------------------------------------------
+
+
+def test_each_worker_prefers_its_own_checkpoint_and_keeps_its_own_streak():
+    s = sched(limit=1)
+    for user, checkpoint in [("a", "c1"), ("b", "c2"), ("c", "c1"), ("d", "c2")]:
+        s.add(J(user, checkpoint))
+    first = s.pick("c2", worker="w1")  # round-robin says a (c1); b's job on c2 overtakes
+    assert first is not None and first.job.user_id == "b" and first.overtook
+    second = s.pick("c1", worker="w0")  # w0's streak is its own: a's c1 job is round-robin
+    assert second is not None and second.job.user_id == "a" and not second.overtook
+    third = s.pick("c2", worker="w1")  # w1 has used its one overtake: round-robin (c)
+    assert third is not None and third.job.user_id == "c" and not third.overtook
+    assert s.streak == 0  # the one-worker streak is untouched
+
+
+def test_can_run_hides_a_head_and_the_users_later_jobs():
+    s = sched()
+    a1, a2, b1 = J("a", "c1"), J("a", "c2"), J("b", "c2")
+    for job in (a1, a2, b1):
+        s.add(job)
+    picked = s.pick("c2", lambda job: job.checkpoint != "c1", worker="w0")
+    assert picked is not None and picked.job is b1  # a2 waits behind a1, which w0 may not run
+    assert s.pick("c2", lambda job: job.checkpoint != "c1", worker="w0") is None
+
+
+def test_add_front_puts_a_retry_before_the_users_later_jobs():
+    s = sched()
+    a1, a2 = J("a", "c1"), J("a", "c1")
+    s.add(a1)
+    s.add(a2)
+    assert s.pick(None).job is a1
+    s.add_front(a1)
+    assert [job.id for job in drain(s)] == [a1.id, a2.id]
+
+
+@pytest.mark.parametrize("seed", range(80))
+def test_with_several_workers_every_job_starts_within_the_bound_of_each_worker(seed):
+    rng = random.Random(seed)
+    users, checkpoints, limit, _ = random_stream(rng)
+    workers = [f"w{i}" for i in range(rng.randint(2, 4))]
+    s = sched(cap=1000, limit=limit)
+    loaded: dict[str, str | None] = {w: rng.choice([None, *checkpoints]) for w in workers}
+    picks = {w: 0 for w in workers}
+    submitted: dict[str, tuple[dict[str, int], int]] = {}
+    ran = []
+
+    def pick(worker: str) -> None:
+        elsewhere = frozenset(ck for w, ck in loaded.items() if w != worker and ck is not None)
+        picked = s.pick(loaded[worker], worker=worker, elsewhere=elsewhere)
+        if picked is None:
+            return
+        picks[worker] += 1
+        job = picked.job
+        at, q = submitted[job.id]
+        bound = q * len(users) * (limit + 1)
+        # Within the bound in the picks of some one worker, and so of the whole queue.
+        assert min(picks[w] - at[w] for w in workers) <= bound
+        assert sum(picks[w] - at[w] for w in workers) <= len(workers) * bound
+        loaded[worker] = job.checkpoint
+        ran.append(job)
+
+    for _ in range(rng.randint(10, 80)):
+        if rng.random() < 0.55:
+            user = rng.choice(users)
+            job = J(user, rng.choice(checkpoints))
+            s.add(job)
+            submitted[job.id] = (dict(picks), s.count(user))
+        else:
+            pick(rng.choice(workers))
+    while len(s):
+        pick(rng.choice(workers))
+    assert sorted(job.id for job in ran) == sorted(submitted)
+
+
+def test_a_worker_that_must_load_leaves_another_workers_checkpoint_to_it():
+    s = sched(limit=2)
+    a, b = J("a", "c1"), J("b", "c3")  # a is round-robin's choice; w1 holds c1
+    s.add(a)
+    s.add(b)
+    picked = s.pick("c2", worker="w0", elsewhere=frozenset({"c1"}))
+    assert picked is not None and picked.job is b and picked.overtook  # c3: nobody holds it
+    assert s.pick("c1", worker="w1").job is a  # the holder takes its own without a load
+    s.add(J("c", "c1"))
+    kept = sched(limit=1)  # overtakes used up, but the round-robin job's checkpoint is held
+    for job in (J("a", "c1"), J("b", "c2"), J("c", "c2")):
+        kept.add(job)
+    assert kept.pick("c2", worker="w0").overtook  # b's c2 job overtakes a's c1 job
+    left = kept.pick("c2", worker="w0", elsewhere=frozenset({"c1"}))
+    assert left.job.user_id == "c" and left.overtook  # w1 holds c1: a's job is left to it
+    assert kept.pick("c1", worker="w1").job.user_id == "a"
+    strict = sched(limit=0)  # limit 0 stays plain round-robin
+    strict.add(a2 := J("a", "c1"))
+    strict.add(J("b", "c3"))
+    assert strict.pick("c2", worker="w0", elsewhere=frozenset({"c1"})).job is a2

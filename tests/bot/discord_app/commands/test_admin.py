@@ -157,3 +157,13 @@ async def test_blocklist(world):
     removed = await world.admin.slash(world.channel, "admin blocklist remove", words="gore")
     assert private_text(removed) == "Blocked words on this server: `blood`, `guts`"
     assert world.engine.admin.blocklist(str(world.guild.id)) == ["blood", "guts"]
+
+
+async def test_cluster_shows_each_gpu_worker(world):
+    result = await world.admin.slash(world.channel, "admin cluster")
+    text = progress_text(result)
+    assert text.startswith("**GPU workers** (local) · drawing available · 0 job(s) waiting")
+    assert "`local` idle · node test-node · GPU none (CPU) · loaded - · 0 job(s) · busy 0%" in text
+    world.guild.set_command_permissions(command_id(world, "admin"), {world.bob: True})
+    refused = await world.bob.slash(world.channel, "admin cluster")
+    assert private_text(refused).startswith("Only Loracle's admins can use /admin.")
