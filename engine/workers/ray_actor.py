@@ -32,9 +32,14 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import JobFailedError, LoracleError
+from engine.i18n import Text
 from engine.queue.job import Progress, QueuedJob, Runner
 
 _HASH_CHUNK = 8 * 1024 * 1024
+_INPUT_DAMAGED = Text(
+    "The picture this job starts from did not reach the GPU worker intact. Send it again.",
+    "這項工作的起始圖片未完整送達 GPU 工作節點，請重新傳送。",
+)
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ def gpu_runner(config: WorkerConfig) -> Runner:
         outputs,
         pristine_on_cpu=pristine_on_cpu(settings, generator.device),
         read_back=pristine_read_back(settings),
+        inputs_dir=outputs / "inputs",  # filled from what each job brings (DrawWorker.run)
     )
 
 
@@ -125,12 +131,14 @@ class DrawWorker:
 
     # -- the job -----------------------------------------------------------------------
 
-    def run(self, job: QueuedJob) -> tuple[Any, ...]:
+    def run(self, job: QueuedJob, inputs: dict[str, bytes] | None = None) -> tuple[Any, ...]:
+        """Run one job; `inputs` are the stored pictures it starts from, by id."""
         progress = Progress(on_step=self._stepper(job.id), on_loading=self._loader(job.id))
         with self._lock:
             self._progress[job.id] = progress
             self._events[job.id] = []
         try:
+            self._keep_inputs(inputs or {})
             self._verify(job.payload)
             value = self.runner(job, progress)
             if isinstance(value, Future):
@@ -162,6 +170,21 @@ class DrawWorker:
                 self._events.setdefault(job_id, []).append(("loading", name))
 
         return loading
+
+    def _keep_inputs(self, inputs: dict[str, bytes]) -> None:
+        """Write the job's pictures where this node's runner reads them. Ids are the
+        pictures' sha256, so a picture is written once and checked against its name."""
+        from engine.atomic import write_bytes_atomic
+        from engine.images.input import input_path
+
+        folder = getattr(self.runner, "inputs_dir", None)
+        for image_id, data in inputs.items():
+            if folder is None or hashlib.sha256(data).hexdigest() != image_id:
+                raise JobFailedError(_INPUT_DAMAGED)
+            path = input_path(folder, image_id)
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes_atomic(path, data)
 
     def _verify(self, plan: Any) -> None:
         """Every model file the plan reads is here and is the file the library hashed."""

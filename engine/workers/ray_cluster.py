@@ -113,10 +113,20 @@ class RayWorkerProxy:
 
     # -- the job -----------------------------------------------------------------------
 
+    def _inputs_of(self, job: QueuedJob) -> dict[str, bytes]:
+        """The stored pictures a job starts from, sent with it: the bot's data folder is
+        not the worker's (only the model library is shared)."""
+        from engine.images.input import input_path
+
+        image_id = getattr(getattr(job.payload, "request", None), "init_image", None)
+        if not image_id:
+            return {}
+        return {image_id: input_path(self.outputs_dir.parent / "inputs", image_id).read_bytes()}
+
     def run(self, job: QueuedJob, progress: Progress) -> Any:
         ray = self.ray
         try:
-            ref = self.actor.run.remote(replace(job, origin=None))
+            ref = self.actor.run.remote(replace(job, origin=None), self._inputs_of(job))
             cancel_sent = False
             while not ray.wait([ref], timeout=POLL_S)[0]:
                 if progress.cancelled and not cancel_sent:

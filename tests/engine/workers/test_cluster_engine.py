@@ -91,3 +91,32 @@ async def test_an_unreachable_cluster_answers_questions_and_refuses_drawing(demo
         assert "unreachable" in (status.note or "")
     finally:
         await engine.close()
+
+
+async def test_an_image_to_image_job_takes_its_picture_to_the_worker(ray_local, demo_dir: Path) -> None:
+    """The stored picture travels with the job (only the model library is shared), and
+    the worker draws what the in-process engine draws from it."""
+    source = Image.new("RGB", (64, 64), (200, 120, 40))
+    import io
+
+    buffer = io.BytesIO()
+    source.save(buffer, "PNG")
+
+    def from_picture(engine_image: str) -> DrawRequest:
+        job = request(21, ("demo_exact_style", 0.8))
+        job.init_image, job.strength, job.steps = engine_image, 0.6, 4
+        return job
+
+    local = await started(settings_for(demo_dir))
+    try:
+        stored = await local.store_image(buffer.getvalue())
+        expected = await local.draw(from_picture(stored.id))
+    finally:
+        await local.close()
+    cluster = await started(settings_for(demo_dir, cluster="ray", workers=1))
+    try:
+        got = await (await cluster.submit(from_picture(stored.id))).result()
+    finally:
+        await cluster.close()
+    assert "Denoising strength: 0.6" in got.parameters
+    assert np.array_equal(pixels(expected.images[0]), pixels(got.images[0]))
