@@ -280,7 +280,7 @@ def test_workers_reserve_gpus_and_read_the_same_library_at_the_same_path(cluster
         return mounts
 
     on_head, on_worker = library(head), library(worker)
-    assert set(on_head) == set(on_worker) == {"/data/models", "/data/loras"}
+    assert set(on_head) == set(on_worker) == {"/data/models", "/data/loras", "/data/upscalers"}
     for target in on_head:
         assert on_head[target][0] == on_worker[target][0]  # the same host folder
         assert on_head[target][1] == [] and on_worker[target][1] == ["ro"]  # workers only read
