@@ -8,12 +8,10 @@ are `async` and move blocking work off the event loop, so the bot can await them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine import content_rules
@@ -26,15 +24,16 @@ from engine.civitai.download import download_version
 from engine.civitai.models import ModelVersion
 from engine.civitai.refs import parse_civitai_ref
 from engine.db import ThreadLocalDB
-from engine.errors import DrawingUnavailableError, LibraryError, LimitError, LoracleError, RequestError
+from engine.errors import DrawingUnavailableError, LibraryError, LimitError, RequestError
 from engine.families import FamilyTable
 from engine.i18n import EN, Message, Text
-from engine.images.types import ImageInfo, ImageParameters, LikeRequest, StoredImage
+from engine.images.types import ImageInfo, LikeRequest, StoredImage
 from engine.indexing import Indexing
 from engine.kinds import Category
 from engine.knowledge import Knowledge
 from engine.knowledge_answers import Answers
 from engine.library import Library, LibraryEntry, ScanReport
+from engine.pictures import Pictures
 from engine.planning.checkpoints import NO_CHECKPOINT
 from engine.planning.params import OUT_OF_RANGE
 from engine.planning.planner import Planner
@@ -45,7 +44,6 @@ from engine.user_defaults import UserDefaults, UserDefaultsStore
 from engine.verdicts import Verdict
 
 if TYPE_CHECKING:
-    from engine.images.matching import Resolved
     from engine.queue.lanes import ClusterStatus
 
 _NOT_A_MODEL_TYPE = Text(
@@ -87,6 +85,7 @@ class Engine:
         # a new library can take minutes, longer than a container's stop grace period).
         self._closing = threading.Event()
         self.indexing = Indexing()  # a running scan, and requests waiting for it
+        self.pictures = Pictures(self)
 
     # -- lifecycle -------------------------------------------------------------------
     async def start(
@@ -112,7 +111,7 @@ class Engine:
             self.recovered = await self._recover(store)
         else:
             await asyncio.to_thread(store.recover, requeue=False)
-        await asyncio.to_thread(self._clean_inputs, store)
+        await asyncio.to_thread(self.pictures.clean_inputs, store)
         if front_end == "bot":  # `loracle cluster status` reads what the bot's workers do
             from engine.workers.status import publish_status, status_path
 
@@ -402,129 +401,33 @@ class Engine:
         )
 
 
-    # -- image jobs (issue 10: the "img" engineer) -------------------------------------
+    # -- the image loop (engine.pictures) ----------------------------------------------
     async def store_image(self, data: bytes) -> StoredImage:
-        """Check and normalise a user's picture (engine.images.input) and keep it under
-        <data_dir>/inputs/ for a job to start from; raises ImageInputError."""
-        from engine.images.input import store
-
-        pixels = int(self.settings.max_input_megapixels * 1_000_000)
-
-        def keep() -> StoredImage:  # the limit is read from SQLite: off the event loop too
-            return store(data, self.settings.inputs_dir, max_side=self.admin.limits().max_size, max_pixels=pixels)
-
-        return await asyncio.to_thread(keep)
+        """Check and keep a user's picture for image-to-image; ImageInputError if unusable."""
+        return await self.pictures.store_image(data)
 
     def upscalers(self) -> list[str]:
-        """Names valid for `hires_upscaler`: "latent", "lanczos", then the library's usable
-        upscaler models."""
-        from engine.images.upscalers import BUILT_IN
+        """Names valid for `hires_upscaler`: "latent", "lanczos", then upscaler models."""
+        return self.pictures.upscalers()
 
-        models = [e.name for e in self.library.entries(Category.UPSCALER) if e.usable]
-        return [*BUILT_IN, *models]
-
-    def _clean_inputs(self, store: Any) -> None:
-        """Stored pictures no waiting job needs, untouched for a day, go (at start-up)."""
-        from engine.images.input import clean_inputs
-
-        waiting = store.rows(status=("queued", "running"))
-        keep = {row.request.get("init_image") for row in waiting if isinstance(row.request, dict)}
-        clean_inputs(self.settings.inputs_dir, {k for k in keep if isinstance(k, str)})
-
-    # -- from a picture to a request (engine/images) -----------------------------------
-    # Reading runs in a thread: decoding and SQLite must not hold up the bot's event loop.
     async def image_info(self, data: bytes, *, checkpoint: str | None = None, allow_nsfw: bool = True) -> ImageInfo:
-        """A picture's parameters and each resource's match (hash, name or missing, with
-        its CivitAI page) and verdict against `checkpoint` (None: the picture's own, else
-        the default)."""
-        from engine.images.like import notes_for, nsfw_notes
-        from engine.images.parameters import read_image_parameters
-
-        params = await asyncio.to_thread(read_image_parameters, data)
-        resolved = await self._resolve_picture(params, checkpoint)
-        notes = [*params.warnings, *notes_for(resolved)]
-        if not allow_nsfw:
-            notes += await asyncio.to_thread(nsfw_notes, resolved, self.knowledge)
-        return ImageInfo(params, [r.match for r in resolved], notes)
+        return await self.pictures.image_info(data, checkpoint=checkpoint, allow_nsfw=allow_nsfw)
 
     async def like_request(self, data: bytes, *, user_id: str, allow_nsfw: bool = True) -> LikeRequest:
-        """A request that draws the picture again: same prompt, negative, seed, steps, CFG,
-        sampler, size, clip skip, checkpoint and LoRAs at their weights."""
-        from engine.images.like import build_request
-        from engine.images.parameters import read_image_parameters
-
-        params = await asyncio.to_thread(read_image_parameters, data)
-        resolved = await self._resolve_picture(params, None)
-        return build_request(
-            params, resolved, user_id=user_id, allow_nsfw=allow_nsfw,
-            settings=self.settings, limits=self.admin.limits(), knowledge=self.knowledge,
-            upscalers=await self._known_upscalers(),
-        )  # fmt: skip
-
-    async def _known_upscalers(self) -> list[str]:
-        return await asyncio.to_thread(self.upscalers)  # the library is SQLite: off the loop
+        return await self.pictures.like_request(data, user_id=user_id, allow_nsfw=allow_nsfw)
 
     async def vary_request(self, data: bytes, *, strength: float, user_id: str, allow_nsfw: bool = True) -> LikeRequest:
-        """like_request, started from the picture itself at `strength`, with a new seed."""
-        like = await self.like_request(data, user_id=user_id, allow_nsfw=allow_nsfw)
-        stored = await self.store_image(data)
-        request = like.request
-        request.init_image, request.strength, request.seed = stored.id, strength, None
-        request.width, request.height = stored.width, stored.height
-        # A variation is one pass from the picture: no hires on top, whatever it had.
-        request.hires, request.hires_denoise, request.hires_steps, request.hires_upscaler = 1.0, None, None, None
-        return like
+        return await self.pictures.vary_request(data, strength=strength, user_id=user_id, allow_nsfw=allow_nsfw)
 
     async def upscale_request(
         self, data: bytes, *, user_id: str, scale: float | None = None, upscaler: str | None = None, allow_nsfw: bool = True
     ) -> LikeRequest:
-        """like_request as a hires pass over the picture itself: same seed, `scale` (None:
-        the admin's default) with `upscaler` (None: the default)."""
-        like = await self.like_request(data, user_id=user_id, allow_nsfw=allow_nsfw)
-        stored = await self.store_image(data)
-        request = like.request
-        request.init_image, request.strength = stored.id, None
-        request.width, request.height = stored.width, stored.height
-        # An upscale is asked for: None means the admin's default scale even where the
-        # hires fix is off by default for plain draws.
-        request.hires = scale if scale is not None else self.settings.hires_default_scale
-        request.hires_upscaler = upscaler
-        return like
+        return await self.pictures.upscale_request(
+            data, user_id=user_id, scale=scale, upscaler=upscaler, allow_nsfw=allow_nsfw
+        )
 
     async def job_image(self, job_id: str, index: int = 0) -> bytes | None:
-        """The PNG of a finished job's picture; None when the job or its file is gone."""
-
-        def read() -> bytes | None:
-            from engine.queue.store import DONE, JobStore
-
-            row = JobStore(self.dbs).get(job_id)
-            images = row.result.get("images") if row is not None and row.status == DONE and isinstance(row.result, dict) else None
-            if not isinstance(images, list) or not 0 <= index < len(images) or not isinstance(images[index], str):
-                return None
-            path = Path(images[index]).resolve()
-            if self.settings.outputs_dir.resolve() not in path.parents:
-                return None  # only our own outputs are handed out, whatever a row says
-            try:
-                return path.read_bytes()
-            except OSError:
-                return None
-
-        return await asyncio.to_thread(read)
-
-    async def _resolve_picture(self, params: ImageParameters, checkpoint: str | None) -> list[Resolved]:
-        from engine.images.matching import Matcher
-
-        matcher = Matcher(self.library, self.knowledge, self.civitai, self.settings.civitai_base_url)
-
-        def resolve() -> list[Resolved]:
-            chosen = self.find(checkpoint, Category.CHECKPOINT) if checkpoint is not None else None
-            default = None
-            with contextlib.suppress(LoracleError):  # no checkpoint at all: no verdicts
-                default = self.planner.checkpoints.choose(None)
-            return matcher.resolve(params, chosen, default)
-
-        resolved = await self.indexing.settle(resolve, waiting=lambda found: any(r.entry is not None and r.entry.hash_pending for r in found))
-        return await matcher.with_links(resolved)
+        return await self.pictures.job_image(job_id, index)
 
     # -- per-user defaults (engine.user_defaults; SQLite, so front ends call these in a thread)
     def user_defaults(self, user_id: str) -> UserDefaults:

@@ -57,7 +57,7 @@ def infotext(result) -> dict[str, str]:
 
 
 async def test_upscalers_lists_the_built_ins_then_usable_models(engine: Engine) -> None:
-    assert engine.upscalers() == ["latent", "lanczos", "tiny-2x"]
+    assert engine.upscalers() == ["latent", "lanczos", "demo-2x-esrgan", "tiny-2x"]  # the demo's, then this test's
     (pickled,) = [e for e in engine.entries("upscaler") if e.name == "4x-Pickled"]
     assert pickled.error and "weights_only=True" in pickled.error
     (model,) = [e for e in engine.entries("upscaler") if e.name == "tiny-2x"]

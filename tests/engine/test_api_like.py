@@ -139,4 +139,4 @@ async def test_vary_and_upscale_start_from_the_stored_picture(engine: Engine) ->
     assert up.request.init_image == vary.request.init_image and up.request.seed == 99
     assert (up.request.hires, up.request.hires_upscaler, up.request.kind) == (1.5, "lanczos", "upscale")
     default = await engine.upscale_request(data, user_id="u")
-    assert default.request.hires is None  # the admin's default scale
+    assert default.request.hires == engine.settings.hires_default_scale  # asked to upscale: never off

@@ -46,7 +46,7 @@ def params(*refs: ResourceRef) -> ImageParameters:
 
 
 async def _info(engine: Engine, p: ImageParameters, checkpoint: str | None = None):
-    resolved = await engine._resolve_picture(p, checkpoint)
+    resolved = await engine.pictures.resolve(p, checkpoint)
     return [r.match for r in resolved]
 
 
