@@ -74,7 +74,7 @@ async def test_a_picture_drawn_without_hires_is_redrawn_without_it(engine: Engin
 
 
 async def test_an_upscaler_this_server_lacks_falls_back_to_the_default(engine: Engine, monkeypatch) -> None:
-    monkeypatch.setattr(engine, "upscalers", lambda: ["latent", "lanczos", "4x-AnimeSharp"], raising=False)
+    monkeypatch.setattr(engine.pictures, "upscalers", lambda: ["latent", "lanczos", "4x-AnimeSharp"])
     text = "a cat\nSteps: 20, Seed: 1, Size: 64x64, Hires upscale: 1.5, Hires upscaler: {}"
     missing = await engine.like_request(png(text.format("R-ESRGAN 4x+")), user_id="u")
     assert missing.request.hires_upscaler is None and "R-ESRGAN 4x+" in missing.warnings[0].render("en")
