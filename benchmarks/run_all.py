@@ -2,8 +2,8 @@
 
 Each runs in its own process with this Python, so one's imports, threads and memory never
 disturb the next; their output is passed through unchanged. `make bench` runs this.
-simulate_cluster.py (the scheduler on a virtual clock) runs too. `--gpu` also runs gpu_sdxl.py (full-size SDXL; needs a CUDA GPU). Exits non-zero if any
-script failed.
+simulate_cluster.py (the scheduler on a virtual clock) runs too; `--gpu` also runs
+gpu_sdxl.py (full-size SDXL; needs a CUDA GPU). Exits non-zero if any script failed.
 
     .venv/bin/python benchmarks/run_all.py [--gpu] [--only NAME ...]
 """
