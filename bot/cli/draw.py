@@ -51,13 +51,7 @@ def draw(
     from engine.planning.lora_weights import parse_lora_list
 
     locale = normalize_locale(lang)
-    if out_dir is not None:
-        # Checked before drawing: a typo here must not cost a GPU job and end in a traceback.
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
-
+    check_out_dir(out_dir, as_json, locale)
     if like is not None:
         from bot.cli.images import read_picture
 
@@ -104,6 +98,24 @@ def draw(
         return await _follow(handle, quiet=as_json)
 
     result = run_engine(body, json_mode=as_json, locale=locale)
+    finish(result, liked[0] if liked else None, out_dir=out_dir, as_json=as_json, locale=locale)
+
+
+def check_out_dir(out_dir: Path | None, as_json: bool, locale: str) -> None:
+    """Checked before drawing: a typo in --out must not cost a GPU job and end in a traceback."""
+    if out_dir is None:
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
+
+
+def finish(
+    result: DrawResult, like: LikeRequest | None, *, out_dir: Path | None, as_json: bool, locale: str
+) -> None:
+    """Copy a finished job's pictures to --out and print it: the PNG paths, each LoRA's
+    requested and applied weight, the warnings and a summary line (or all of it as JSON)."""
     if out_dir is not None:
         import shutil
 
@@ -112,10 +124,10 @@ def draw(
         except OSError as exc:
             fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
     data = result.to_json(locale)
-    if liked:
+    if like is not None:
         from bot.cli.images import add_like_json
 
-        add_like_json(data, liked[0], locale)
+        add_like_json(data, like, locale)
     if as_json:
         print_json(data)
         return

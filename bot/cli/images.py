@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.text import Text as Styled
 
-from bot.cli.common import OUT_DIR, JsonOpt, LangOpt, app, err, fail, out, print_json, printable, run_engine
-from engine.errors import ImageInputError, RequestError
+from bot.cli.common import JsonOpt, LangOpt, app, err, fail, out, print_json, printable, run_engine
+from engine.errors import ImageInputError
 from engine.i18n import EN, Message, Text, normalize_locale
 
 if TYPE_CHECKING:
@@ -144,13 +144,9 @@ async def like_with_overrides(engine: Engine, data: bytes, given: DrawRequest, *
 
 def _draw_from(request_for: Any, as_json: bool, locale: str, out_dir: Path | None) -> None:
     """Run the job `request_for(engine)` builds and print it as `loracle draw` does."""
-    from bot.cli.draw import _follow
+    from bot.cli.draw import _follow, check_out_dir, finish
 
-    if out_dir is not None:
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
+    check_out_dir(out_dir, as_json, locale)
 
     async def body(engine: Engine) -> tuple[DrawResult, LikeRequest]:
         like: LikeRequest = await request_for(engine)
@@ -162,25 +158,7 @@ def _draw_from(request_for: Any, as_json: bool, locale: str, out_dir: Path | Non
         return await _follow(handle, quiet=as_json), like
 
     result, like = run_engine(body, json_mode=as_json, locale=locale)
-    if out_dir is not None:
-        import shutil
-
-        try:
-            result.images = [Path(shutil.copy2(p, out_dir / p.name)) for p in result.images]
-        except OSError as exc:
-            fail(RequestError(OUT_DIR, path=str(out_dir), reason=exc.strerror or type(exc).__name__), as_json, locale)
-    data = result.to_json(locale)
-    if as_json:
-        add_like_json(data, like, locale)
-        print_json(data)
-        return
-    for path in data["images"]:
-        out.print(printable(path))
-    for warning in data["warnings"]:
-        err.print(Styled.assemble(("warning:", "yellow"), printable(f" {warning}")))
-    from bot.cli.draw import summary_line
-
-    out.print(printable(summary_line(data)))
+    finish(result, like, out_dir=out_dir, as_json=as_json, locale=locale)
 
 
 @app.command("upscale")
