@@ -52,7 +52,6 @@ from engine.queue.lanes import (
 )
 from engine.queue.placement import Placement
 from engine.queue.scheduler import Scheduler
-from engine.queue.settling import StoreWrites
 from engine.queue.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -90,7 +89,7 @@ class _Running:
     progress: Progress
 
 
-class JobQueue(StoreWrites, Placement):
+class JobQueue(Placement):
     """Fair, checkpoint-aware job queue with one thread per worker. Use from the event loop.
 
     `runner(job, progress)` runs in the worker thread (it makes the one lane "local");

@@ -1,10 +1,11 @@
 """Which worker may take which job, and what happens to a job whose worker failed it;
-part of the JobQueue (engine.queue.job_queue), which inherits it. Call with its lock held."""
+part of the JobQueue (engine.queue.job_queue), which inherits it (and through it
+StoreWrites, whose job-store writes it uses). Call with its lock held."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.errors import JobFailedError
 from engine.queue.handle import Failed, JobEvent
@@ -19,21 +20,20 @@ from engine.queue.lanes import (
     WorkerLostError,
 )
 from engine.queue.scheduler import Scheduler
+from engine.queue.settling import StoreWrites
 
 log = logging.getLogger("engine.queue.job_queue")
 
 
-class Placement:
+class Placement(StoreWrites):
     _lanes: list[Lane]
     _retries: RetryBook
     _running: dict[str, Any]
     _scheduler: Scheduler[QueuedJob]
 
-    def _loaded(self, lane: Lane | None = None) -> str | None:
-        raise NotImplementedError
+    if TYPE_CHECKING:  # the JobQueue's own, read under its lock
 
-    def _store_call(self, write: Any) -> None:
-        raise NotImplementedError
+        def _loaded(self, lane: Lane | None = None) -> str | None: ...
 
     def _can_run(self, lane: Lane, job: QueuedJob) -> bool:
         if job.checkpoint in lane.missing:
